@@ -31,7 +31,11 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-inline std::filesystem::path source_dir() { return EDGEDISTILL_SOURCE_DIR; }
-inline std::filesystem::path binary_dir() { return EDGEDISTILL_BINARY_DIR; }
+inline std::filesystem::path source_dir() {
+  return EDGEDISTILL_SOURCE_DIR;
+}
+inline std::filesystem::path binary_dir() {
+  return EDGEDISTILL_BINARY_DIR;
+}
 
 }  // namespace edgedistill::test

@@ -58,15 +58,23 @@ std::string nearest_name(std::string_view wrong, const std::vector<std::string>&
 
 std::string json_kind(const nlohmann::json& value) {
   switch (value.type()) {
-    case nlohmann::json::value_t::null: return "null";
-    case nlohmann::json::value_t::boolean: return str("the boolean ", value.dump());
+    case nlohmann::json::value_t::null:
+      return "null";
+    case nlohmann::json::value_t::boolean:
+      return str("the boolean ", value.dump());
     case nlohmann::json::value_t::number_integer:
-    case nlohmann::json::value_t::number_unsigned: return str("the integer ", value.dump());
-    case nlohmann::json::value_t::number_float: return str("the number ", value.dump());
-    case nlohmann::json::value_t::string: return str("the string ", value.dump());
-    case nlohmann::json::value_t::array: return "an array";
-    case nlohmann::json::value_t::object: return "an object";
-    default: return "a value of unknown kind";
+    case nlohmann::json::value_t::number_unsigned:
+      return str("the integer ", value.dump());
+    case nlohmann::json::value_t::number_float:
+      return str("the number ", value.dump());
+    case nlohmann::json::value_t::string:
+      return str("the string ", value.dump());
+    case nlohmann::json::value_t::array:
+      return "an array";
+    case nlohmann::json::value_t::object:
+      return "an object";
+    default:
+      return "a value of unknown kind";
   }
 }
 
@@ -76,7 +84,9 @@ void type_fail(const BindContext& at, std::string_view expected, const std::stri
 
 namespace {
 
-std::string quoted_text(std::string_view text) { return str("'", text, "'"); }
+std::string quoted_text(std::string_view text) {
+  return str("'", text, "'");
+}
 
 template <class Int>
 void integer_from_json(const nlohmann::json& j, Int& v, const BindContext& at) {
@@ -185,8 +195,7 @@ void Converter<std::string>::from_json(const nlohmann::json& j, std::string& v,
   v = j.get<std::string>();
 }
 
-void Converter<std::string>::from_text(std::string_view text, std::string& v,
-                                       const BindContext&) {
+void Converter<std::string>::from_text(std::string_view text, std::string& v, const BindContext&) {
   v = std::string(text);
 }
 

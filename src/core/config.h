@@ -89,9 +89,9 @@ std::string nearest_name(std::string_view wrong, const std::vector<std::string>&
 
 // Where a value came from: for messages and for resolving relative paths.
 struct BindContext {
-  std::string path;     // key path, e.g. "train.lr"
-  fs::path base_dir;    // absolute directory relative paths are resolved against
-  std::string source;   // "configs/x.json" or "--set"
+  std::string path;    // key path, e.g. "train.lr"
+  fs::path base_dir;   // absolute directory relative paths are resolved against
+  std::string source;  // "configs/x.json" or "--set"
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -441,8 +441,8 @@ Config config_from_saved_json(const nlohmann::json& saved, const fs::path& file)
 // Key reference.
 
 struct KeyDoc {
-  std::string path;       // "train.lr", "data.sources[].kind"
-  std::string type;       // "number", "one of cosine|constant", ...
+  std::string path;           // "train.lr", "data.sources[].kind"
+  std::string type;           // "number", "one of cosine|constant", ...
   std::string default_value;  // JSON text
   std::string help;
   std::string condition;  // "" or "when model.arch = mlp"
@@ -514,11 +514,10 @@ void KeyLister::list_config(const Config& config, const std::string& prefix,
       Config other = config;
       ChoiceForcer forcer(name, alternative);
       other.visit(forcer);
-      KeyLister other_lister(
-          prefix,
-          (condition.empty() ? "" : condition + ", ") +
-              str("when ", key_path(prefix, name), " = ", alternative),
-          out);
+      KeyLister other_lister(prefix,
+                             (condition.empty() ? "" : condition + ", ") +
+                                 str("when ", key_path(prefix, name), " = ", alternative),
+                             out);
       other.visit(other_lister);
     }
   }

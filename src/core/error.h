@@ -65,10 +65,10 @@ class InternalError : public std::logic_error {
 
 // Checks an invariant of our own code (not user input: use the typed exceptions for that). The
 // arguments after the condition describe the state, as for str(): ED_CHECK(n > 0, "n=", n).
-#define ED_CHECK(condition, ...)                                                                 \
-  do {                                                                                           \
-    if (!(condition)) {                                                                          \
-      ::edgedistill::throw_internal_error(__FILE__, __LINE__, #condition,                        \
-                                          ::edgedistill::str(__VA_ARGS__));                      \
-    }                                                                                            \
+#define ED_CHECK(condition, ...)                                            \
+  do {                                                                      \
+    if (!(condition)) {                                                     \
+      ::edgedistill::throw_internal_error(__FILE__, __LINE__, #condition,   \
+                                          ::edgedistill::str(__VA_ARGS__)); \
+    }                                                                       \
   } while (false)

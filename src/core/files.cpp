@@ -100,7 +100,8 @@ void AtomicFile::fail(std::string_view action, int error_number) {
   }
   std::error_code ignored;
   fs::remove(temp_path_, ignored);
-  throw FileError(str("cannot ", action, " '", path_.string(), "': ", describe_errno(error_number)));
+  throw FileError(
+      str("cannot ", action, " '", path_.string(), "': ", describe_errno(error_number)));
 }
 
 void AtomicFile::write(const void* data, size_t bytes) {
@@ -144,8 +145,8 @@ void create_directories(const fs::path& path, std::string_view what) {
   std::error_code ec;
   fs::create_directories(path, ec);
   if (ec || !fs::is_directory(path)) {
-    throw FileError(str("cannot create ", what, " '", path.string(), "': ",
-                        ec ? describe_errno(ec.value()) : "a file of that name exists"));
+    throw FileError(str("cannot create ", what, " '", path.string(),
+                        "': ", ec ? describe_errno(ec.value()) : "a file of that name exists"));
   }
 }
 
@@ -168,8 +169,8 @@ void replace_directory(const fs::path& staging, const fs::path& target) {
   }
   fs::rename(staging, target, ec);
   if (ec) {
-    throw FileError(str("cannot move '", staging.string(), "' to '", target.string(), "': ",
-                        describe_errno(ec.value())));
+    throw FileError(str("cannot move '", staging.string(), "' to '", target.string(),
+                        "': ", describe_errno(ec.value())));
   }
 }
 
@@ -180,8 +181,8 @@ MappedFile::MappedFile(const fs::path& path, std::string_view what) : path_(path
     if (error_number == ENOENT) {
       throw FileError(str(what, " '", path.string(), "' does not exist; check the path"));
     }
-    throw FileError(str("cannot open ", what, " '", path.string(), "': ",
-                        std::strerror(error_number)));
+    throw FileError(
+        str("cannot open ", what, " '", path.string(), "': ", std::strerror(error_number)));
   }
   struct stat info {};
   if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
@@ -194,15 +195,17 @@ MappedFile::MappedFile(const fs::path& path, std::string_view what) : path_(path
     if (mapped == MAP_FAILED) {
       const int error_number = errno;
       ::close(fd);
-      throw FileError(str("cannot map ", what, " '", path.string(), "': ",
-                          std::strerror(error_number)));
+      throw FileError(
+          str("cannot map ", what, " '", path.string(), "': ", std::strerror(error_number)));
     }
     data_ = static_cast<const uint8_t*>(mapped);
   }
   ::close(fd);
 }
 
-MappedFile::~MappedFile() { release(); }
+MappedFile::~MappedFile() {
+  release();
+}
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)), data_(other.data_), size_(other.size_) {

@@ -19,8 +19,12 @@ LogLevel g_level = LogLevel::info;
 
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level = level; }
-LogLevel log_level() { return g_level; }
+void set_log_level(LogLevel level) {
+  g_level = level;
+}
+LogLevel log_level() {
+  return g_level;
+}
 
 void log_line(const std::string& line) {
   std::lock_guard<std::mutex> lock(g_output_mutex);
@@ -33,7 +37,9 @@ void log_line(const std::string& line) {
   std::fflush(stderr);
 }
 
-bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+bool stderr_is_terminal() {
+  return ::isatty(STDERR_FILENO) == 1;
+}
 
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";

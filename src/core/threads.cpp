@@ -17,6 +17,8 @@ int available_cores() {
   return hardware > 0 ? static_cast<int>(hardware) : 1;
 }
 
-int resolve_thread_count(int requested) { return requested > 0 ? requested : available_cores(); }
+int resolve_thread_count(int requested) {
+  return requested > 0 ? requested : available_cores();
+}
 
 }  // namespace edgedistill::core

@@ -1,0 +1,89 @@
+// edgedistill config: print the merged configuration, or the reference of every key.
+#include "cli/command.h"
+#include "core/config.h"
+#include "core/files.h"
+#include "data/data_config.h"
+#include "model/model_config.h"
+#include "train/train_config.h"
+
+namespace edgedistill::cli {
+namespace {
+
+struct ConfigCommandOptions {
+  ConfigOptions config;
+  std::string kind = "auto";
+  bool keys = false;
+  bool markdown = false;
+};
+
+// Which config a file holds, from its top-level keys.
+std::string detect_kind(const std::string& file) {
+  if (file.empty()) return "recipe";
+  const auto json = core::read_config_json(file);
+  if (json.is_object()) {
+    if (json.contains("train") || json.contains("model")) return "recipe";
+    if (json.contains("arch")) return "model";
+    if (json.contains("sources") || json.contains("tokenizer") || json.contains("images") ||
+        json.contains("split")) {
+      return "data";
+    }
+  }
+  throw ConfigError(
+      str("cannot tell what kind of config '", file, "' is; pass --kind recipe, data or model"));
+}
+
+template <class Config>
+void print_keys(const std::string& prefix, bool markdown) {
+  const auto keys = core::list_keys<Config>(prefix);
+  if (markdown) {
+    std::printf("| key | type | default | meaning |\n|---|---|---|---|\n");
+    for (const auto& key : keys) {
+      std::string help = key.help;
+      if (!key.condition.empty()) help += " (" + key.condition + ")";
+      std::printf("| `%s` | %s | `%s` | %s |\n", key.path.c_str(), key.type.c_str(),
+                  key.default_value.c_str(), help.c_str());
+    }
+    return;
+  }
+  for (const auto& key : keys) {
+    std::printf("%-34s %-28s %-12s %s%s\n", key.path.c_str(), key.type.c_str(),
+                key.default_value.c_str(), key.help.c_str(),
+                key.condition.empty() ? "" : (" (" + key.condition + ")").c_str());
+  }
+}
+
+template <class Config>
+void print_merged(const ConfigOptions& options) {
+  const auto config = core::load_config<Config>(options.file, options.overrides);
+  std::printf("%s\n", core::to_json(config).dump(2).c_str());
+}
+
+int run_config(const ConfigCommandOptions& options) {
+  const std::string kind = options.kind == "auto" ? detect_kind(options.config.file) : options.kind;
+  if (options.keys) {
+    if (kind == "recipe") print_keys<train::TrainRecipe>("", options.markdown);
+    if (kind == "data") print_keys<data::DataConfig>("", options.markdown);
+    if (kind == "model") print_keys<model::ModelConfig>("", options.markdown);
+    return 0;
+  }
+  if (kind == "recipe") print_merged<train::TrainRecipe>(options.config);
+  if (kind == "data") print_merged<data::DataConfig>(options.config);
+  if (kind == "model") print_merged<model::ModelConfig>(options.config);
+  return 0;
+}
+
+}  // namespace
+
+void add_config_command(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<ConfigCommandOptions>();
+  auto* command = app.add_subcommand(
+      "config", "Print the merged config (defaults < file < --set), or every key with --keys");
+  add_config_options(command, options->config, "config file (recipe, data or model)", false);
+  command->add_option("--kind", options->kind, "what the config is (default: from its keys)")
+      ->check(CLI::IsMember({"auto", "recipe", "data", "model"}));
+  command->add_flag("--keys", options->keys, "list every key with its type, default and meaning");
+  command->add_flag("--markdown", options->markdown, "with --keys: a Markdown table");
+  command->callback([options, &exit_code] { exit_code = run_config(*options); });
+}
+
+}  // namespace edgedistill::cli

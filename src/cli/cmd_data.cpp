@@ -1,0 +1,43 @@
+// edgedistill data: prepare a corpus, its tokenizer and token shards (or check an image dataset).
+#include <filesystem>
+
+#include "cli/command.h"
+#include "core/progress.h"
+#include "data/data_config.h"
+#include "data/prepare.h"
+
+namespace edgedistill::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct DataCommandOptions {
+  ConfigOptions config;
+  std::string out;
+};
+
+int run_data(const DataCommandOptions& options) {
+  const auto config =
+      core::load_config<data::DataConfig>(options.config.file, options.config.overrides);
+  const fs::path out = fs::absolute(options.out);
+  data::prepare_data(config, out);
+  const auto summary = data::describe_path(out);
+  std::printf("%s\n", summary.dump(2).c_str());
+  std::printf("prepared data: %s\n", out.string().c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_data_command(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<DataCommandOptions>();
+  auto* command = app.add_subcommand(
+      "data",
+      "Prepare a corpus: extract documents, split train/valid/test, train the tokenizer, "
+      "write token shards");
+  add_config_options(command, options->config, "data config (e.g. configs/data/kjv.json)", true);
+  command->add_option("-o,--out", options->out, "output directory")->required();
+  command->callback([options, &exit_code] { exit_code = run_data(*options); });
+}
+
+}  // namespace edgedistill::cli

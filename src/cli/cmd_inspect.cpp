@@ -1,0 +1,126 @@
+// edgedistill inspect: a summary of any file or directory edgedistill writes.
+#include <filesystem>
+
+#include "cli/command.h"
+#include "core/files.h"
+#include "data/prepare.h"
+#include "io/safetensors.h"
+#include "model/checkpoint.h"
+
+namespace edgedistill::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+nlohmann::ordered_json describe_safetensors(const fs::path& path) {
+  const io::SafetensorsFile file(path);
+  nlohmann::ordered_json out;
+  out["kind"] = "safetensors";
+  out["path"] = path.string();
+  out["bytes"] = fs::file_size(path);
+  int64_t parameters = 0;
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+  for (const auto& tensor : file.tensors()) {
+    parameters += tensor.numel();
+    tensors.push_back(str(tensor.name, " ", io::dtype_name(tensor.dtype), " ",
+                          nlohmann::json(tensor.shape).dump()));
+  }
+  out["tensor_count"] = file.tensors().size();
+  out["elements"] = parameters;
+  out["metadata"] = file.metadata();
+  out["tensors"] = tensors;
+  return out;
+}
+
+nlohmann::ordered_json describe_model_dir(const fs::path& dir) {
+  const auto meta = model::read_model_meta(dir);
+  nlohmann::ordered_json out;
+  out["kind"] = "model checkpoint";
+  out["path"] = dir.string();
+  out["model"] = core::to_json(meta.config);
+  if (meta.config.arch == "llama") {
+    const auto counts = model::count_parameters(meta.config.llama);
+    out["parameters"] = counts.total;
+    out["non_embedding_parameters"] = counts.non_embedding;
+  }
+  out["step"] = meta.step;
+  if (!meta.tokenizer_hash.empty()) out["tokenizer_hash"] = meta.tokenizer_hash;
+  if (!meta.data_dir.empty()) out["data_dir"] = meta.data_dir.string();
+  out["weights"] = describe_safetensors(dir / model::kWeightsFileName);
+  return out;
+}
+
+nlohmann::ordered_json describe_run_dir(const fs::path& dir) {
+  nlohmann::ordered_json out;
+  out["kind"] = "run directory";
+  out["path"] = dir.string();
+  const auto config = core::read_json_file(dir / "config.json", "run config");
+  out["name"] = config.value("name", "");
+  if (fs::exists(dir / "run.json"))
+    out["run"] = core::read_json_file(dir / "run.json", "run record");
+  if (fs::exists(dir / "result.json")) {
+    out["result"] = core::read_json_file(dir / "result.json", "run result");
+  }
+  nlohmann::ordered_json checkpoints = nlohmann::ordered_json::array();
+  if (fs::is_directory(dir / "checkpoints")) {
+    for (const auto& entry : fs::directory_iterator(dir / "checkpoints")) {
+      if (fs::exists(entry.path() / "trainer.json"))
+        checkpoints.push_back(entry.path().filename().string());
+    }
+  }
+  out["checkpoints"] = checkpoints;
+  if (fs::exists(dir / "metrics.jsonl")) {
+    // The last record of each kind: the latest training log and the latest evaluation.
+    const std::string text = core::read_file(dir / "metrics.jsonl", "metrics log");
+    nlohmann::json last_train, last_eval;
+    size_t start = 0;
+    while (start < text.size()) {
+      const size_t end = text.find('\n', start);
+      const auto record = nlohmann::json::parse(text.substr(start, end - start), nullptr, false);
+      if (!record.is_discarded()) (record.contains("loss") ? last_train : last_eval) = record;
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    out["last_train_record"] = last_train;
+    out["last_eval_record"] = last_eval;
+  }
+  return out;
+}
+
+int run_inspect(const std::string& path_text) {
+  const fs::path path(path_text);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw FileError(str("'", path_text, "' does not exist"));
+  nlohmann::ordered_json summary;
+  if (fs::is_directory(path) && fs::exists(path / model::kModelFileName)) {
+    summary = describe_model_dir(path);
+  } else if (fs::is_directory(path) && fs::exists(path / "config.json") &&
+             (fs::exists(path / "metrics.jsonl") || fs::exists(path / "run.json"))) {
+    summary = describe_run_dir(path);
+  } else if (path.extension() == ".safetensors") {
+    summary = describe_safetensors(path);
+  } else {
+    summary = data::describe_path(path);
+  }
+  if (summary.empty()) {
+    throw InputError(str("'", path_text,
+                         "' is not something edgedistill can inspect: expected a "
+                         "token shard (.bin), a tokenizer or prepared-data directory, a model "
+                         "checkpoint directory, a run directory or a .safetensors file"));
+  }
+  std::printf("%s\n", summary.dump(2).c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app, int& exit_code) {
+  auto path = std::make_shared<std::string>();
+  auto* command = app.add_subcommand(
+      "inspect",
+      "Summarise a token shard, tokenizer, prepared data, checkpoint, run or safetensors file");
+  command->add_option("path", *path, "what to inspect")->required();
+  command->callback([path, &exit_code] { exit_code = run_inspect(*path); });
+}
+
+}  // namespace edgedistill::cli

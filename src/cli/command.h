@@ -1,0 +1,27 @@
+// The subcommands of the `edgedistill` executable, one file each. Each add_* function registers
+// its options on `app` and a callback that sets `exit_code`. Commands throw the typed exceptions
+// of core/error.h; main() turns them into one line and an exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+namespace edgedistill::cli {
+
+// --config FILE and repeatable --set key.path=value, shared by the commands that take a config.
+struct ConfigOptions {
+  std::string file;
+  std::vector<std::string> overrides;
+};
+void add_config_options(CLI::App* command, ConfigOptions& options, const std::string& what,
+                        bool required);
+
+void add_data_command(CLI::App& app, int& exit_code);
+void add_train_command(CLI::App& app, int& exit_code);
+void add_config_command(CLI::App& app, int& exit_code);
+void add_inspect_command(CLI::App& app, int& exit_code);
+void add_bench_command(CLI::App& app, int& exit_code);
+
+}  // namespace edgedistill::cli

@@ -1,0 +1,164 @@
+#include "model/llama.h"
+
+#include <cmath>
+
+namespace edgedistill::model {
+
+namespace F = torch::nn::functional;
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps(eps) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps) * weight;
+}
+
+std::pair<torch::Tensor, torch::Tensor> rope_tables(int64_t max_len, int64_t head_dim,
+                                                    double base) {
+  // Computed in float64 and rounded once, so long positions keep their precision.
+  auto options = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto i = torch::arange(head_dim / 2, options);
+  const auto inv_freq = torch::pow(base, -2.0 * i / static_cast<double>(head_dim));  // [D/2]
+  const auto positions = torch::arange(max_len, options);                            // [L]
+  const auto angles = torch::outer(positions, inv_freq);                             // [L, D/2]
+  return {angles.cos().to(torch::kFloat32), angles.sin().to(torch::kFloat32)};
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
+                         const torch::Tensor& sin) {
+  const auto sizes = x.sizes();
+  const int64_t batch = sizes[0], length = sizes[1], heads = sizes[2], head_dim = sizes[3];
+  const auto pairs = x.view({batch, length, heads, head_dim / 2, 2});
+  const auto even = pairs.select(-1, 0), odd = pairs.select(-1, 1);  // [B, T, heads, D/2]
+  const auto c = cos.view({1, length, 1, head_dim / 2});
+  const auto s = sin.view({1, length, 1, head_dim / 2});
+  return torch::stack({even * c - odd * s, even * s + odd * c}, -1).view(sizes);
+}
+
+LlamaBlockImpl::LlamaBlockImpl(const LlamaConfig& config)
+    : n_heads_(config.n_heads), n_kv_heads_(config.n_kv_heads), head_dim_(config.head_dim()) {
+  const int64_t dim = config.dim, kv_width = n_kv_heads_ * head_dim_;
+  auto linear = [](int64_t in, int64_t out) {
+    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+  };
+  attn_norm = register_module("attn_norm", RMSNorm(dim, config.norm_eps));
+  attn_q = register_module("attn_q", linear(dim, n_heads_ * head_dim_));
+  attn_k = register_module("attn_k", linear(dim, kv_width));
+  attn_v = register_module("attn_v", linear(dim, kv_width));
+  attn_output = register_module("attn_output", linear(n_heads_ * head_dim_, dim));
+  ffn_norm = register_module("ffn_norm", RMSNorm(dim, config.norm_eps));
+  ffn_gate = register_module("ffn_gate", linear(dim, config.ffn_dim));
+  ffn_up = register_module("ffn_up", linear(dim, config.ffn_dim));
+  ffn_down = register_module("ffn_down", linear(config.ffn_dim, dim));
+}
+
+torch::Tensor LlamaBlockImpl::attention(const torch::Tensor& h, const torch::Tensor& cos,
+                                        const torch::Tensor& sin, const torch::Tensor& mask,
+                                        torch::Tensor* attention_out) {
+  const int64_t batch = h.size(0), length = h.size(1);
+  const int64_t group = n_heads_ / n_kv_heads_;  // query heads per kv head
+  const auto q = apply_rope(attn_q(h).view({batch, length, n_heads_, head_dim_}), cos, sin);
+  const auto k = apply_rope(attn_k(h).view({batch, length, n_kv_heads_, head_dim_}), cos, sin);
+  const auto v = attn_v(h).view({batch, length, n_kv_heads_, head_dim_});
+  // Grouped-query attention without repeating K and V: the `group` query heads that share a kv
+  // head are stacked along the row axis, so each kv head does one [group*T, D] x [D, T] product.
+  // Query head h uses kv head h / group.
+  const auto q_grouped = q.view({batch, length, n_kv_heads_, group, head_dim_})
+                             .permute({0, 2, 3, 1, 4})
+                             .reshape({batch * n_kv_heads_, group * length, head_dim_});
+  const auto k_t = k.permute({0, 2, 3, 1}).reshape({batch * n_kv_heads_, head_dim_, length});
+  const auto v_heads = v.transpose(1, 2).reshape({batch * n_kv_heads_, length, head_dim_});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  const auto scores =
+      torch::bmm(q_grouped, k_t).view({batch * n_kv_heads_, group, length, length}) * scale + mask;
+  const auto probs = torch::softmax(scores, -1);  // [B*Hk, group, T, T]
+  if (attention_out != nullptr) *attention_out = probs.view({batch, n_heads_, length, length});
+  const auto context =
+      torch::bmm(probs.view({batch * n_kv_heads_, group * length, length}), v_heads);
+  // [B*Hk, group*T, D] -> [B, T, H*D] with head index kv*group + g.
+  const auto merged = context.view({batch, n_kv_heads_, group, length, head_dim_})
+                          .permute({0, 3, 1, 2, 4})
+                          .reshape({batch, length, n_heads_ * head_dim_});
+  return attn_output(merged);
+}
+
+torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                      const torch::Tensor& sin, const torch::Tensor& mask,
+                                      torch::Tensor* attention_out) {
+  const auto after_attention = x + attention(attn_norm(x), cos, sin, mask, attention_out);
+  const auto h = ffn_norm(after_attention);
+  return after_attention + ffn_down(F::silu(ffn_gate(h)) * ffn_up(h));
+}
+
+LlamaModelImpl::LlamaModelImpl(const LlamaConfig& config) : config_(config) {
+  ED_CHECK(config.vocab_size > 0, "vocab_size must be resolved before building the model");
+  token_embd = register_module("token_embd", torch::nn::Embedding(config.vocab_size, config.dim));
+  blk = register_module("blk", torch::nn::ModuleList());
+  for (int layer = 0; layer < config.n_layers; ++layer) blk->push_back(LlamaBlock(config));
+  output_norm = register_module("output_norm", RMSNorm(config.dim, config.norm_eps));
+  if (!config.tie_embeddings) {
+    output = register_module(
+        "output",
+        torch::nn::Linear(torch::nn::LinearOptions(config.dim, config.vocab_size).bias(false)));
+  }
+  auto [cos, sin] = rope_tables(config.max_seq_len, config.head_dim(), config.rope_theta);
+  // Buffers, not parameters: they follow .to(device) but are not trained or saved.
+  rope_cos_ = register_buffer("rope_cos", cos);
+  rope_sin_ = register_buffer("rope_sin", sin);
+  initialize_weights();
+}
+
+void LlamaModelImpl::initialize_weights() {
+  // GPT-2 style: N(0, std) everywhere; the projections that write into the residual stream are
+  // scaled by 1/sqrt(2 * n_layers) so the stream's variance does not grow with depth.
+  torch::NoGradGuard no_grad;
+  const double std = config_.init_std;
+  const double residual_std = std / std::sqrt(2.0 * config_.n_layers);
+  token_embd->weight.normal_(0.0, std);
+  if (output) output->weight.normal_(0.0, std);
+  for (const auto& module : *blk) {
+    auto block = module->as<LlamaBlockImpl>();
+    for (auto* linear :
+         {&block->attn_q, &block->attn_k, &block->attn_v, &block->ffn_gate, &block->ffn_up}) {
+      (*linear)->weight.normal_(0.0, std);
+    }
+    block->attn_output->weight.normal_(0.0, residual_std);
+    block->ffn_down->weight.normal_(0.0, residual_std);
+  }
+}
+
+const torch::Tensor& LlamaModelImpl::causal_mask(int64_t length, const torch::Device& device) {
+  if (!mask_.defined() || mask_.size(0) != length || mask_.device() != device) {
+    mask_ = torch::full({length, length}, -std::numeric_limits<float>::infinity(),
+                        torch::TensorOptions().device(device))
+                .triu(1);
+  }
+  return mask_;
+}
+
+ForwardOutput LlamaModelImpl::forward(const torch::Tensor& tokens, const ForwardOptions& options) {
+  ED_CHECK(tokens.dim() == 2, "tokens must be [batch, length]");
+  const int64_t length = tokens.size(1);
+  if (length > config_.max_seq_len) {
+    throw InputError(str("sequence length ", length, " exceeds the model's max_seq_len ",
+                         config_.max_seq_len, "; shorten the input or raise model.max_seq_len"));
+  }
+  ForwardOutput out;
+  const auto& mask = causal_mask(length, tokens.device());
+  const auto cos = rope_cos_.narrow(0, 0, length), sin = rope_sin_.narrow(0, 0, length);
+  auto x = token_embd(tokens);
+  if (options.hidden_states) out.hidden_states.push_back(x);
+  for (const auto& module : *blk) {
+    torch::Tensor probs;
+    x = module->as<LlamaBlockImpl>()->forward(x, cos, sin, mask,
+                                              options.attention ? &probs : nullptr);
+    if (options.hidden_states) out.hidden_states.push_back(x);
+    if (options.attention) out.attention.push_back(probs);
+  }
+  x = output_norm(x);
+  out.logits = output ? output(x) : torch::nn::functional::linear(x, token_embd->weight);
+  return out;
+}
+
+}  // namespace edgedistill::model

@@ -1,0 +1,100 @@
+// A llama-style decoder in LibTorch.
+//
+// Parameter names are the GGUF tensor names (token_embd.weight, blk.N.attn_q.weight, ...; see
+// ../shared/specs/gguf.md), so export maps names one to one.
+//
+// RoPE pairing: we rotate ADJACENT pairs (x[2i], x[2i+1]) of each head with
+// theta_i = pos * rope_theta^(-2i/D), which is llama.cpp's convention for the "llama"
+// architecture. Our Q/K weights therefore export to GGUF without any row permutation; importing
+// or exporting Hugging Face checkpoints (which use rotate_half, pairs (i, i + D/2)) must permute
+// the Q and K rows per head (gguf.md, "RoPE convention").
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "model/model_config.h"
+
+namespace edgedistill::model {
+
+// y = x / sqrt(mean(x^2) + eps) * w, over the last dimension (Zhang & Sennrich 2019).
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., dim] -> [..., dim]
+
+  torch::Tensor weight;  // [dim]
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// Rotates adjacent pairs of each head by position-dependent angles.
+// x: [B, T, heads, D]; cos, sin: [T, D/2] for positions start..start+T-1. Returns [B, T, heads, D].
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
+                         const torch::Tensor& sin);
+
+// cos and sin tables [max_len, head_dim/2] for theta_i = pos * base^(-2i/head_dim).
+std::pair<torch::Tensor, torch::Tensor> rope_tables(int64_t max_len, int64_t head_dim, double base);
+
+// What forward() should capture besides the logits. Nothing is captured (or kept alive for it)
+// unless asked.
+struct ForwardOptions {
+  bool hidden_states = false;  // each block's input and the last block's output
+  bool attention = false;      // each layer's attention probabilities
+};
+
+struct ForwardOutput {
+  torch::Tensor logits;  // [B, T, vocab]
+  // n_layers + 1 entries: the embeddings (input of block 0), then each block's output; [B, T, dim].
+  std::vector<torch::Tensor> hidden_states;
+  // n_layers entries of softmax(QK^T / sqrt(D)) with the causal mask; [B, n_heads, T, T].
+  std::vector<torch::Tensor> attention;
+};
+
+class LlamaBlockImpl : public torch::nn::Module {
+ public:
+  explicit LlamaBlockImpl(const LlamaConfig& config);
+  // x: [B, T, dim]; cos/sin: [T, head_dim/2]; mask: [T, T] additive causal mask.
+  // Writes the attention probabilities to *attention_out when it is not null.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask, torch::Tensor* attention_out);
+
+  RMSNorm attn_norm{nullptr}, ffn_norm{nullptr};
+  torch::nn::Linear attn_q{nullptr}, attn_k{nullptr}, attn_v{nullptr}, attn_output{nullptr};
+  torch::nn::Linear ffn_gate{nullptr}, ffn_up{nullptr}, ffn_down{nullptr};
+
+ private:
+  torch::Tensor attention(const torch::Tensor& h, const torch::Tensor& cos,
+                          const torch::Tensor& sin, const torch::Tensor& mask,
+                          torch::Tensor* attention_out);
+  int64_t n_heads_, n_kv_heads_, head_dim_;
+};
+TORCH_MODULE(LlamaBlock);
+
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  // The config must be validated and have vocab_size > 0.
+  explicit LlamaModelImpl(const LlamaConfig& config);
+
+  // tokens: [B, T] int64 with T <= max_seq_len.
+  ForwardOutput forward(const torch::Tensor& tokens, const ForwardOptions& options = {});
+
+  const LlamaConfig& config() const { return config_; }
+
+  torch::nn::Embedding token_embd{nullptr};
+  torch::nn::ModuleList blk{nullptr};
+  RMSNorm output_norm{nullptr};
+  torch::nn::Linear output{nullptr};  // absent (null) when the embeddings are tied
+
+ private:
+  void initialize_weights();
+  const torch::Tensor& causal_mask(int64_t length, const torch::Device& device);
+
+  LlamaConfig config_;
+  torch::Tensor rope_cos_, rope_sin_;  // [max_seq_len, head_dim/2]
+  torch::Tensor mask_;                 // [T, T] cache for the last length used
+};
+TORCH_MODULE(LlamaModel);
+
+}  // namespace edgedistill::model

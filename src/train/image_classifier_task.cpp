@@ -1,0 +1,119 @@
+#include "train/image_classifier_task.h"
+
+#include "core/rng.h"
+
+namespace edgedistill::train {
+
+ImageTensors to_tensors(const data::ImageSet& images, torch::Device device) {
+  const int64_t features = images.rows * images.cols;
+  ImageTensors out;
+  out.pixels = torch::from_blob(const_cast<uint8_t*>(images.pixels.data()),
+                                {images.count, features}, torch::kUInt8)
+                   .to(torch::kFloat32)
+                   .div_(255.0)
+                   .to(device);
+  out.labels =
+      torch::from_blob(const_cast<uint8_t*>(images.labels.data()), {images.count}, torch::kUInt8)
+          .to(torch::kInt64)
+          .to(device);
+  return out;
+}
+
+ImageClassifierTask::ImageClassifierTask(model::MlpClassifier model,
+                                         const data::ImageSplits& splits, const TrainRecipe& recipe,
+                                         torch::Device device)
+    : model_(std::move(model)),
+      model_config_(recipe.model),
+      batch_size_(recipe.train.batch_size),
+      eval_limit_(recipe.train.eval_tokens),
+      seed_(static_cast<uint64_t>(recipe.seed)),
+      device_(device),
+      train_(to_tensors(splits.train, device)),
+      valid_(to_tensors(splits.valid, device)),
+      test_(to_tensors(splits.test, device)) {
+  const int64_t features = splits.train.rows * splits.train.cols;
+  if (features != model_->config().input_dim) {
+    throw InputError(str("the images have ", features, " pixels but model.input_dim is ",
+                         model_->config().input_dim, "; set model.input_dim to ", features));
+  }
+  if (splits.train.count < batch_size_) {
+    throw InputError(str("the training images (", splits.train.count,
+                         ") are fewer than train.batch_size (", batch_size_, ")"));
+  }
+  start_epoch(0);
+}
+
+void ImageClassifierTask::start_epoch(int64_t epoch) {
+  core::Rng rng(core::derive_seed(seed_, static_cast<uint64_t>(epoch)));
+  std::vector<int64_t> order(static_cast<size_t>(train_.labels.size(0)));
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  rng.shuffle(order);
+  order_ = torch::tensor(order, torch::kInt64);
+  epoch_ = epoch;
+  index_ = 0;
+}
+
+MicroBatchLoss ImageClassifierTask::next_micro_batch_loss() {
+  // Whole batches only: the remainder of an epoch is skipped, as with drop_last.
+  if (index_ + batch_size_ > order_.size(0)) start_epoch(epoch_ + 1);
+  const auto rows = order_.narrow(0, index_, batch_size_).to(device_);
+  index_ += batch_size_;
+  const auto logits = model_->forward(train_.pixels.index_select(0, rows));
+  MicroBatchLoss out;
+  out.loss = torch::nn::functional::cross_entropy(logits, train_.labels.index_select(0, rows));
+  out.items = batch_size_;
+  return out;
+}
+
+ClassifierScore score_classifier(model::MlpClassifierImpl& model, const ImageTensors& images,
+                                 int64_t batch_size, int64_t limit) {
+  const bool was_training = model.is_training();
+  model.eval();
+  torch::NoGradGuard no_grad;
+  const int64_t count = limit > 0 ? std::min(limit, images.labels.size(0)) : images.labels.size(0);
+  ClassifierScore score;
+  double total_loss = 0;
+  for (int64_t first = 0; first < count; first += batch_size) {
+    const int64_t rows = std::min(batch_size, count - first);
+    const auto logits = model.forward(images.pixels.narrow(0, first, rows));
+    const auto labels = images.labels.narrow(0, first, rows);
+    total_loss +=
+        torch::nn::functional::cross_entropy(
+            logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+            .item<double>();
+    score.errors += logits.argmax(-1).ne(labels).sum().item<int64_t>();
+  }
+  if (was_training) model.train();
+  score.count = count;
+  score.loss = count > 0 ? total_loss / static_cast<double>(count) : 0;
+  score.accuracy =
+      count > 0 ? 1.0 - static_cast<double>(score.errors) / static_cast<double>(count) : 0;
+  return score;
+}
+
+std::vector<Metric> ImageClassifierTask::evaluate(const std::string& split) {
+  const ImageTensors& images = split == "test" ? test_ : valid_;
+  const auto score =
+      score_classifier(*model_, images, std::max<int64_t>(batch_size_, 1000), eval_limit_);
+  return {{split + "_loss", score.loss},
+          {split + "_accuracy", score.accuracy},
+          {split + "_errors", static_cast<double>(score.errors)}};
+}
+
+nlohmann::json ImageClassifierTask::data_cursor() const {
+  return {{"epoch", epoch_}, {"index", index_}};
+}
+
+void ImageClassifierTask::restore_data_cursor(const nlohmann::json& cursor) {
+  start_epoch(cursor.at("epoch").get<int64_t>());
+  index_ = cursor.at("index").get<int64_t>();
+}
+
+model::CheckpointMeta ImageClassifierTask::checkpoint_meta(int64_t step) const {
+  model::CheckpointMeta meta;
+  meta.config = model_config_;
+  meta.step = step;
+  return meta;
+}
+
+}  // namespace edgedistill::train

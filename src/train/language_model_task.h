@@ -1,0 +1,48 @@
+// Next-token prediction on a prepared text dataset's token shards.
+#pragma once
+
+#include <memory>
+
+#include "data/prepared_data.h"
+#include "model/llama.h"
+#include "train/task.h"
+#include "train/token_windows.h"
+#include "train/train_config.h"
+
+namespace edgedistill::train {
+
+class LanguageModelTask : public TrainingTask {
+ public:
+  // `data` must outlive the task.
+  LanguageModelTask(model::LlamaModel model, const data::PreparedData& data,
+                    const TrainRecipe& recipe, torch::Device device);
+
+  torch::nn::Module& model() override { return *model_; }
+  MicroBatchLoss next_micro_batch_loss() override;
+  std::vector<Metric> evaluate(const std::string& split) override;
+  std::string headline_metric() const override { return "valid_ppl"; }
+  std::string item_unit() const override { return "tok"; }
+  nlohmann::json data_cursor() const override { return windows_.cursor(); }
+  void restore_data_cursor(const nlohmann::json& cursor) override { windows_.restore(cursor); }
+  model::CheckpointMeta checkpoint_meta(int64_t step) const override;
+
+  const model::LlamaModel& llama() const { return model_; }
+
+ private:
+  model::LlamaModel model_;
+  const data::PreparedData& data_;
+  model::ModelConfig model_config_;
+  int64_t batch_size_, seq_len_, eval_tokens_;
+  torch::Device device_;
+  data::TokenShard train_shard_, valid_shard_, test_shard_;
+  TokenWindows windows_;
+};
+
+// Mean next-token cross entropy of `model` over the first `max_tokens` targets of `shard`
+// (0: all), in batches of `batch_size` windows. Returns {mean loss in nats, tokens scored}.
+std::pair<double, int64_t> language_model_loss(model::LlamaModelImpl& model,
+                                               const data::TokenShard& shard, int64_t seq_len,
+                                               int64_t batch_size, int64_t max_tokens,
+                                               torch::Device device);
+
+}  // namespace edgedistill::train

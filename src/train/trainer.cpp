@@ -1,0 +1,319 @@
+#include "train/trainer.h"
+
+#include <csignal>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include "core/files.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "train/optimizer.h"
+#include "train/run_dir.h"
+
+namespace edgedistill::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_interrupt_requested{false};
+
+extern "C" void request_interrupt(int) {
+  g_interrupt_requested = true;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
+}
+
+// Installs the SIGINT handler for the loop's lifetime.
+class InterruptGuard {
+ public:
+  InterruptGuard() {
+    g_interrupt_requested = false;
+    previous_ = std::signal(SIGINT, request_interrupt);
+  }
+  ~InterruptGuard() { std::signal(SIGINT, previous_); }
+
+ private:
+  void (*previous_)(int);
+};
+
+std::string format_number(double value, int precision = 4) {
+  std::ostringstream out;
+  out << std::setprecision(precision) << value;
+  return out.str();
+}
+
+std::string describe(const std::vector<Metric>& metrics) {
+  std::string text;
+  for (const auto& [name, value] : metrics) {
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, "_tokens") == 0) continue;
+    text += (text.empty() ? "" : "  ") + name + " " + format_number(value);
+  }
+  return text;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> named_parameters(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& item : model.named_parameters()) named.emplace_back(item.key(), item.value());
+  return named;
+}
+
+void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
+                     const AdamW& optimizer, double train_seconds) {
+  const fs::path target = checkpoint_dir(run_dir, step);
+  const fs::path staging = target.parent_path() / str(".step-", step, ".partial");
+  std::error_code ignored;
+  fs::remove_all(staging, ignored);
+  model::save_model(staging, task.model(), task.checkpoint_meta(step));
+  io::SafetensorsWriter state;
+  optimizer.save_state(state);
+  {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    model::add_tensor(state, "rng.cpu", generator.get_state());
+  }
+  state.write(staging / "trainer_state.safetensors");
+  nlohmann::ordered_json meta;
+  meta["format"] = kTrainerStateFormat;
+  meta["version"] = kTrainerStateVersion;
+  meta["step"] = step;
+  meta["data_cursor"] = task.data_cursor();
+  meta["train_seconds"] = train_seconds;
+  core::write_json_atomic(staging / "trainer.json", meta);
+  core::replace_directory(staging, target);
+}
+
+struct ResumePoint {
+  int64_t step = 0;
+  double train_seconds = 0;
+};
+
+ResumePoint load_checkpoint(const fs::path& dir, TrainingTask& task, AdamW& optimizer) {
+  const auto meta = core::read_json_file(dir / "trainer.json", "trainer state");
+  if (meta.value("format", "") != kTrainerStateFormat) {
+    throw FileError(
+        str("'", (dir / "trainer.json").string(), "' is not an edgedistill trainer state"));
+  }
+  if (meta.value("version", 0) > kTrainerStateVersion) {
+    throw FileError(str("'", (dir / "trainer.json").string(), "' has version ",
+                        meta.value("version", 0), "; this edgedistill reads version ",
+                        kTrainerStateVersion, "; upgrade it"));
+  }
+  model::load_weights(dir / model::kWeightsFileName, task.model());
+  const io::SafetensorsFile state(dir / "trainer_state.safetensors");
+  optimizer.load_state(state);
+  {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(model::tensor_from_view(state.at("rng.cpu")));
+  }
+  task.restore_data_cursor(meta.at("data_cursor"));
+  ResumePoint point;
+  point.step = meta.at("step").get<int64_t>();
+  point.train_seconds = meta.value("train_seconds", 0.0);
+  if (optimizer.steps_taken() != point.step) {
+    throw FileError(str("checkpoint '", dir.string(), "' is inconsistent: step ", point.step,
+                        " but the optimizer took ", optimizer.steps_taken(), " steps"));
+  }
+  return point;
+}
+
+nlohmann::ordered_json metrics_record(int64_t step, const std::vector<Metric>& metrics) {
+  nlohmann::ordered_json record;
+  record["step"] = step;
+  for (const auto& [name, value] : metrics) record[name] = value;
+  return record;
+}
+
+}  // namespace
+
+TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json& merged_config,
+                         TrainingTask& task, const TrainOptions& options) {
+  const fs::path& run_dir = options.run_dir;
+  core::create_directories(run_dir, "run directory");
+  AdamW optimizer(named_parameters(task.model()), config.optimizer);
+  task.model().train();
+
+  // Setup: a fresh start, the newest checkpoint, or (resuming a finished run) its result.
+  ResumePoint start;
+  const auto checkpoint = newest_checkpoint(run_dir);
+  const fs::path result_file = run_dir / "result.json";
+  std::error_code ec;
+  const bool finished_before = fs::exists(result_file, ec);
+  if ((checkpoint || finished_before) && !options.resume) {
+    throw InputError(str("run directory '", run_dir.string(), "' already holds ",
+                         finished_before
+                             ? "a finished run"
+                             : "checkpoints (newest: " + checkpoint->filename().string() + ")",
+                         "; pass --resume to continue it, or choose another --run-dir"));
+  }
+  if (finished_before) {
+    require_same_config(run_dir, merged_config);
+    const auto summary = core::read_json_file(result_file, "run result");
+    if (summary.value("step", int64_t{0}) == config.steps) {
+      TrainResult result;
+      result.step = config.steps;
+      result.finished = true;
+      result.final_dir = run_dir / "final";
+      for (const auto& item : summary.items()) {
+        if (item.value().is_number() && item.key() != "step") {
+          result.final_metrics.emplace_back(item.key(), item.value().get<double>());
+        }
+      }
+      core::info("run '", run_dir.string(), "' already finished ", config.steps,
+                 " steps; nothing to do");
+      return result;
+    }
+  }
+  if (checkpoint) {
+    require_same_config(run_dir, merged_config);
+    start = load_checkpoint(*checkpoint, task, optimizer);
+    core::info("resuming from ", checkpoint->string(), " (step ", start.step, ")");
+  } else {
+    if (options.resume) core::info("no checkpoint in ", run_dir.string(), "; starting at step 0");
+    torch::manual_seed(options.seed);
+    core::write_json_atomic(run_dir / "config.json", merged_config);
+  }
+  MetricsLog metrics(run_dir / "metrics.jsonl", checkpoint ? start.step : -1);
+
+  TrainResult result;
+  result.step = start.step;
+  const auto began = std::chrono::steady_clock::now();
+  auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+  int64_t items_this_run = 0;
+  InterruptGuard interrupt_guard;
+  core::Progress progress("train", config.steps, "steps");
+  progress.restart_from(start.step);
+
+  // Throughput over the current logging window.
+  auto window_start = std::chrono::steady_clock::now();
+  int64_t window_items = 0;
+  double window_loss = 0;
+  int64_t window_steps = 0;
+  std::vector<Metric> window_terms;
+
+  for (int64_t step = start.step; step < config.steps; ++step) {
+    const double lr = learning_rate(config.optimizer, step, config.steps);
+    optimizer.zero_grad();
+    double step_loss = 0;
+    std::vector<Metric> step_terms;
+    for (int micro = 0; micro < config.grad_accum; ++micro) {
+      MicroBatchLoss micro_loss = task.next_micro_batch_loss();
+      const double value = micro_loss.loss.item<double>();
+      if (!std::isfinite(value)) {
+        const auto last = newest_checkpoint(run_dir);
+        throw RunError(str("training diverged: the loss is ", value, " at step ", step + 1, " (lr ",
+                           format_number(lr), "); the last good checkpoint is ",
+                           last ? last->string() : std::string("none"),
+                           "; lower train.lr or raise train.warmup_steps, then resume or restart"));
+      }
+      (micro_loss.loss / config.grad_accum).backward();
+      step_loss += value / config.grad_accum;
+      items_this_run += micro_loss.items;
+      window_items += micro_loss.items;
+      for (const auto& [name, term] : micro_loss.terms) {
+        auto it = std::find_if(step_terms.begin(), step_terms.end(),
+                               [&](const Metric& m) { return m.first == name; });
+        if (it == step_terms.end())
+          step_terms.emplace_back(name, term / config.grad_accum);
+        else
+          it->second += term / config.grad_accum;
+      }
+    }
+    const double grad_norm = optimizer.clip_gradients();
+    if (!std::isfinite(grad_norm)) {
+      const auto last = newest_checkpoint(run_dir);
+      throw RunError(str("training diverged: the gradient norm is ", grad_norm, " at step ",
+                         step + 1, "; the last good checkpoint is ",
+                         last ? last->string() : std::string("none"),
+                         "; lower train.lr or train.grad_clip"));
+    }
+    optimizer.step(lr);
+    const int64_t done = step + 1;
+    result.step = done;
+    window_loss += step_loss;
+    ++window_steps;
+    for (const auto& term : step_terms) {
+      auto it = std::find_if(window_terms.begin(), window_terms.end(),
+                             [&](const Metric& m) { return m.first == term.first; });
+      if (it == window_terms.end())
+        window_terms.push_back(term);
+      else
+        it->second += term.second;
+    }
+
+    const double rate =
+        static_cast<double>(window_items) / std::max(1e-9, seconds_since(window_start));
+    progress.update(
+        done, str("loss ", format_number(step_loss), "  lr ", format_number(lr, 3), "  ",
+                  core::format_count(static_cast<int64_t>(rate)), " ", task.item_unit(), "/s"));
+    if (done % config.log_every == 0 || done == config.steps) {
+      nlohmann::ordered_json record;
+      record["step"] = done;
+      record["loss"] = window_loss / static_cast<double>(window_steps);
+      for (const auto& [name, value] : window_terms) {
+        record[name] = value / static_cast<double>(window_steps);
+      }
+      record["lr"] = lr;
+      record["grad_norm"] = grad_norm;
+      record[task.item_unit() + "_per_s"] = rate;
+      record["elapsed_s"] = start.train_seconds + seconds_since(began);
+      metrics.write(record);
+      window_start = std::chrono::steady_clock::now();
+      window_items = 0;
+      window_loss = 0;
+      window_steps = 0;
+      window_terms.clear();
+    }
+    const bool last_step = done == config.steps;
+    if (config.eval_every > 0 && done % config.eval_every == 0 && !last_step) {
+      const auto evaluation = task.evaluate("valid");
+      metrics.write(metrics_record(done, evaluation));
+      core::info("step ", done, ": ", describe(evaluation));
+    }
+    const bool stop_here = options.stop_at_step > 0 && done == options.stop_at_step;
+    const bool interrupted = g_interrupt_requested.load();
+    if (!last_step && ((config.checkpoint_every > 0 && done % config.checkpoint_every == 0) ||
+                       stop_here || interrupted)) {
+      save_checkpoint(run_dir, done, task, optimizer, start.train_seconds + seconds_since(began));
+      prune_checkpoints(run_dir, config.keep_checkpoints);
+    }
+    if (!last_step && (stop_here || interrupted)) {
+      result.interrupted = true;
+      result.wall_s = seconds_since(began);
+      progress.finish(done, "stopped");
+      core::info(interrupted ? "interrupted" : "stopped", " at step ", done,
+                 "; checkpoint saved in ", checkpoint_dir(run_dir, done).string(),
+                 "; continue with --resume");
+      return result;
+    }
+  }
+
+  result.wall_s = seconds_since(began);
+  result.items_per_s = static_cast<double>(items_this_run) / std::max(1e-9, result.wall_s);
+  progress.finish(result.step);
+
+  // The final model: final/ (model.json + weights.safetensors), its valid and test metrics, and
+  // result.json. A run resumed after it finished only re-reads these.
+  result.final_dir = run_dir / "final";
+  model::save_model(result.final_dir, task.model(), task.checkpoint_meta(result.step));
+  result.final_metrics = task.evaluate("valid");
+  metrics.write(metrics_record(result.step, result.final_metrics));
+  core::info("step ", result.step, ": ", describe(result.final_metrics));
+  for (const auto& metric : task.evaluate("test")) result.final_metrics.push_back(metric);
+  nlohmann::ordered_json summary;
+  summary["step"] = result.step;
+  for (const auto& [name, value] : result.final_metrics) summary[name] = value;
+  summary["train_seconds"] = start.train_seconds + result.wall_s;
+  summary[task.item_unit() + "_per_s"] = result.items_per_s;
+  summary["final_dir"] = result.final_dir.string();
+  core::write_json_atomic(run_dir / "result.json", summary);
+  result.finished = true;
+  return result;
+}
+
+}  // namespace edgedistill::train

@@ -1,0 +1,37 @@
+// The training loop: setup from a fresh start or the newest checkpoint, steps of gradient
+// accumulation, clipping and AdamW, periodic evaluation and checkpoints, and the final save.
+// Every task (language model, classifier, distillation) runs through this one loop.
+#pragma once
+
+#include <filesystem>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "train/task.h"
+#include "train/train_config.h"
+
+namespace edgedistill::train {
+
+struct TrainOptions {
+  std::filesystem::path run_dir;
+  bool resume = false;       // continue from the newest checkpoint in run_dir
+  int64_t stop_at_step = 0;  // > 0: save a checkpoint at this step and stop, as if interrupted
+  uint64_t seed = 0;         // seeds the torch generator (dropout) on a fresh start
+};
+
+struct TrainResult {
+  int64_t step = 0;                   // optimizer steps completed
+  bool finished = false;              // reached train.steps; final/ and result.json written
+  bool interrupted = false;           // stopped by SIGINT or --stop-at-step; a checkpoint was saved
+  std::vector<Metric> final_metrics;  // valid and test metrics of the final model
+  double wall_s = 0;
+  double items_per_s = 0;  // training throughput over this invocation
+  std::filesystem::path final_dir;
+};
+
+// `merged_config` is the whole recipe as used (written to config.json and compared on resume).
+TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json& merged_config,
+                         TrainingTask& task, const TrainOptions& options);
+
+}  // namespace edgedistill::train
