@@ -14,6 +14,7 @@
 
 #include <vector>
 
+#include "model/fused_ops.h"
 #include "model/model_config.h"
 
 namespace edgedistill::model {
@@ -28,11 +29,6 @@ class RMSNormImpl : public torch::nn::Module {
   double eps;
 };
 TORCH_MODULE(RMSNorm);
-
-// Rotates adjacent pairs of each head by position-dependent angles.
-// x: [B, T, heads, D]; cos, sin: [T, D/2] for positions start..start+T-1. Returns [B, T, heads, D].
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
-                         const torch::Tensor& sin);
 
 // cos and sin tables [max_len, head_dim/2] for theta_i = pos * base^(-2i/head_dim).
 std::pair<torch::Tensor, torch::Tensor> rope_tables(int64_t max_len, int64_t head_dim, double base);

@@ -37,8 +37,7 @@ MicroBatchLoss LanguageModelTask::next_micro_batch_loss() {
   const auto targets = batch.narrow(1, 1, seq_len_);
   const auto logits = model_->forward(inputs).logits;  // [B, T, V]
   MicroBatchLoss out;
-  out.loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                  targets.reshape({-1}));
+  out.loss = model::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
   out.items = batch_size_ * seq_len_;
   return out;
 }
@@ -57,10 +56,9 @@ std::pair<double, int64_t> language_model_loss(model::LlamaModelImpl& model,
     const int64_t rows = std::min(batch_size, windows - first);
     const auto batch = evaluation_windows(shard, seq_len, first, rows).to(device);
     const auto logits = model.forward(batch.narrow(1, 0, seq_len)).logits;
-    const auto loss = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), batch.narrow(1, 1, seq_len).reshape({-1}),
-        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    total_loss += loss.item<double>();
+    const auto mean_loss = model::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                batch.narrow(1, 1, seq_len).reshape({-1}));
+    total_loss += mean_loss.item<double>() * static_cast<double>(rows * seq_len);
     tokens += rows * seq_len;
   }
   if (was_training) model.train();

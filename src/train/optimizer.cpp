@@ -1,5 +1,7 @@
 #include "train/optimizer.h"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 
 #include "model/checkpoint.h"
@@ -28,9 +30,9 @@ AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> named_parameters
 }
 
 void AdamW::zero_grad() {
-  for (auto& slot : slots_) {
-    if (slot.parameter.grad().defined()) slot.parameter.mutable_grad().zero_();
-  }
+  // Dropping the gradients (rather than filling them with zeros) lets backward write fresh ones:
+  // one memory pass less per parameter per step.
+  for (auto& slot : slots_) slot.parameter.mutable_grad().reset();
 }
 
 double AdamW::clip_gradients() {
@@ -50,23 +52,71 @@ double AdamW::clip_gradients() {
   return total;
 }
 
+namespace {
+
+struct AdamWStep {
+  double lr, decay, beta1, beta2, eps, step_size, sqrt_bias_correction2;
+};
+
+// The update as LibTorch operations: any device and dtype. The fused loop below is its CPU twin.
+void adamw_update_reference(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m,
+                            torch::Tensor& v, const AdamWStep& s) {
+  if (s.decay > 0) p.mul_(1.0 - s.lr * s.decay);
+  m.mul_(s.beta1).add_(g, 1.0 - s.beta1);
+  v.mul_(s.beta2).addcmul_(g, g, 1.0 - s.beta2);
+  p.addcdiv_(m, (v.sqrt() / s.sqrt_bias_correction2).add_(s.eps), -s.step_size);
+}
+
+// One memory pass over p, g, m, v (contiguous float32 on the CPU) instead of nine.
+void adamw_update_fused(torch::Tensor& p, const torch::Tensor& g_in, torch::Tensor& m,
+                        torch::Tensor& v, const AdamWStep& s) {
+  const auto g = g_in.contiguous();
+  float* pp = p.data_ptr<float>();
+  const float* gp = g.data_ptr<float>();
+  float* mp = m.data_ptr<float>();
+  float* vp = v.data_ptr<float>();
+  const float keep = static_cast<float>(1.0 - s.lr * s.decay);
+  const float b1 = static_cast<float>(s.beta1), b2 = static_cast<float>(s.beta2);
+  const float one_minus_b1 = static_cast<float>(1.0 - s.beta1);
+  const float one_minus_b2 = static_cast<float>(1.0 - s.beta2);
+  const float inv_sqrt_bc2 = static_cast<float>(1.0 / s.sqrt_bias_correction2);
+  const float eps = static_cast<float>(s.eps), step_size = static_cast<float>(s.step_size);
+  at::parallel_for(0, p.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float grad = gp[i];
+      const float m_new = b1 * mp[i] + one_minus_b1 * grad;
+      const float v_new = b2 * vp[i] + one_minus_b2 * grad * grad;
+      mp[i] = m_new;
+      vp[i] = v_new;
+      pp[i] = pp[i] * keep - step_size * m_new / (std::sqrt(v_new) * inv_sqrt_bc2 + eps);
+    }
+  });
+}
+
+}  // namespace
+
 void AdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++steps_taken_;
   const double t = static_cast<double>(steps_taken_);
-  const double bias_correction1 = 1.0 - std::pow(config_.beta1, t);
-  const double bias_correction2 = 1.0 - std::pow(config_.beta2, t);
-  const double step_size = lr / bias_correction1;
-  const double sqrt_bias_correction2 = std::sqrt(bias_correction2);
+  AdamWStep s;
+  s.lr = lr;
+  s.beta1 = config_.beta1;
+  s.beta2 = config_.beta2;
+  s.eps = config_.eps;
+  s.step_size = lr / (1.0 - std::pow(config_.beta1, t));
+  s.sqrt_bias_correction2 = std::sqrt(1.0 - std::pow(config_.beta2, t));
   for (auto& slot : slots_) {
     if (!slot.parameter.grad().defined()) continue;
-    const auto& grad = slot.parameter.grad();
-    if (slot.decay && config_.weight_decay > 0)
-      slot.parameter.mul_(1.0 - lr * config_.weight_decay);
-    slot.exp_avg.mul_(config_.beta1).add_(grad, 1.0 - config_.beta1);
-    slot.exp_avg_sq.mul_(config_.beta2).addcmul_(grad, grad, 1.0 - config_.beta2);
-    const auto denominator = (slot.exp_avg_sq.sqrt() / sqrt_bias_correction2).add_(config_.eps);
-    slot.parameter.addcdiv_(slot.exp_avg, denominator, -step_size);
+    s.decay = slot.decay ? config_.weight_decay : 0.0;
+    const bool fusable = slot.parameter.device().is_cpu() &&
+                         slot.parameter.scalar_type() == torch::kFloat32 &&
+                         slot.parameter.is_contiguous() && slot.exp_avg.is_contiguous();
+    if (fusable) {
+      adamw_update_fused(slot.parameter, slot.parameter.grad(), slot.exp_avg, slot.exp_avg_sq, s);
+    } else {
+      adamw_update_reference(slot.parameter, slot.parameter.grad(), slot.exp_avg, slot.exp_avg_sq, s);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 #include "train/setup.h"
 
 #include "core/log.h"
+#include "core/memory.h"
 #include "core/threads.h"
 #include "data/prepare.h"
 #include "model/checkpoint.h"
@@ -12,6 +13,8 @@ namespace edgedistill::train {
 int configure_threads(int requested, bool deterministic) {
   const int threads = deterministic ? 1 : core::resolve_thread_count(requested);
   torch::set_num_threads(threads);
+  if (deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+  core::keep_freed_memory();
   return threads;
 }
 

@@ -1,10 +1,11 @@
-// CPU instruction-set detection, read once at startup. The runtime's kernels (issue 4) choose
-// their implementation from this; EDGEDISTILL_ISA=scalar|avx2|avx512|neon forces one.
+// CPU instruction-set detection, read once at startup. Kernels compiled once per instruction set
+// (the fused training ops now, the inference runtime's later) choose their implementation from
+// this; EDGEDISTILL_ISA=scalar|avx2|avx512|neon forces one.
 #pragma once
 
 #include <string>
 
-namespace edgedistill::runtime {
+namespace edgedistill::core {
 
 struct CpuFeatures {
   bool avx2 = false;
@@ -26,4 +27,4 @@ std::string selected_isa();
 // "avx2 fma f16c" style summary of what was detected, for reports and `inspect`.
 std::string describe_cpu_features();
 
-}  // namespace edgedistill::runtime
+}  // namespace edgedistill::core

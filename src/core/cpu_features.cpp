@@ -1,4 +1,4 @@
-#include "runtime/cpu_features.h"
+#include "core/cpu_features.h"
 
 #include <cstdlib>
 
@@ -8,7 +8,7 @@
 #include <cpuid.h>
 #endif
 
-namespace edgedistill::runtime {
+namespace edgedistill::core {
 namespace {
 
 CpuFeatures detect() {
@@ -93,4 +93,4 @@ std::string describe_cpu_features() {
   return out.empty() ? "scalar only" : out;
 }
 
-}  // namespace edgedistill::runtime
+}  // namespace edgedistill::core
