@@ -32,6 +32,23 @@ std::string detect_kind(const std::string& file) {
       str("cannot tell what kind of config '", file, "' is; pass --kind recipe, data or model"));
 }
 
+// Text for a Markdown table cell: '|' would end the cell and '<...>' would read as HTML.
+std::string markdown_cell(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|') {
+      out += "\\|";
+    } else if (c == '<') {
+      out += "&lt;";
+    } else if (c == '>') {
+      out += "&gt;";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 template <class Config>
 void print_keys(const std::string& prefix, bool markdown) {
   const auto keys = core::list_keys<Config>(prefix);
@@ -40,8 +57,8 @@ void print_keys(const std::string& prefix, bool markdown) {
     for (const auto& key : keys) {
       std::string help = key.help;
       if (!key.condition.empty()) help += " (" + key.condition + ")";
-      std::printf("| `%s` | %s | `%s` | %s |\n", key.path.c_str(), key.type.c_str(),
-                  key.default_value.c_str(), help.c_str());
+      std::printf("| `%s` | %s | `%s` | %s |\n", key.path.c_str(), markdown_cell(key.type).c_str(),
+                  key.default_value.c_str(), markdown_cell(help).c_str());
     }
     return;
   }

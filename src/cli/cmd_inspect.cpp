@@ -5,7 +5,7 @@
 #include "core/files.h"
 #include "data/prepare.h"
 #include "io/safetensors.h"
-#include "model/checkpoint.h"
+#include "model/model_meta.h"
 
 namespace edgedistill::cli {
 namespace {

@@ -1,4 +1,5 @@
 // edgedistill train: train a model from a recipe (a teacher language model, or a classifier).
+#include <cmath>
 #include <filesystem>
 
 #include "cli/command.h"
@@ -7,6 +8,7 @@
 #include "core/progress.h"
 #include "core/version.h"
 #include "data/prepare.h"
+#include "model/model_meta.h"
 #include "train/setup.h"
 #include "train/trainer.h"
 
@@ -27,26 +29,50 @@ struct TrainCommandOptions {
   std::string data_cache;
 };
 
-void print_summary(const train::TrainingSetup& setup, const train::TrainResult& result,
-                   const fs::path& run_dir) {
-  std::string metrics;
-  for (const auto& [name, value] : result.final_metrics) {
-    if (name.rfind("valid_", 0) != 0 && name.rfind("test_", 0) != 0) continue;
-    if (name.find("_tokens") != std::string::npos) continue;
-    metrics += str("  ", name, " ", value);
+double metric(const train::TrainResult& result, const std::string& name) {
+  for (const auto& [key, value] : result.final_metrics) {
+    if (key == name) return value;
   }
+  return std::nan("");
+}
+
+// The closing summary: what was trained, how well, how fast, and where everything is.
+void print_summary(train::TrainingSetup& setup, const train::TrainResult& result,
+                   const fs::path& run_dir, int threads) {
+  auto& task = *setup.task;
   int64_t parameters = 0;
-  for (const auto& p : setup.task->model().parameters()) parameters += p.numel();
-  std::printf("%s: %lld steps done", setup.recipe.name.c_str(),
-              static_cast<long long>(result.step));
+  for (const auto& p : task.model().parameters()) parameters += p.numel();
+  std::printf("\n%s: %lld steps", setup.recipe.name.c_str(), static_cast<long long>(result.step));
   if (result.wall_s > 0 && result.items_per_s > 0) {
-    std::printf(" in %s (%s %s/s)", core::format_duration(result.wall_s).c_str(),
+    std::printf(" in %s (%s %s/s on %d threads)", core::format_duration(result.wall_s).c_str(),
                 core::format_count(static_cast<int64_t>(result.items_per_s)).c_str(),
-                setup.task->item_unit().c_str());
+                task.item_unit().c_str(), threads);
   }
-  std::printf("\n %s\n", metrics.c_str());
-  std::printf("  model: %s (%s parameters)\n  run directory: %s\n",
-              result.final_dir.string().c_str(), core::format_count(parameters).c_str(),
+  std::printf("\n");
+  if (task.headline_metric() == "valid_ppl") {
+    std::printf("  perplexity: valid %.2f, test %.2f (mean loss %.4f, %.4f nats/token)\n",
+                metric(result, "valid_ppl"), metric(result, "test_ppl"), metric(result, "valid_loss"),
+                metric(result, "test_loss"));
+  } else {
+    std::printf("  accuracy: valid %.2f %% (%.0f errors), test %.2f %% (%.0f errors)\n",
+                100 * metric(result, "valid_accuracy"), metric(result, "valid_errors"),
+                100 * metric(result, "test_accuracy"), metric(result, "test_errors"));
+  }
+  const fs::path weights = result.final_dir / model::kWeightsFileName;
+  std::error_code ec;
+  const auto weight_bytes = fs::file_size(weights, ec);
+  std::printf("  model: %s (%s parameters, %s %s)\n", result.final_dir.string().c_str(),
+              core::format_count(parameters).c_str(), model::kWeightsFileName,
+              ec ? "?" : core::format_bytes(weight_bytes).c_str());
+  if (setup.text_data) {
+    const auto& info = setup.text_data->info();
+    const auto& tokenizer = setup.text_data->tokenizer();
+    std::printf("  data: %s (train %s tokens, %s tokenizer of %s pieces)\n",
+                setup.text_data->dir().string().c_str(),
+                core::format_count(info["splits"]["train"].value("tokens", int64_t{0})).c_str(),
+                tokenizer.kind().c_str(), core::format_count(tokenizer.vocab_size()).c_str());
+  }
+  std::printf("  run: %s (config.json, metrics.jsonl, checkpoints/, result.json)\n",
               run_dir.string().c_str());
 }
 
@@ -94,7 +120,7 @@ int run_train(const TrainCommandOptions& options) {
   const auto result = train::run_training(setup.recipe.train, merged, *setup.task, train_options);
   if (result.interrupted)
     return options.stop_at_step > 0 && result.step == options.stop_at_step ? 0 : kExitInterrupted;
-  print_summary(setup, result, run_dir);
+  print_summary(setup, result, run_dir, threads);
   return 0;
 }
 

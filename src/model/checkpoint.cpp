@@ -3,7 +3,6 @@
 #include <set>
 
 #include "core/files.h"
-#include "core/version.h"
 #include "model/llama.h"
 #include "model/mlp.h"
 
@@ -133,63 +132,12 @@ void load_weights(const fs::path& file, torch::nn::Module& model) {
 
 void save_model(const fs::path& dir, torch::nn::Module& model, const CheckpointMeta& meta) {
   core::create_directories(dir, "checkpoint directory");
-  nlohmann::ordered_json json;
-  json["format"] = kModelFormat;
-  json["version"] = kModelFormatVersion;
-  json["model"] = core::to_json(meta.config);
-  json["tokenizer_hash"] = meta.tokenizer_hash;
-  json["data_dir"] = meta.data_dir.string();
-  json["step"] = meta.step;
   int64_t parameters = 0;
   for (const auto& p : model.parameters()) parameters += p.numel();
-  json["parameters"] = parameters;
-  json["edgedistill_version"] = kVersion;
   save_weights(dir / kWeightsFileName, model,
                {{"format", "pt"}, {"edgedistill.tokenizer_hash", meta.tokenizer_hash}});
   // model.json last: a directory with a model.json always has its weights.
-  core::write_file_atomic(dir / kModelFileName, json.dump(2) + "\n");
-}
-
-CheckpointMeta read_model_meta(const fs::path& dir) {
-  const fs::path file = dir / kModelFileName;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) {
-    throw FileError(str("model directory '", dir.string(),
-                        "' does not exist; pass a checkpoint directory such as RUN/final"));
-  }
-  if (!fs::exists(file, ec)) {
-    throw FileError(
-        str("'", dir.string(), "' has no ", kModelFileName,
-            "; pass a checkpoint directory such as RUN/final or RUN/checkpoints/step-N"));
-  }
-  const auto json = core::read_json_file(file, "model file");
-  if (!json.is_object() || json.value("format", "") != kModelFormat) {
-    throw FileError(str("'", file.string(), "' is not an edgedistill model file (format '",
-                        kModelFormat, "' expected)"));
-  }
-  const auto version = json.value("version", 0);
-  if (version > kModelFormatVersion) {
-    throw FileError(str("'", file.string(), "' has format version ", version,
-                        "; this edgedistill (", kVersion, ") reads version ", kModelFormatVersion,
-                        "; upgrade edgedistill"));
-  }
-  if (!json.contains("model")) {
-    throw FileError(str("'", file.string(), "' has no \"model\" section"));
-  }
-  CheckpointMeta meta;
-  try {
-    meta.config = core::config_from_saved_json<ModelConfig>(json["model"], file);
-  } catch (const ConfigError& e) {
-    throw FileError(str("'", file.string(), "': ", e.what()));
-  }
-  if (meta.config.arch == "llama" && meta.config.llama.vocab_size <= 0) {
-    throw FileError(
-        str("'", file.string(), "': model.vocab_size must be positive in a checkpoint"));
-  }
-  meta.tokenizer_hash = json.value("tokenizer_hash", "");
-  meta.data_dir = json.value("data_dir", "");
-  meta.step = json.value("step", int64_t{0});
-  return meta;
+  core::write_file_atomic(dir / kModelFileName, model_json(meta, parameters).dump(2) + "\n");
 }
 
 LoadedModel load_model(const fs::path& dir) {

@@ -1,5 +1,5 @@
-// Model checkpoints: a directory holding model.json (versioned: the model config with the
-// vocabulary resolved, plus provenance) and weights.safetensors (float32, GGUF tensor names).
+// Model checkpoints with LibTorch: building, saving and loading models. The directory holds
+// model.json (model_meta.h) and weights.safetensors (float32, GGUF tensor names).
 #pragma once
 
 #include <torch/torch.h>
@@ -10,34 +10,17 @@
 #include <string>
 
 #include "io/safetensors.h"
-#include "model/model_config.h"
+#include "model/model_meta.h"
 
 namespace edgedistill::model {
 
 namespace fs = std::filesystem;
-
-inline constexpr const char* kModelFileName = "model.json";
-inline constexpr const char* kWeightsFileName = "weights.safetensors";
-inline constexpr const char* kModelFormat = "edgedistill-model";
-inline constexpr int kModelFormatVersion = 1;
-
-// What model.json records besides the config.
-struct CheckpointMeta {
-  ModelConfig config;          // vocab_size resolved (> 0) for llama models
-  std::string tokenizer_hash;  // sha256 of the tokenizer; empty for image models
-  fs::path data_dir;           // the prepared data it was trained on; may be empty
-  int64_t step = 0;            // optimizer steps taken
-};
 
 // Builds a freshly initialised model (seeded by the caller through torch::manual_seed).
 std::shared_ptr<torch::nn::Module> build_model(const ModelConfig& config);
 
 // Writes model.json and weights.safetensors into `dir` (created if needed), each atomically.
 void save_model(const fs::path& dir, torch::nn::Module& model, const CheckpointMeta& meta);
-
-// Reads and validates model.json: format, version (newer versions are refused with a message),
-// and the model config (same validation as a config file).
-CheckpointMeta read_model_meta(const fs::path& dir);
 
 struct LoadedModel {
   CheckpointMeta meta;

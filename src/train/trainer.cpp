@@ -185,6 +185,7 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   };
   int64_t items_this_run = 0;
+  double side_seconds = 0;  // evaluation and checkpoints: not part of the training rate
   InterruptGuard interrupt_guard;
   core::Progress progress("train", config.steps, "steps");
   progress.restart_from(start.step);
@@ -195,6 +196,7 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   double window_loss = 0;
   int64_t window_steps = 0;
   std::vector<Metric> window_terms;
+  double window_side_seconds = 0;
 
   for (int64_t step = start.step; step < config.steps; ++step) {
     const double lr = learning_rate(config.optimizer, step, config.steps);
@@ -246,8 +248,8 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
         it->second += term.second;
     }
 
-    const double rate =
-        static_cast<double>(window_items) / std::max(1e-9, seconds_since(window_start));
+    const double rate = static_cast<double>(window_items) /
+                        std::max(1e-9, seconds_since(window_start) - window_side_seconds);
     progress.update(
         done, str("loss ", format_number(step_loss), "  lr ", format_number(lr, 3), "  ",
                   core::format_count(static_cast<int64_t>(rate)), " ", task.item_unit(), "/s"));
@@ -264,6 +266,7 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
       record["elapsed_s"] = start.train_seconds + seconds_since(began);
       metrics.write(record);
       window_start = std::chrono::steady_clock::now();
+      window_side_seconds = 0;
       window_items = 0;
       window_loss = 0;
       window_steps = 0;
@@ -271,16 +274,24 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
     }
     const bool last_step = done == config.steps;
     if (config.eval_every > 0 && done % config.eval_every == 0 && !last_step) {
+      const auto eval_start = std::chrono::steady_clock::now();
       const auto evaluation = task.evaluate("valid");
       metrics.write(metrics_record(done, evaluation));
       core::info("step ", done, ": ", describe(evaluation));
+      const double spent = seconds_since(eval_start);
+      side_seconds += spent;
+      window_side_seconds += spent;
     }
     const bool stop_here = options.stop_at_step > 0 && done == options.stop_at_step;
     const bool interrupted = g_interrupt_requested.load();
     if (!last_step && ((config.checkpoint_every > 0 && done % config.checkpoint_every == 0) ||
                        stop_here || interrupted)) {
+      const auto save_start = std::chrono::steady_clock::now();
       save_checkpoint(run_dir, done, task, optimizer, start.train_seconds + seconds_since(began));
       prune_checkpoints(run_dir, config.keep_checkpoints);
+      const double spent = seconds_since(save_start);
+      side_seconds += spent;
+      window_side_seconds += spent;
     }
     if (!last_step && (stop_here || interrupted)) {
       result.interrupted = true;
@@ -294,7 +305,8 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   }
 
   result.wall_s = seconds_since(began);
-  result.items_per_s = static_cast<double>(items_this_run) / std::max(1e-9, result.wall_s);
+  result.items_per_s =
+      static_cast<double>(items_this_run) / std::max(1e-9, result.wall_s - side_seconds);
   progress.finish(result.step);
 
   // The final model: final/ (model.json + weights.safetensors), its valid and test metrics, and
