@@ -152,7 +152,7 @@ TEST_CASE("a deterministic CLI run stopped and resumed ends with byte-identical 
   const auto whole = train("whole", {});
   INFO(whole.err);
   REQUIRE(whole.exit_code == 0);
-  CHECK(whole.out.find("valid_ppl") != std::string::npos);
+  CHECK(whole.out.find("perplexity: valid") != std::string::npos);
   const auto stopped = train("split", {"--stop-at-step", "5"});
   REQUIRE(stopped.exit_code == 0);
   CHECK(fs::exists(dir.path() / "split" / "checkpoints" / "step-5" / "trainer.json"));
