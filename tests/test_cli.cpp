@@ -10,8 +10,8 @@
 #include "core/files.h"
 #include "data/data_config.h"
 #include "model/model_config.h"
-#include "train/train_config.h"
 #include "test_util.h"
+#include "train/train_config.h"
 
 using namespace edgedistill;
 namespace fs = std::filesystem;
@@ -67,7 +67,8 @@ fs::path tiny_recipe(const fs::path& dir, int steps) {
              "split": {"valid": 0.1, "test": 0.1}, "tokenizer": {"kind": "byte"}},
     "model": {"arch": "llama", "dim": 64, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1,
               "ffn_dim": 96, "max_seq_len": 64},
-    "train": {"steps": )" + std::to_string(steps) + R"(, "batch_size": 4, "seq_len": 32,
+    "train": {"steps": )" + std::to_string(steps) +
+                             R"(, "batch_size": 4, "seq_len": 32,
               "lr": 0.003, "warmup_steps": 2, "eval_every": 4, "checkpoint_every": 3,
               "log_every": 1}
   })";
@@ -94,11 +95,12 @@ TEST_CASE("--help and usage errors") {
 TEST_CASE("config prints the merged recipe with --set applied") {
   test::TempDir dir;
   const auto recipe = (test::source_dir() / "configs" / "recipes" / "teacher-kjv.json").string();
-  const auto result = run_edgedistill({"config", "--config", recipe, "--set", "train.lr=0.5"}, dir.path());
+  const auto result =
+      run_edgedistill({"config", "--config", recipe, "--set", "train.lr=0.5"}, dir.path());
   REQUIRE(result.exit_code == 0);
   const auto merged = nlohmann::json::parse(result.out);
   CHECK(merged["train"]["lr"] == 0.5);
-  CHECK(merged["model"]["dim"] == 256);           // from ../models/teacher-s.json
+  CHECK(merged["model"]["dim"] == 256);                      // from ../models/teacher-s.json
   CHECK(merged["data"]["tokenizer"]["vocab_size"] == 4096);  // from ../data/kjv.json
   const auto keys = run_edgedistill({"config", "--keys"}, dir.path());
   CHECK(keys.exit_code == 0);
@@ -116,15 +118,19 @@ TEST_CASE("config errors exit 2 with one line naming the key, the type or the fi
   core::write_file_atomic(dir.path() / "unknown.json", R"({"train": {"stepz": 3}})");
   core::write_file_atomic(dir.path() / "typed.json", R"({"model": {"dim": "wide"}})");
   const std::vector<Case> cases = {
-      {{"config", "--config", recipe, "--set", "train.lrr=1"}, {"train.lrr", "did you mean 'train.lr'"}},
-      {{"config", "--config", recipe, "--set", "train.steps=abc"}, {"train.steps", "expects an integer"}},
-      {{"config", "--config", (dir.path() / "missing.json").string()}, {"missing.json", "does not exist"}},
+      {{"config", "--config", recipe, "--set", "train.lrr=1"},
+       {"train.lrr", "did you mean 'train.lr'"}},
+      {{"config", "--config", recipe, "--set", "train.steps=abc"},
+       {"train.steps", "expects an integer"}},
+      {{"config", "--config", (dir.path() / "missing.json").string()},
+       {"missing.json", "does not exist"}},
       {{"config", "--config", (dir.path() / "unknown.json").string(), "--kind", "recipe"},
        {"train.stepz", "train.steps"}},
       {{"config", "--config", (dir.path() / "typed.json").string(), "--kind", "recipe"},
        {"model.dim", "expects an integer", "\"wide\""}},
       {{"config", "--config", recipe, "--set", "model.dim=250"}, {"model.dim", "multiple of 32"}},
-      {{"train", "--config", (dir.path() / "missing.json").string(), "--run-dir", dir.path().string()},
+      {{"train", "--config", (dir.path() / "missing.json").string(), "--run-dir",
+        dir.path().string()},
        {"missing.json"}},
   };
   for (const auto& c : cases) {
@@ -143,9 +149,9 @@ TEST_CASE("a deterministic CLI run stopped and resumed ends with byte-identical 
   const auto recipe = tiny_recipe(dir.path(), 10).string();
   const std::string cache = (dir.path() / "cache").string();
   auto train = [&](const std::string& run, std::vector<std::string> extra) {
-    std::vector<std::string> arguments = {"train", "--config", recipe, "--run-dir",
-                                          (dir.path() / run).string(), "--deterministic",
-                                          "--data-cache", cache};
+    std::vector<std::string> arguments = {
+        "train",           "--config",     recipe, "--run-dir", (dir.path() / run).string(),
+        "--deterministic", "--data-cache", cache};
     arguments.insert(arguments.end(), extra.begin(), extra.end());
     return run_edgedistill(arguments, dir.path());
   };
@@ -195,11 +201,11 @@ TEST_CASE("a deterministic CLI run stopped and resumed ends with byte-identical 
 TEST_CASE("a diverging run stops with exit 2 naming the step, keeping the last checkpoint") {
   test::TempDir dir;
   const auto recipe = tiny_recipe(dir.path(), 10).string();
-  const auto result = run_edgedistill({"train", "--config", recipe, "--run-dir", (dir.path() / "run").string(),
-                                   "--data-cache", (dir.path() / "cache").string(), "--set",
-                                   "train.lr=1e12", "--set", "train.grad_clip=0", "--set",
-                                   "train.warmup_steps=0"},
-                                  dir.path());
+  const auto result =
+      run_edgedistill({"train", "--config", recipe, "--run-dir", (dir.path() / "run").string(),
+                       "--data-cache", (dir.path() / "cache").string(), "--set", "train.lr=1e12",
+                       "--set", "train.grad_clip=0", "--set", "train.warmup_steps=0"},
+                      dir.path());
   INFO(result.err);
   CHECK(result.exit_code == 2);
   CHECK(result.err.find("diverged") != std::string::npos);
@@ -223,16 +229,17 @@ TEST_CASE("data runs SentencePiece in edgedistill-data and relays its errors") {
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   CHECK(fs::exists(out / "tokenizer" / "tokenizer.model"));
-  const auto shard = run_edgedistill({"inspect", (out / "shards" / "train.bin").string()}, dir.path());
+  const auto shard =
+      run_edgedistill({"inspect", (out / "shards" / "train.bin").string()}, dir.path());
   CHECK(shard.exit_code == 0);
   CHECK(shard.out.find("token shard") != std::string::npos);
 
   core::write_file_atomic(dir.path() / "bad.json", R"({
     "name": "bad", "sources": [{"kind": "text_file", "path": "no-such-corpus.txt"}],
     "tokenizer": {"kind": "sentencepiece", "vocab_size": 300}})");
-  const auto failed = run_edgedistill(
-      {"data", "--config", (dir.path() / "bad.json").string(), "--out", (dir.path() / "b").string()},
-      dir.path());
+  const auto failed = run_edgedistill({"data", "--config", (dir.path() / "bad.json").string(),
+                                       "--out", (dir.path() / "b").string()},
+                                      dir.path());
   CHECK(failed.exit_code == 2);
   const auto errors = error_lines(failed.err);
   REQUIRE(errors.size() == 1);
@@ -243,9 +250,10 @@ TEST_CASE("bench measures a tiny recipe and reports MFU") {
   test::TempDir dir;
   const auto recipe = tiny_recipe(dir.path(), 10).string();
   const auto json = dir.path() / "bench.json";
-  const auto result = run_edgedistill({"bench", "--train-config", recipe, "--steps", "2", "--warmup", "1",
-                                   "--gemm-size", "256", "--json", json.string()},
-                                  dir.path());
+  const auto result =
+      run_edgedistill({"bench", "--train-config", recipe, "--steps", "2", "--warmup", "1",
+                       "--gemm-size", "256", "--json", json.string()},
+                      dir.path());
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   CHECK(result.out.find("MFU") != std::string::npos);
@@ -296,7 +304,8 @@ TEST_CASE("docs/config.md lists every key as the code declares it") {
   test::TempDir dir;
   const std::string docs = core::read_file(test::source_dir() / "docs" / "config.md", "docs");
   for (const char* kind : {"recipe", "data", "model"}) {
-    const auto table = run_edgedistill({"config", "--keys", "--markdown", "--kind", kind}, dir.path());
+    const auto table =
+        run_edgedistill({"config", "--keys", "--markdown", "--kind", kind}, dir.path());
     REQUIRE(table.exit_code == 0);
     INFO(kind << " keys; regenerate with scripts/make_config_docs.sh");
     CHECK(docs.find(table.out) != std::string::npos);

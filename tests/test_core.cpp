@@ -137,23 +137,20 @@ TEST_CASE("ED_CHECK throws an internal error naming the condition") {
 }
 
 TEST_CASE("EDGEDISTILL_ISA forces a supported instruction set and rejects others") {
-  const char* saved = std::getenv("EDGEDISTILL_ISA");
-  const std::string previous = saved ? saved : "";
-  ::setenv("EDGEDISTILL_ISA", "scalar", 1);
-  CHECK(core::selected_isa() == "scalar");
-  ::setenv("EDGEDISTILL_ISA", "sse9", 1);
-  CHECK_THROWS_WITH(core::selected_isa(), Catch::Contains("sse9") && Catch::Contains("scalar, avx2"));
+  {
+    test::ScopedEnv isa("EDGEDISTILL_ISA", "scalar");
+    CHECK(core::selected_isa() == "scalar");
+  }
+  {
+    test::ScopedEnv isa("EDGEDISTILL_ISA", "sse9");
+    CHECK_THROWS_WITH(core::selected_isa(),
+                      Catch::Contains("sse9") && Catch::Contains("scalar, avx2"));
+  }
   // An ISA this CPU lacks is refused with what it does support.
   const auto& cpu = core::cpu_features();
-  const char* missing = !cpu.avx512f ? "avx512" : !cpu.neon ? "neon" : nullptr;
-  if (missing != nullptr) {
-    ::setenv("EDGEDISTILL_ISA", missing, 1);
+  if (const char* missing = !cpu.avx512f ? "avx512" : !cpu.neon ? "neon" : nullptr) {
+    test::ScopedEnv isa("EDGEDISTILL_ISA", missing);
     CHECK_THROWS_AS(core::selected_isa(), InputError);
-  }
-  if (saved) {
-    ::setenv("EDGEDISTILL_ISA", previous.c_str(), 1);
-  } else {
-    ::unsetenv("EDGEDISTILL_ISA");
   }
   CHECK_FALSE(core::describe_cpu_features().empty());
 }

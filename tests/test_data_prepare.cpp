@@ -32,31 +32,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr) {
-      ::setenv(name, value, 1);
-    } else {
-      ::unsetenv(name);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 // A synthetic English-like text with what tokenizers find hard: accented and CJK characters, an
 // emoji, digits, runs of spaces, tabs, leading spaces and trailing spaces. Paragraphs of 1 to 3
 // lines, separated by blank lines.
@@ -466,22 +441,22 @@ TEST_CASE("PreparedData refuses foreign, newer and image directories") {
 
 TEST_CASE("the cache root follows EDGEDISTILL_CACHE_DIR, XDG_CACHE_HOME, then HOME") {
   {
-    ScopedEnv cache("EDGEDISTILL_CACHE_DIR", "/tmp/ed-cache");
+    test::ScopedEnv cache("EDGEDISTILL_CACHE_DIR", "/tmp/ed-cache");
     CHECK(data::default_cache_root() == fs::path("/tmp/ed-cache"));
   }
-  ScopedEnv cache("EDGEDISTILL_CACHE_DIR", nullptr);
+  test::ScopedEnv cache("EDGEDISTILL_CACHE_DIR", nullptr);
   {
-    ScopedEnv xdg("XDG_CACHE_HOME", "/tmp/xdg");
+    test::ScopedEnv xdg("XDG_CACHE_HOME", "/tmp/xdg");
     CHECK(data::default_cache_root() == fs::path("/tmp/xdg/edgedistill"));
   }
-  ScopedEnv xdg("XDG_CACHE_HOME", nullptr);
-  ScopedEnv home("HOME", "/home/someone");
+  test::ScopedEnv xdg("XDG_CACHE_HOME", nullptr);
+  test::ScopedEnv home("HOME", "/home/someone");
   CHECK(data::default_cache_root() == fs::path("/home/someone/.cache/edgedistill"));
 }
 
 TEST_CASE("ensure_prepared prepares once, then reuses the cache") {
   test::TempDir cache;
-  ScopedEnv cache_env("EDGEDISTILL_CACHE_DIR", cache.path().c_str());
+  test::ScopedEnv cache_env("EDGEDISTILL_CACHE_DIR", cache.path().c_str());
   test::TempDir sources;
   core::write_file_atomic(sources.path() / "corpus.txt", synthetic_corpus(200, 7));
   auto config = text_file_config(sources.path() / "corpus.txt", "bpe", 320);

@@ -27,28 +27,6 @@ namespace {
 
 const fs::path kFashionMnist = "/usr/share/datasets/fashion-mnist";
 
-// Sets an environment variable for the scope, restoring the old value after.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 // The KJV verses, read once for all test cases (the `bible` program takes a moment).
 const std::vector<data::KjvVerse>& kjv_verses() {
   static const std::vector<data::KjvVerse> verses = data::read_kjv_verses();
@@ -156,7 +134,7 @@ TEST_CASE("the kjv listing parser joins wrapped lines and refuses foreign output
 
 TEST_CASE("the kjv source says which package to install when `bible` is missing") {
   test::TempDir empty;
-  ScopedEnv path("PATH", empty.path().string());
+  test::ScopedEnv path("PATH", empty.path().c_str());
   CHECK_THROWS_AS(data::read_kjv_verses(), InputError);
   CHECK_THROWS_WITH(data::read_kjv_verses(), Catch::Contains("`bible` program") &&
                                                  Catch::Contains("bible-kjv") &&

@@ -37,7 +37,8 @@ std::vector<torch::Tensor> value_and_gradients(Op op, const std::vector<torch::T
   return result;
 }
 
-void require_close(const std::vector<torch::Tensor>& fused, const std::vector<torch::Tensor>& reference) {
+void require_close(const std::vector<torch::Tensor>& fused,
+                   const std::vector<torch::Tensor>& reference) {
   REQUIRE(fused.size() == reference.size());
   for (size_t i = 0; i < fused.size(); ++i) {
     INFO("tensor " << i << " (0: output, then gradients)");
@@ -75,9 +76,10 @@ TEST_CASE("fused RMSNorm matches the reference, values and gradients") {
       const auto w = torch::randn({dim});
       const auto upstream = torch::randn({rows, dim});
       require_close(
-          value_and_gradients([](auto& in) { return rms_norm(in[0], in[1], 1e-5); }, {x, w}, upstream),
-          value_and_gradients([](auto& in) { return rms_norm_reference(in[0], in[1], 1e-5); }, {x, w},
-                              upstream));
+          value_and_gradients([](auto& in) { return rms_norm(in[0], in[1], 1e-5); }, {x, w},
+                              upstream),
+          value_and_gradients([](auto& in) { return rms_norm_reference(in[0], in[1], 1e-5); },
+                              {x, w}, upstream));
     }
   }
 }
@@ -89,9 +91,10 @@ TEST_CASE("fused RoPE matches the reference, values and gradients") {
     const auto cos = torch::rand({5, head_dim / 2}), sin = torch::rand({5, head_dim / 2});
     const auto x = torch::randn({3, 5, 2, head_dim});
     const auto upstream = torch::randn({3, 5, 2, head_dim});
-    require_close(value_and_gradients([&](auto& in) { return apply_rope(in[0], cos, sin); }, {x}, upstream),
-                  value_and_gradients([&](auto& in) { return apply_rope_reference(in[0], cos, sin); }, {x},
-                                      upstream));
+    require_close(
+        value_and_gradients([&](auto& in) { return apply_rope(in[0], cos, sin); }, {x}, upstream),
+        value_and_gradients([&](auto& in) { return apply_rope_reference(in[0], cos, sin); }, {x},
+                            upstream));
   }
 }
 
@@ -102,9 +105,9 @@ TEST_CASE("fused SwiGLU matches the reference, values and gradients") {
     // Large gates reach the clamps of fast_exp; the reference must agree there too.
     const auto gate_up = torch::randn({2, 7, 2 * width}) * 6;
     const auto upstream = torch::randn({2, 7, width});
-    require_close(value_and_gradients([](auto& in) { return swiglu(in[0]); }, {gate_up}, upstream),
-                  value_and_gradients([](auto& in) { return swiglu_reference(in[0]); }, {gate_up},
-                                      upstream));
+    require_close(
+        value_and_gradients([](auto& in) { return swiglu(in[0]); }, {gate_up}, upstream),
+        value_and_gradients([](auto& in) { return swiglu_reference(in[0]); }, {gate_up}, upstream));
   }
 }
 
@@ -116,34 +119,39 @@ TEST_CASE("fused cross entropy matches the reference, values and gradients") {
     const auto targets = torch::randint(vocab, {37}, torch::kInt64);
     const auto upstream = torch::full({}, 1.5);
     require_close(
-        value_and_gradients([&](auto& in) { return cross_entropy(in[0], targets); }, {logits}, upstream),
-        value_and_gradients([&](auto& in) { return cross_entropy_reference(in[0], targets); }, {logits},
-                            upstream));
+        value_and_gradients([&](auto& in) { return cross_entropy(in[0], targets); }, {logits},
+                            upstream),
+        value_and_gradients([&](auto& in) { return cross_entropy_reference(in[0], targets); },
+                            {logits}, upstream));
   }
 }
 
 TEST_CASE("fused attention head split matches the reference for every head grouping") {
   torch::manual_seed(25);
-  for (auto [heads, kv_heads] : std::vector<std::pair<int64_t, int64_t>>{{4, 2}, {4, 4}, {6, 3}, {8, 1}}) {
+  for (auto [heads, kv_heads] :
+       std::vector<std::pair<int64_t, int64_t>>{{4, 2}, {4, 4}, {6, 3}, {8, 1}}) {
     INFO(heads << " heads, " << kv_heads << " kv heads");
     const int64_t batch = 2, length = 6, head_dim = 8, group = heads / kv_heads;
     const auto qkv = torch::randn({batch, length, (heads + 2 * kv_heads) * head_dim});
-    const auto cos_q = torch::rand({length, head_dim / 2}), sin_q = torch::rand({length, head_dim / 2});
-    const auto cos_k = torch::rand({length, head_dim / 2}), sin_k = torch::rand({length, head_dim / 2});
+    const auto cos_q = torch::rand({length, head_dim / 2}),
+               sin_q = torch::rand({length, head_dim / 2});
+    const auto cos_k = torch::rand({length, head_dim / 2}),
+               sin_k = torch::rand({length, head_dim / 2});
     const auto dq = torch::randn({batch * kv_heads, group * length, head_dim});
     const auto dk = torch::randn({batch * kv_heads, length, head_dim});
     const auto dv = torch::randn({batch * kv_heads, length, head_dim});
     auto run = [&](bool fused, bool use_v) {
       auto leaf = qkv.clone().requires_grad_(true);
       const auto heads_out =
-          fused ? split_attention_heads(leaf, heads, kv_heads, cos_q, sin_q, cos_k, sin_k)
-                : split_attention_heads_reference(leaf, heads, kv_heads, cos_q, sin_q, cos_k, sin_k);
+          fused
+              ? split_attention_heads(leaf, heads, kv_heads, cos_q, sin_q, cos_k, sin_k)
+              : split_attention_heads_reference(leaf, heads, kv_heads, cos_q, sin_q, cos_k, sin_k);
       // Without v in the loss, its gradient is undefined: the fused backward must treat it as 0.
       auto loss = (heads_out.q * dq).sum() + (heads_out.k * dk).sum();
       if (use_v) loss = loss + (heads_out.v * dv).sum();
       loss.backward();
-      return std::vector<torch::Tensor>{heads_out.q.detach(), heads_out.k.detach(), heads_out.v.detach(),
-                                        leaf.grad()};
+      return std::vector<torch::Tensor>{heads_out.q.detach(), heads_out.k.detach(),
+                                        heads_out.v.detach(), leaf.grad()};
     };
     for (bool use_v : {true, false}) require_close(run(true, use_v), run(false, use_v));
   }
@@ -173,27 +181,37 @@ TEST_CASE("every kernel build matches the baseline build over sizes and misalign
         kernel_call(*avx2, out_avx2.data_ptr<float>() + misalign % 2);
         CHECK(relative_difference(out_avx2, out_scalar) < kRelativeTolerance);
       };
-      compare([&](const FusedKernels& k, float* out) { k.swiglu_forward(x, n, 0, rows, out); }, rows * n);
+      compare([&](const FusedKernels& k, float* out) { k.swiglu_forward(x, n, 0, rows, out); },
+              rows * n);
       compare([&](const FusedKernels& k, float* out) { k.swiglu_backward(x, y, n, 0, rows, out); },
               rows * 2 * n);
       if (n > 0) {
         auto rstd = torch::zeros({rows});
-        compare([&](const FusedKernels& k, float* out) {
-          k.rms_norm_forward(x, y, 1e-5f, n, 0, rows, out, rstd.data_ptr<float>());
-        }, rows * n);
+        compare(
+            [&](const FusedKernels& k, float* out) {
+              k.rms_norm_forward(x, y, 1e-5f, n, 0, rows, out, rstd.data_ptr<float>());
+            },
+            rows * n);
         const auto rstd_values = torch::rand({rows}) + 0.5;
-        compare([&](const FusedKernels& k, float* out) {
-          std::vector<float> dw(static_cast<size_t>(n), 0.0f);
-          k.rms_norm_backward(x, y, rstd_values.data_ptr<float>(), y, n, 0, rows, out, dw.data());
-        }, rows * n);
+        compare(
+            [&](const FusedKernels& k, float* out) {
+              std::vector<float> dw(static_cast<size_t>(n), 0.0f);
+              k.rms_norm_backward(x, y, rstd_values.data_ptr<float>(), y, n, 0, rows, out,
+                                  dw.data());
+            },
+            rows * n);
         const auto targets = torch::randint(n, {rows}, torch::kInt64);
-        compare([&](const FusedKernels& k, float* out) {
-          std::vector<float> lse(rows);
-          k.cross_entropy_forward(x, targets.data_ptr<int64_t>(), n, 0, rows, lse.data(), out);
-        }, rows);
+        compare(
+            [&](const FusedKernels& k, float* out) {
+              std::vector<float> lse(rows);
+              k.cross_entropy_forward(x, targets.data_ptr<int64_t>(), n, 0, rows, lse.data(), out);
+            },
+            rows);
       }
       if (n % 2 == 0) {
-        compare([&](const FusedKernels& k, float* out) { k.rotate_pairs(x, out, y, x, n / 2, -1.0f); }, n);
+        compare(
+            [&](const FusedKernels& k, float* out) { k.rotate_pairs(x, out, y, x, n / 2, -1.0f); },
+            n);
       }
     }
   }

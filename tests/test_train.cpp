@@ -374,7 +374,8 @@ TEST_CASE("an MLP trained on Fashion-MNIST classifies far above chance") {
   auto setup = prepare_training(fmnist_recipe(60), dir.path() / "cache");
   TrainOptions options;
   options.run_dir = dir.path() / "run";
-  const auto result = run_training(setup.recipe.train, core::to_json(setup.recipe), *setup.task, options);
+  const auto result =
+      run_training(setup.recipe.train, core::to_json(setup.recipe), *setup.task, options);
   REQUIRE(result.finished);
   double accuracy = 0;
   for (const auto& [name, value] : result.final_metrics) {

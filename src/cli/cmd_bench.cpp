@@ -70,11 +70,12 @@ int run_bench(const BenchOptions& options) {
   const auto& llama = recipe.model.llama;
   const int64_t batch = recipe.train.batch_size, length = recipe.train.seq_len;
   const auto counts = model::count_parameters(llama);
-  std::printf("bench train: %s, %s parameters (%s non-embedding), batch %lld x %lld tokens, "
-              "%d threads, fused kernels %s\n",
-              recipe.name.c_str(), core::format_count(counts.total).c_str(),
-              core::format_count(counts.non_embedding).c_str(), static_cast<long long>(batch),
-              static_cast<long long>(length), threads, model::fused_kernels().isa);
+  std::printf(
+      "bench train: %s, %s parameters (%s non-embedding), batch %lld x %lld tokens, "
+      "%d threads, fused kernels %s\n",
+      recipe.name.c_str(), core::format_count(counts.total).c_str(),
+      core::format_count(counts.non_embedding).c_str(), static_cast<long long>(batch),
+      static_cast<long long>(length), threads, model::fused_kernels().isa);
   std::fflush(stdout);
 
   // The trainer's step (forward, cross entropy, backward, clip, AdamW) on random tokens, so no
@@ -134,18 +135,20 @@ int run_bench(const BenchOptions& options) {
   const double mfu_with_head = paired_mfu(counts.non_embedding + counts.head);
   const double mfu_best_gemm =
       6.0 * static_cast<double>(counts.non_embedding) * tokens_per_s / best_gemm;
-  std::printf("GEMM (LibTorch float32 %lld^3 matmul, timed after each step): best %.1f, median "
-              "%.1f GFLOP/s\n",
-              static_cast<long long>(options.gemm_size), best_gemm / 1e9,
-              median(gemm_flops) / 1e9);
+  std::printf(
+      "GEMM (LibTorch float32 %lld^3 matmul, timed after each step): best %.1f, median "
+      "%.1f GFLOP/s\n",
+      static_cast<long long>(options.gemm_size), best_gemm / 1e9, median(gemm_flops) / 1e9);
   std::printf("train step: %.1f ms (median of %lld), %.0f tokens/s\n", step_time * 1e3,
               static_cast<long long>(options.steps), tokens_per_s);
-  std::printf("MFU: %.1f %% (6 x non-embedding parameters x tokens/s over the GEMM rate; median of "
-              "per-step ratios)\n",
-              100 * mfu);
-  std::printf("MFU against the run's best GEMM: %.1f %%; counting the output head's matmul: "
-              "%.1f %%\n",
-              100 * mfu_best_gemm, 100 * mfu_with_head);
+  std::printf(
+      "MFU: %.1f %% (6 x non-embedding parameters x tokens/s over the GEMM rate; median of "
+      "per-step ratios)\n",
+      100 * mfu);
+  std::printf(
+      "MFU against the run's best GEMM: %.1f %%; counting the output head's matmul: "
+      "%.1f %%\n",
+      100 * mfu_best_gemm, 100 * mfu_with_head);
 
   if (!options.json_out.empty()) {
     nlohmann::ordered_json out;
@@ -174,8 +177,9 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<BenchOptions>();
   auto* command = app.add_subcommand(
       "bench", "Benchmark training throughput and MFU against a GEMM timed in the same run");
-  command->add_option("--train-config", options->config.file,
-                      "training recipe whose model and batch shape to measure")
+  command
+      ->add_option("--train-config", options->config.file,
+                   "training recipe whose model and batch shape to measure")
       ->required();
   command->add_option("-s,--set", options->config.overrides,
                       "override a recipe key: --set model.n_layers=4 (repeatable)");

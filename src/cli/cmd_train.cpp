@@ -51,8 +51,8 @@ void print_summary(train::TrainingSetup& setup, const train::TrainResult& result
   std::printf("\n");
   if (task.headline_metric() == "valid_ppl") {
     std::printf("  perplexity: valid %.2f, test %.2f (mean loss %.4f, %.4f nats/token)\n",
-                metric(result, "valid_ppl"), metric(result, "test_ppl"), metric(result, "valid_loss"),
-                metric(result, "test_loss"));
+                metric(result, "valid_ppl"), metric(result, "test_ppl"),
+                metric(result, "valid_loss"), metric(result, "test_loss"));
   } else {
     std::printf("  accuracy: valid %.2f %% (%.0f errors), test %.2f %% (%.0f errors)\n",
                 100 * metric(result, "valid_accuracy"), metric(result, "valid_errors"),

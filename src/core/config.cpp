@@ -261,20 +261,31 @@ void JsonBinder::choice(const char* name, std::string& value,
   value = chosen;
 }
 
+namespace {
+
+// "<origin>: unknown config key 'a.b'; did you mean 'a.c'?" (or the valid keys at that level).
+[[noreturn]] void unknown_key_fail(const std::string& origin, const std::string& parent,
+                                   const std::string& wrong,
+                                   const std::vector<std::string>& names) {
+  std::string message = str(origin, ": unknown config key '", key_path(parent, wrong), "'");
+  const std::string nearest = nearest_name(wrong, names);
+  if (!nearest.empty()) {
+    message += str("; did you mean '", key_path(parent, nearest), "'?");
+  } else {
+    std::string valid;
+    for (const auto& name : names) valid += (valid.empty() ? "" : ", ") + name;
+    message += str("; valid keys here: ", valid);
+  }
+  throw ConfigError(message);
+}
+
+}  // namespace
+
 void JsonBinder::reject_unknown_keys() const {
   for (const auto& item : object_.items()) {
-    if (std::find(names_.begin(), names_.end(), item.key()) != names_.end()) continue;
-    std::string message =
-        str(at_.source, ": unknown config key '", key_path(at_.path, item.key()), "'");
-    const std::string nearest = nearest_name(item.key(), names_);
-    if (!nearest.empty()) {
-      message += str("; did you mean '", key_path(at_.path, nearest), "'?");
-    } else {
-      std::string valid;
-      for (const auto& name : names_) valid += (valid.empty() ? "" : ", ") + name;
-      message += str("; valid keys here: ", valid);
+    if (std::find(names_.begin(), names_.end(), item.key()) == names_.end()) {
+      unknown_key_fail(at_.source, at_.path, item.key(), names_);
     }
-    throw ConfigError(message);
   }
 }
 
@@ -291,18 +302,8 @@ void PathSetter::choice(const char* name, std::string& value,
 }
 
 void PathSetter::require_found() const {
-  if (found_) return;
-  const std::string wrong = key_path(at_.path, components_[depth_]);
-  std::string message = str("--set ", join_components(), ": unknown config key '", wrong, "'");
-  const std::string nearest = nearest_name(components_[depth_], names_);
-  if (!nearest.empty()) {
-    message += str("; did you mean '", key_path(at_.path, nearest), "'?");
-  } else {
-    std::string valid;
-    for (const auto& name : names_) valid += (valid.empty() ? "" : ", ") + name;
-    message += str("; valid keys here: ", valid);
-  }
-  throw ConfigError(message);
+  if (!found_)
+    unknown_key_fail(str("--set ", join_components()), at_.path, components_[depth_], names_);
 }
 
 size_t PathSetter::parse_index(const std::string& text, size_t size, const BindContext& at) {

@@ -33,13 +33,13 @@ static inline float fast_exp(float x) {
   constexpr float kRoundingShift = 12582912.0f;
   // The clamps keep a NaN input (the comparisons are false), and a NaN then flows through every
   // step below to the result.
-  float clamped = x < -87.3f ? -87.3f : x;  // x NaN: false, x kept
+  float clamped = x < -87.3f ? -87.3f : x;      // x NaN: false, x kept
   clamped = clamped > 88.3f ? 88.3f : clamped;  // keeps 2^n normal and finite
   const float shifted = clamped * kLog2e + kRoundingShift;
   const float nf = shifted - kRoundingShift;  // n = round(x / ln2), in [-126, 127]
   int32_t n_bits;
   std::memcpy(&n_bits, &shifted, sizeof(n_bits));
-  const int32_t n = n_bits - 0x4B400000;  // the bits of kRoundingShift
+  const int32_t n = n_bits - 0x4B400000;                     // the bits of kRoundingShift
   const float r = (clamped - nf * kLn2High) - nf * kLn2Low;  // |r| <= ln2 / 2
   // exp(r) = 1 + r + r^2/2! + ... + r^7/7!, in Horner form.
   float p = 1.0f / 5040.0f;

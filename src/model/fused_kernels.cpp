@@ -18,7 +18,9 @@ const FusedKernels& table();
 }
 #endif
 
-const FusedKernels& scalar_fused_kernels() { return kernels_scalar::table(); }
+const FusedKernels& scalar_fused_kernels() {
+  return kernels_scalar::table();
+}
 
 const FusedKernels* avx2_fused_kernels() {
 #if defined(EDGEDISTILL_HAVE_AVX2_KERNELS)
@@ -33,7 +35,8 @@ const FusedKernels& fused_kernels() {
     // The runtime's full choice (avx512, neon, ...) maps onto the builds that exist here.
     const std::string isa = core::selected_isa();
     const FusedKernels* avx2 = avx2_fused_kernels();
-    const FusedKernels& table = (isa == "avx2" || isa == "avx512") && avx2 != nullptr ? *avx2 : scalar_fused_kernels();
+    const FusedKernels& table =
+        (isa == "avx2" || isa == "avx512") && avx2 != nullptr ? *avx2 : scalar_fused_kernels();
     core::debug("fused training kernels: ", table.isa);
     return table;
   }();

@@ -10,6 +10,8 @@ namespace {
 constexpr const char* kIsaName = "avx2";
 #include "model/fused_kernels_body.inc"
 }  // namespace
-const FusedKernels& table() { return kKernels; }
+const FusedKernels& table() {
+  return kKernels;
+}
 }  // namespace kernels_avx2
 }  // namespace edgedistill::model

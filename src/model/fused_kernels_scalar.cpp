@@ -10,6 +10,8 @@ namespace {
 constexpr const char* kIsaName = "scalar";
 #include "model/fused_kernels_body.inc"
 }  // namespace
-const FusedKernels& table() { return kKernels; }
+const FusedKernels& table() {
+  return kKernels;
+}
 }  // namespace kernels_scalar
 }  // namespace edgedistill::model

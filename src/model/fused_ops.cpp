@@ -53,10 +53,10 @@ class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
     const auto& kernels = fused_kernels();
     at::parallel_for(0, blocks, 1, [&](int64_t block_begin, int64_t block_end) {
       for (int64_t block = block_begin; block < block_end; ++block) {
-        kernels.rms_norm_backward(x.data_ptr<float>(), w.data_ptr<float>(),
-                                  rstd.data_ptr<float>(), dy.data_ptr<float>(), dim,
-                                  block * kRowsPerBlock, std::min(rows, (block + 1) * kRowsPerBlock),
-                                  dx.data_ptr<float>(), dw_blocks[block].data_ptr<float>());
+        kernels.rms_norm_backward(x.data_ptr<float>(), w.data_ptr<float>(), rstd.data_ptr<float>(),
+                                  dy.data_ptr<float>(), dim, block * kRowsPerBlock,
+                                  std::min(rows, (block + 1) * kRowsPerBlock), dx.data_ptr<float>(),
+                                  dw_blocks[block].data_ptr<float>());
       }
     });
     auto dw = torch::zeros({dim}, x.options());
@@ -90,8 +90,8 @@ torch::Tensor rotate_heads(const torch::Tensor& x_in, const torch::Tensor& cos_i
 
 class RopeFunction : public torch::autograd::Function<RopeFunction> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
-                               const torch::Tensor& sin) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& cos, const torch::Tensor& sin) {
     ctx->save_for_backward({cos, sin});
     return rotate_heads(x, cos, sin, 1.0f);
   }
@@ -176,7 +176,8 @@ void move_heads(const HeadLayout& layout, float* qkv, float* q, float* k, float*
         float* v_head = v + layout.kv_offset(b, t, j);
         kernels.rotate_pairs(to_heads ? k_row : k_head, to_heads ? k_head : k_row, ck + t * half,
                              sk + t * half, half, sign);
-        for (int64_t i = 0; i < d; ++i) (to_heads ? v_head : v_row)[i] = (to_heads ? v_row : v_head)[i];
+        for (int64_t i = 0; i < d; ++i)
+          (to_heads ? v_head : v_row)[i] = (to_heads ? v_row : v_head)[i];
       }
     }
   });
@@ -200,7 +201,8 @@ class SplitHeadsFunction : public torch::autograd::Function<SplitHeadsFunction> 
     move_heads(layout, qkv.data_ptr<float>(), q.data_ptr<float>(), k.data_ptr<float>(),
                v.data_ptr<float>(), tables, /*to_heads=*/true);
     ctx->save_for_backward({tables[0], tables[1], tables[2], tables[3]});
-    ctx->saved_data["shape"] = std::vector<int64_t>{layout.batch, layout.length, heads, kv_heads, d};
+    ctx->saved_data["shape"] =
+        std::vector<int64_t>{layout.batch, layout.length, heads, kv_heads, d};
     return {q, k, v};
   }
 
@@ -220,8 +222,13 @@ class SplitHeadsFunction : public torch::autograd::Function<SplitHeadsFunction> 
     auto dqkv = torch::empty({layout.batch, layout.length, layout.row_width()}, options);
     move_heads(layout, dqkv.data_ptr<float>(), dq.data_ptr<float>(), dk.data_ptr<float>(),
                dv.data_ptr<float>(), {saved[0], saved[1], saved[2], saved[3]}, /*to_heads=*/false);
-    return {dqkv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor()};
+    return {dqkv,
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -245,7 +252,8 @@ class CrossEntropyFunction : public torch::autograd::Function<CrossEntropyFuncti
     });
     ctx->save_for_backward({logits, targets, lse});
     // The mean in float64, in row order: independent of the thread count.
-    return torch::full({}, loss.to(torch::kFloat64).sum().item<double>() / static_cast<double>(rows),
+    return torch::full({},
+                       loss.to(torch::kFloat64).sum().item<double>() / static_cast<double>(rows),
                        logits.options());
   }
 
@@ -289,7 +297,8 @@ torch::Tensor apply_rope_reference(const torch::Tensor& x, const torch::Tensor& 
   return torch::stack({even * c - odd * s, even * s + odd * c}, -1).view(sizes);
 }
 
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
+                         const torch::Tensor& sin) {
   if (!fusable(x) || !fusable(cos) || !fusable(sin)) return apply_rope_reference(x, cos, sin);
   return RopeFunction::apply(x, cos, sin);
 }
@@ -343,7 +352,8 @@ torch::Tensor cross_entropy_reference(const torch::Tensor& logits, const torch::
 }
 
 torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets) {
-  if (!fusable(logits) || !targets.device().is_cpu()) return cross_entropy_reference(logits, targets);
+  if (!fusable(logits) || !targets.device().is_cpu())
+    return cross_entropy_reference(logits, targets);
   return CrossEntropyFunction::apply(logits, targets);
 }
 

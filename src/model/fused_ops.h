@@ -23,7 +23,8 @@ torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& w,
 // RoPE on adjacent pairs (llama.cpp's convention): (x[2i], x[2i+1]) of each head is rotated by
 // the angle whose cosine and sine are cos[t][i], sin[t][i]. x: [B, T, heads, D];
 // cos, sin: [T, D/2] (constants: no gradient flows to them) -> [B, T, heads, D].
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
+                         const torch::Tensor& sin);
 torch::Tensor apply_rope_reference(const torch::Tensor& x, const torch::Tensor& cos,
                                    const torch::Tensor& sin);
 

@@ -115,7 +115,8 @@ void AdamW::step(double lr) {
     if (fusable) {
       adamw_update_fused(slot.parameter, slot.parameter.grad(), slot.exp_avg, slot.exp_avg_sq, s);
     } else {
-      adamw_update_reference(slot.parameter, slot.parameter.grad(), slot.exp_avg, slot.exp_avg_sq, s);
+      adamw_update_reference(slot.parameter, slot.parameter.grad(), slot.exp_avg, slot.exp_avg_sq,
+                             s);
     }
   }
 }
