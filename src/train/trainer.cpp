@@ -120,6 +120,43 @@ ResumePoint load_checkpoint(const fs::path& dir, TrainingTask& task, AdamW& opti
   return point;
 }
 
+// Adds value * scale to the metric `name` of `metrics`, appending it when absent.
+void accumulate(std::vector<Metric>& metrics, const std::string& name, double value, double scale) {
+  auto it = std::find_if(metrics.begin(), metrics.end(),
+                         [&](const Metric& m) { return m.first == name; });
+  if (it == metrics.end()) {
+    metrics.emplace_back(name, value * scale);
+  } else {
+    it->second += value * scale;
+  }
+}
+
+[[noreturn]] void diverged(const fs::path& run_dir, const std::string& what, double value,
+                           int64_t step, const std::string& fix) {
+  const auto last = newest_checkpoint(run_dir);
+  throw RunError(str("training diverged: ", what, " is ", value, " at step ", step,
+                     "; the last good checkpoint is ", last ? last->string() : std::string("none"),
+                     "; ", fix));
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// The steps since the last metrics.jsonl record: their mean loss and terms, and the training
+// rate without the time spent evaluating or saving.
+struct LogWindow {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  int64_t items = 0, steps = 0;
+  double loss = 0, side_seconds = 0;
+  std::vector<Metric> terms;
+
+  double rate() const {
+    return static_cast<double>(items) / std::max(1e-9, seconds_since(start) - side_seconds);
+  }
+  void reset() { *this = LogWindow(); }
+};
+
 nlohmann::ordered_json metrics_record(int64_t step, const std::vector<Metric>& metrics) {
   nlohmann::ordered_json record;
   record["step"] = step;
@@ -181,117 +218,85 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   TrainResult result;
   result.step = start.step;
   const auto began = std::chrono::steady_clock::now();
-  auto seconds_since = [](std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  };
   int64_t items_this_run = 0;
   double side_seconds = 0;  // evaluation and checkpoints: not part of the training rate
   InterruptGuard interrupt_guard;
   core::Progress progress("train", config.steps, "steps");
   progress.restart_from(start.step);
-
-  // Throughput over the current logging window.
-  auto window_start = std::chrono::steady_clock::now();
-  int64_t window_items = 0;
-  double window_loss = 0;
-  int64_t window_steps = 0;
-  std::vector<Metric> window_terms;
-  double window_side_seconds = 0;
+  LogWindow window;
+  // Runs work that is not training (evaluation, checkpoints), keeping its time out of the rates.
+  auto aside = [&](auto work) {
+    const auto work_start = std::chrono::steady_clock::now();
+    work();
+    const double spent = seconds_since(work_start);
+    side_seconds += spent;
+    window.side_seconds += spent;
+  };
 
   for (int64_t step = start.step; step < config.steps; ++step) {
+    const int64_t done = step + 1;
     const double lr = learning_rate(config.optimizer, step, config.steps);
     optimizer.zero_grad();
     double step_loss = 0;
     std::vector<Metric> step_terms;
+    const double share = 1.0 / config.grad_accum;  // of each micro-batch in the step's gradient
     for (int micro = 0; micro < config.grad_accum; ++micro) {
       MicroBatchLoss micro_loss = task.next_micro_batch_loss();
       const double value = micro_loss.loss.item<double>();
       if (!std::isfinite(value)) {
-        const auto last = newest_checkpoint(run_dir);
-        throw RunError(str("training diverged: the loss is ", value, " at step ", step + 1, " (lr ",
-                           format_number(lr), "); the last good checkpoint is ",
-                           last ? last->string() : std::string("none"),
-                           "; lower train.lr or raise train.warmup_steps, then resume or restart"));
+        diverged(run_dir, "the loss", value, done,
+                 str("lower train.lr (now ", format_number(lr),
+                     ") or raise train.warmup_steps, then resume or restart"));
       }
-      (micro_loss.loss / config.grad_accum).backward();
-      step_loss += value / config.grad_accum;
+      (micro_loss.loss * share).backward();
+      step_loss += value * share;
       items_this_run += micro_loss.items;
-      window_items += micro_loss.items;
-      for (const auto& [name, term] : micro_loss.terms) {
-        auto it = std::find_if(step_terms.begin(), step_terms.end(),
-                               [&](const Metric& m) { return m.first == name; });
-        if (it == step_terms.end())
-          step_terms.emplace_back(name, term / config.grad_accum);
-        else
-          it->second += term / config.grad_accum;
-      }
+      window.items += micro_loss.items;
+      for (const auto& [name, term] : micro_loss.terms) accumulate(step_terms, name, term, share);
     }
     const double grad_norm = optimizer.clip_gradients();
     if (!std::isfinite(grad_norm)) {
-      const auto last = newest_checkpoint(run_dir);
-      throw RunError(str("training diverged: the gradient norm is ", grad_norm, " at step ",
-                         step + 1, "; the last good checkpoint is ",
-                         last ? last->string() : std::string("none"),
-                         "; lower train.lr or train.grad_clip"));
+      diverged(run_dir, "the gradient norm", grad_norm, done, "lower train.lr or train.grad_clip");
     }
     optimizer.step(lr);
-    const int64_t done = step + 1;
     result.step = done;
-    window_loss += step_loss;
-    ++window_steps;
-    for (const auto& term : step_terms) {
-      auto it = std::find_if(window_terms.begin(), window_terms.end(),
-                             [&](const Metric& m) { return m.first == term.first; });
-      if (it == window_terms.end())
-        window_terms.push_back(term);
-      else
-        it->second += term.second;
-    }
+    window.loss += step_loss;
+    ++window.steps;
+    for (const auto& [name, term] : step_terms) accumulate(window.terms, name, term, 1.0);
 
-    const double rate = static_cast<double>(window_items) /
-                        std::max(1e-9, seconds_since(window_start) - window_side_seconds);
-    progress.update(
-        done, str("loss ", format_number(step_loss), "  lr ", format_number(lr, 3), "  ",
-                  core::format_count(static_cast<int64_t>(rate)), " ", task.item_unit(), "/s"));
+    progress.update(done, str("loss ", format_number(step_loss), "  lr ", format_number(lr, 3),
+                              "  ", core::format_count(static_cast<int64_t>(window.rate())), " ",
+                              task.item_unit(), "/s"));
     if (done % config.log_every == 0 || done == config.steps) {
       nlohmann::ordered_json record;
       record["step"] = done;
-      record["loss"] = window_loss / static_cast<double>(window_steps);
-      for (const auto& [name, value] : window_terms) {
-        record[name] = value / static_cast<double>(window_steps);
+      record["loss"] = window.loss / static_cast<double>(window.steps);
+      for (const auto& [name, value] : window.terms) {
+        record[name] = value / static_cast<double>(window.steps);
       }
       record["lr"] = lr;
       record["grad_norm"] = grad_norm;
-      record[task.item_unit() + "_per_s"] = rate;
+      record[task.item_unit() + "_per_s"] = window.rate();
       record["elapsed_s"] = start.train_seconds + seconds_since(began);
       metrics.write(record);
-      window_start = std::chrono::steady_clock::now();
-      window_side_seconds = 0;
-      window_items = 0;
-      window_loss = 0;
-      window_steps = 0;
-      window_terms.clear();
+      window.reset();
     }
     const bool last_step = done == config.steps;
     if (config.eval_every > 0 && done % config.eval_every == 0 && !last_step) {
-      const auto eval_start = std::chrono::steady_clock::now();
-      const auto evaluation = task.evaluate("valid");
-      metrics.write(metrics_record(done, evaluation));
-      core::info("step ", done, ": ", describe(evaluation));
-      const double spent = seconds_since(eval_start);
-      side_seconds += spent;
-      window_side_seconds += spent;
+      aside([&] {
+        const auto evaluation = task.evaluate("valid");
+        metrics.write(metrics_record(done, evaluation));
+        core::info("step ", done, ": ", describe(evaluation));
+      });
     }
     const bool stop_here = options.stop_at_step > 0 && done == options.stop_at_step;
     const bool interrupted = g_interrupt_requested.load();
     if (!last_step && ((config.checkpoint_every > 0 && done % config.checkpoint_every == 0) ||
                        stop_here || interrupted)) {
-      const auto save_start = std::chrono::steady_clock::now();
-      save_checkpoint(run_dir, done, task, optimizer, start.train_seconds + seconds_since(began));
-      prune_checkpoints(run_dir, config.keep_checkpoints);
-      const double spent = seconds_since(save_start);
-      side_seconds += spent;
-      window_side_seconds += spent;
+      aside([&] {
+        save_checkpoint(run_dir, done, task, optimizer, start.train_seconds + seconds_since(began));
+        prune_checkpoints(run_dir, config.keep_checkpoints);
+      });
     }
     if (!last_step && (stop_here || interrupted)) {
       result.interrupted = true;
