@@ -95,7 +95,8 @@ void add_config_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<ConfigCommandOptions>();
   auto* command = app.add_subcommand(
       "config", "Print the merged config (defaults < file < --set), or every key with --keys");
-  add_config_options(command, options->config, "config file (recipe, data or model)", false);
+  add_config_options(command, options->config, "config file (recipe, data or model)",
+                     "train.steps=100", false);
   command->add_option("--kind", options->kind, "what the config is (default: from its keys)")
       ->check(CLI::IsMember({"auto", "recipe", "data", "model"}));
   command->add_flag("--keys", options->keys, "list every key with its type, default and meaning");

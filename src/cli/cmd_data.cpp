@@ -35,7 +35,8 @@ void add_data_command(CLI::App& app, int& exit_code) {
       "data",
       "Prepare a corpus: extract documents, split train/valid/test, train the tokenizer, "
       "write token shards");
-  add_config_options(command, options->config, "data config (e.g. configs/data/kjv.json)", true);
+  add_config_options(command, options->config, "data config (e.g. configs/data/kjv.json)",
+                     "tokenizer.vocab_size=8192", true);
   command->add_option("-o,--out", options->out, "output directory")->required();
   command->callback([options, &exit_code] { exit_code = run_data(*options); });
 }

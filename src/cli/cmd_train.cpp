@@ -131,7 +131,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand(
       "train", "Train a model from a recipe: a teacher language model or an image classifier");
   add_config_options(command, options->config,
-                     "training recipe (e.g. configs/recipes/teacher-kjv.json)", true);
+                     "training recipe (e.g. configs/recipes/teacher-kjv.json)", "train.lr=1e-3",
+                     true);
   command
       ->add_option("-o,--run-dir", options->run_dir,
                    "run directory: config.json, metrics.jsonl, checkpoints/, final/")

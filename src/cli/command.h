@@ -15,8 +15,9 @@ struct ConfigOptions {
   std::string file;
   std::vector<std::string> overrides;
 };
+// `example` is a typical override for this command, shown in --help ("train.lr=1e-3").
 void add_config_options(CLI::App* command, ConfigOptions& options, const std::string& what,
-                        bool required);
+                        const std::string& example, bool required);
 
 void add_data_command(CLI::App& app, int& exit_code);
 void add_train_command(CLI::App& app, int& exit_code);

@@ -3,13 +3,13 @@
 namespace edgedistill::cli {
 
 void add_config_options(CLI::App* command, ConfigOptions& options, const std::string& what,
-                        bool required) {
+                        const std::string& example, bool required) {
   auto* file = command->add_option("-c,--config", options.file, what);
   if (required) file->required();
   command
       ->add_option("-s,--set", options.overrides,
-                   "override a config key: --set train.lr=1e-3 (repeatable; see "
-                   "'edgedistill config --keys')")
+                   "override a config key: --set " + example +
+                       " (repeatable; 'edgedistill config --keys' lists the keys)")
       ->allow_extra_args(false);
 }
 
