@@ -25,6 +25,7 @@ struct BenchOptions {
   int batch_size = 0;
   int seq_len = 0;
   int threads = -1;
+  std::string device;
   int64_t gemm_size = 2048;
   std::string json_out;
 };
@@ -58,6 +59,7 @@ class GemmProbe {
 int run_bench(const BenchOptions& options) {
   auto overrides = options.config.overrides;
   if (options.threads >= 0) overrides.push_back(str("threads=", options.threads));
+  if (!options.device.empty()) overrides.push_back(str("device=", options.device));
   if (options.batch_size > 0) overrides.push_back(str("train.batch_size=", options.batch_size));
   if (options.seq_len > 0) overrides.push_back(str("train.seq_len=", options.seq_len));
   auto recipe = core::load_config<train::TrainRecipe>(options.config.file, overrides);
@@ -191,6 +193,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
                       "sequences per step (default: the recipe's)");
   command->add_option("--seq-len", options->seq_len, "tokens per sequence (default: the recipe's)");
   command->add_option("--threads", options->threads, "CPU threads (default: all cores)");
+  command->add_option("--device", options->device, "cpu, or cuda where LibTorch has CUDA")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   command->add_option("--gemm-size", options->gemm_size, "n of the n^3 reference matmul")
       ->check(CLI::PositiveNumber);
   command->add_option("--json", options->json_out, "also write the results to this JSON file");

@@ -26,6 +26,7 @@ struct TrainCommandOptions {
   bool deterministic = false;
   int64_t stop_at_step = 0;
   int threads = -1;
+  std::string device;
   std::string data_cache;
 };
 
@@ -82,6 +83,7 @@ int run_train(const TrainCommandOptions& options) {
   }
   auto overrides = options.config.overrides;
   if (options.threads >= 0) overrides.push_back(str("threads=", options.threads));
+  if (!options.device.empty()) overrides.push_back(str("device=", options.device));
   const auto recipe = core::load_config<train::TrainRecipe>(options.config.file, overrides);
   const int threads = train::configure_threads(recipe.threads, options.deterministic);
   const fs::path cache_root =
@@ -150,6 +152,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->add_option("--threads", options->threads,
                    "CPU threads (default: the recipe's; 0 = all cores)")
       ->check(CLI::NonNegativeNumber);
+  command->add_option("--device", options->device,
+                      "cpu, or cuda where LibTorch was built with CUDA (default: the recipe's)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   command->add_option("--data-cache", options->data_cache,
                       "where prepared data is cached (default: $EDGEDISTILL_CACHE_DIR or "
                       "~/.cache/edgedistill)");

@@ -24,7 +24,7 @@ torch::Device resolve_device(const std::string& name) {
     if (!torch::cuda::is_available()) {
       throw InputError(
           "device 'cuda' was requested but this LibTorch has no usable CUDA device (Debian's "
-          "libtorch-dev is CPU-only); use --set device=cpu");
+          "libtorch-dev is CPU-only); use --device cpu");
     }
     return torch::kCUDA;
   }
