@@ -18,8 +18,9 @@ model::MlpClassifierImpl& Teacher::mlp() const {
 fs::path resolve_checkpoint_dir(const fs::path& path, const std::string& what) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
-    throw InputError(str(what, " '", path.string(), "' does not exist; give a checkpoint ",
-                         "directory (model.json + weights.safetensors) or a finished run directory"));
+    throw InputError(
+        str(what, " '", path.string(), "' does not exist; give a checkpoint ",
+            "directory (model.json + weights.safetensors) or a finished run directory"));
   }
   if (fs::exists(path / model::kModelFileName, ec)) return path;
   if (fs::exists(path / "final" / model::kModelFileName, ec)) return path / "final";

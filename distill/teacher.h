@@ -15,9 +15,9 @@ namespace edgedistill::distill {
 namespace fs = std::filesystem;
 
 struct Teacher {
-  fs::path dir;                 // the checkpoint directory (model.json, weights.safetensors)
-  model::CheckpointMeta meta;   // its config and provenance (tokenizer hash, data dir)
-  std::string weights_sha256;   // of weights.safetensors: what a teacher cache records
+  fs::path dir;                // the checkpoint directory (model.json, weights.safetensors)
+  model::CheckpointMeta meta;  // its config and provenance (tokenizer hash, data dir)
+  std::string weights_sha256;  // of weights.safetensors: what a teacher cache records
   std::shared_ptr<torch::nn::Module> module;
   int64_t parameters = 0;
 

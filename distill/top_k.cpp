@@ -8,7 +8,8 @@ TopKDistribution top_k_distribution(const torch::Tensor& logits, int64_t k) {
   ED_CHECK(logits.dim() == 2, "logits must be [rows, vocab]");
   const int64_t vocab = logits.size(1);
   ED_CHECK(k >= 1 && k <= vocab, "k must be in [1, vocab]");
-  const auto compute_type = logits.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  const auto compute_type =
+      logits.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
   const auto logprobs = torch::log_softmax(logits.to(compute_type), -1);
   auto [values, ids] = logprobs.topk(k, -1, /*largest=*/true, /*sorted=*/true);
   TopKDistribution out;

@@ -20,6 +20,13 @@ out=$repo/docs/config.md
   echo
   "$edgedistill" config --keys --markdown --kind recipe
   echo
+  echo "## Distillation recipes (\`configs/recipes/distill-*.json\`, \`edgedistill distill --config\`)"
+  echo
+  echo "A training recipe for the student (\`model\` is the student) plus these keys. The keys of a"
+  echo "loss term depend on its \`kind\`."
+  echo
+  "$edgedistill" config --keys --markdown --kind distill
+  echo
   echo "## Data configs (\`configs/data/*.json\`, \`edgedistill data --config\`)"
   echo
   "$edgedistill" config --keys --markdown --kind data

@@ -9,6 +9,7 @@
 
 #include "core/files.h"
 #include "data/data_config.h"
+#include "distill/distill_config.h"
 #include "model/model_config.h"
 #include "test_util.h"
 #include "train/train_config.h"
@@ -273,6 +274,8 @@ TEST_CASE("every shipped config loads and validates") {
       CHECK_NOTHROW(core::load_config<data::DataConfig>(entry.path(), {}));
     } else if (kind == "models") {
       CHECK_NOTHROW(core::load_config<model::ModelConfig>(entry.path(), {}));
+    } else if (kind == "recipes" && entry.path().filename().string().rfind("distill-", 0) == 0) {
+      CHECK_NOTHROW(core::load_config<distill::DistillRecipe>(entry.path(), {}));
     } else if (kind == "recipes") {
       CHECK_NOTHROW(core::load_config<train::TrainRecipe>(entry.path(), {}));
     } else {

@@ -2,6 +2,7 @@
 #include "torch_catch.h"
 
 #include <cmath>
+#include <limits>
 
 #include "model/checkpoint.h"
 #include "model/llama.h"
@@ -203,6 +204,76 @@ TEST_CASE("capturing hidden states and attention does not change the logits") {
   // Rows are distributions over the visible prefix: they sum to 1 and the future gets 0.
   CHECK(max_abs_diff(full.attention[1].sum(-1), torch::ones({2, 4, 8})) < 1e-5);
   CHECK(full.attention[1].triu(1).abs().max().item<double>() == 0.0);
+}
+
+TEST_CASE("the relation layer's queries, keys and values reproduce its attention") {
+  torch::manual_seed(7);
+  const auto config = tiny_config();  // 4 query heads on 2 kv heads, head_dim 16
+  LlamaModel net(config);
+  const int64_t batch = 2, length = 9, heads = config.n_heads, head_dim = config.head_dim();
+  const int64_t group = heads / config.n_kv_heads;
+  const auto tokens = torch::randint(50, {batch, length}, torch::kInt64);
+  ForwardOptions capture;
+  capture.hidden_states = true;
+  capture.attention = true;
+  capture.relation_layer = 1;
+  torch::NoGradGuard no_grad;
+  const auto out = net->forward(tokens, capture);
+  const auto plain = net->forward(tokens);
+  CHECK_FALSE(plain.queries.defined());
+  CHECK(max_abs_diff(plain.logits, out.logits) == 0.0);
+  for (const auto* captured : {&out.queries, &out.keys, &out.values}) {
+    REQUIRE(captured->sizes() == torch::IntArrayRef({batch, length, heads * head_dim}));
+  }
+  auto per_head = [&](const torch::Tensor& x) {  // [B, T, H*D] -> [B, H, T, D]
+    return x.view({batch, length, heads, head_dim}).transpose(1, 2);
+  };
+  // softmax(q k^T / sqrt(D)) with the causal mask, per head, against the model's own attention.
+  const auto future = torch::ones({length, length}, torch::kBool).triu(1);
+  const auto scores = torch::matmul(per_head(out.queries), per_head(out.keys).transpose(2, 3)) /
+                      std::sqrt(static_cast<double>(head_dim));
+  const auto probs =
+      torch::softmax(scores.masked_fill(future, -std::numeric_limits<double>::infinity()), -1);
+  const auto& attention = out.attention[1];
+  // The same float32 scores in another operation order (matmul here, baddbmm there).
+  constexpr double kAttentionRelativeTolerance = 1e-5;
+  CHECK(max_abs_diff(probs, attention) <=
+        kAttentionRelativeTolerance * attention.abs().max().item<double>());
+  // The values are v = attn_v(attn_norm(x)), query head h reading kv head h / group ...
+  auto block = net->blk[1]->as<LlamaBlockImpl>();
+  const auto x = out.hidden_states[1];
+  const auto v =
+      block->attn_v(block->attn_norm(x)).view({batch, length, config.n_kv_heads, head_dim});
+  CHECK(max_abs_diff(out.values.view({batch, length, heads, head_dim}),
+                     v.repeat_interleave(group, 2)) < kFloatTolerance);
+  // ... and probs @ v per head is the attention context that rebuilds block 1's output.
+  const auto context = torch::matmul(attention, per_head(out.values))
+                           .transpose(1, 2)
+                           .reshape({batch, length, heads * head_dim});
+  const auto after_attention = x + block->attn_output(context);
+  const auto hn = block->ffn_norm(after_attention);
+  const auto expected =
+      after_attention + block->ffn_down(torch::silu(block->ffn_gate(hn)) * block->ffn_up(hn));
+  CHECK(max_abs_diff(out.hidden_states[2], expected) < kFloatTolerance);
+
+  capture.relation_layer = 2;
+  CHECK_THROWS_AS(net->forward(tokens, capture), InputError);
+  CHECK_THROWS_WITH(net->forward(tokens, capture), Catch::Contains("the model has 2 layers"));
+}
+
+TEST_CASE("the relation layer's queries carry gradients to the attention weights") {
+  torch::manual_seed(8);
+  LlamaModel net(tiny_config());
+  ForwardOptions capture;
+  capture.relation_layer = 0;
+  const auto out = net->forward(torch::randint(50, {1, 5}, torch::kInt64), capture);
+  (out.queries.square().sum() + out.keys.square().sum() + out.values.square().sum()).backward();
+  auto block = net->blk[0]->as<LlamaBlockImpl>();
+  for (const auto* linear : {&block->attn_q, &block->attn_k, &block->attn_v}) {
+    REQUIRE((*linear)->weight.grad().defined());
+    CHECK((*linear)->weight.grad().abs().max().item<double>() > 0.0);
+  }
+  CHECK_FALSE(net->blk[1]->as<LlamaBlockImpl>()->attn_q->weight.grad().defined());
 }
 
 TEST_CASE("the loss gradient matches finite differences (float64)") {

@@ -9,6 +9,7 @@
 #include "data/token_shard.h"
 #include "model/checkpoint.h"
 #include "test_util.h"
+#include "tiny_recipe.h"
 #include "train/optimizer.h"
 #include "train/run_dir.h"
 #include "train/setup.h"
@@ -265,48 +266,10 @@ TEST_CASE("the loop logs terms and evaluations, and refuses to overwrite a run")
                     Catch::Contains("'name' differs"));
 }
 
-namespace {
-
-// A tiny language-model recipe on a generated corpus with the byte tokenizer.
-TrainRecipe tiny_recipe(const fs::path& dir) {
-  std::string text;
-  for (int i = 0; i < 400; ++i) {
-    text += "the cat sat on the mat and the dog sat on the log number " + std::to_string(i % 17) +
-            ".\n\n";
-  }
-  core::write_file_atomic(dir / "corpus.txt", text);
-  TrainRecipe recipe;
-  recipe.name = "tiny";
-  recipe.data.name = "tiny";
-  recipe.data.sources[0].kind = "text_file";
-  recipe.data.sources[0].path = dir / "corpus.txt";
-  recipe.data.tokenizer.kind = "byte";
-  recipe.data.split.valid = 0.1;
-  recipe.data.split.test = 0.1;
-  recipe.model.llama.dim = 64;
-  recipe.model.llama.n_layers = 2;
-  recipe.model.llama.n_heads = 2;
-  recipe.model.llama.n_kv_heads = 1;
-  recipe.model.llama.ffn_dim = 128;
-  recipe.model.llama.max_seq_len = 64;
-  recipe.train.steps = 40;
-  recipe.train.batch_size = 8;
-  recipe.train.seq_len = 32;
-  recipe.train.optimizer.lr = 3e-3;
-  recipe.train.optimizer.warmup_steps = 5;
-  recipe.train.eval_every = 0;
-  recipe.train.checkpoint_every = 0;
-  recipe.train.log_every = 5;
-  core::Validator::validate_config(recipe, "");
-  return recipe;
-}
-
-}  // namespace
-
 TEST_CASE("training a tiny language model lowers the loss well below chance") {
   test::TempDir dir;
   configure_threads(0, false);
-  auto setup = prepare_training(tiny_recipe(dir.path()), dir.path() / "cache");
+  auto setup = prepare_training(test::tiny_recipe(dir.path()), dir.path() / "cache");
   TrainOptions options;
   options.run_dir = dir.path() / "run";
   options.seed = 1;
@@ -329,7 +292,7 @@ TEST_CASE("training a tiny language model lowers the loss well below chance") {
 TEST_CASE("a deterministic run stopped and resumed ends with byte-identical weights") {
   test::TempDir dir;
   configure_threads(0, /*deterministic=*/true);
-  auto recipe = tiny_recipe(dir.path());
+  auto recipe = test::tiny_recipe(dir.path());
   recipe.train.steps = 12;
   recipe.train.checkpoint_every = 4;
   recipe.train.grad_accum = 2;

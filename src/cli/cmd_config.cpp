@@ -3,6 +3,7 @@
 #include "core/config.h"
 #include "core/files.h"
 #include "data/data_config.h"
+#include "distill/distill_config.h"
 #include "model/model_config.h"
 #include "train/train_config.h"
 
@@ -21,6 +22,10 @@ std::string detect_kind(const std::string& file) {
   if (file.empty()) return "recipe";
   const auto json = core::read_config_json(file);
   if (json.is_object()) {
+    if (json.contains("distill") || json.contains("teacher") || json.contains("teacher_cache") ||
+        json.contains("student")) {
+      return "distill";
+    }
     if (json.contains("train") || json.contains("model")) return "recipe";
     if (json.contains("arch")) return "model";
     if (json.contains("sources") || json.contains("tokenizer") || json.contains("images") ||
@@ -28,8 +33,8 @@ std::string detect_kind(const std::string& file) {
       return "data";
     }
   }
-  throw ConfigError(
-      str("cannot tell what kind of config '", file, "' is; pass --kind recipe, data or model"));
+  throw ConfigError(str("cannot tell what kind of config '", file,
+                        "' is; pass --kind recipe, distill, data or model"));
 }
 
 // Text for a Markdown table cell: '|' would end the cell and '<...>' would read as HTML.
@@ -79,11 +84,13 @@ int run_config(const ConfigCommandOptions& options) {
   const std::string kind = options.kind == "auto" ? detect_kind(options.config.file) : options.kind;
   if (options.keys) {
     if (kind == "recipe") print_keys<train::TrainRecipe>("", options.markdown);
+    if (kind == "distill") print_keys<distill::DistillRecipe>("", options.markdown);
     if (kind == "data") print_keys<data::DataConfig>("", options.markdown);
     if (kind == "model") print_keys<model::ModelConfig>("", options.markdown);
     return 0;
   }
   if (kind == "recipe") print_merged<train::TrainRecipe>(options.config);
+  if (kind == "distill") print_merged<distill::DistillRecipe>(options.config);
   if (kind == "data") print_merged<data::DataConfig>(options.config);
   if (kind == "model") print_merged<model::ModelConfig>(options.config);
   return 0;
@@ -95,10 +102,11 @@ void add_config_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<ConfigCommandOptions>();
   auto* command = app.add_subcommand(
       "config", "Print the merged config (defaults < file < --set), or every key with --keys");
-  add_config_options(command, options->config, "config file (recipe, data or model)",
-                     "train.steps=100", false);
+  add_config_options(command, options->config,
+                     "config file (recipe, distill recipe, data or model)", "train.steps=100",
+                     false);
   command->add_option("--kind", options->kind, "what the config is (default: from its keys)")
-      ->check(CLI::IsMember({"auto", "recipe", "data", "model"}));
+      ->check(CLI::IsMember({"auto", "recipe", "distill", "data", "model"}));
   command->add_flag("--keys", options->keys, "list every key with its type, default and meaning");
   command->add_flag("--markdown", options->markdown, "with --keys: a Markdown table");
   command->callback([options, &exit_code] { exit_code = run_config(*options); });

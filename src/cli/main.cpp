@@ -48,9 +48,11 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   cli::add_data_command(app, exit_code);
   cli::add_train_command(app, exit_code);
+  cli::add_distill_command(app, exit_code);
   cli::add_config_command(app, exit_code);
   cli::add_inspect_command(app, exit_code);
   cli::add_bench_command(app, exit_code);
+  cli::add_teacher_cache_command(app, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -44,7 +44,7 @@ LlamaBlockImpl::LlamaBlockImpl(const LlamaConfig& config)
 
 torch::Tensor LlamaBlockImpl::attention(const torch::Tensor& h, const torch::Tensor& cos,
                                         const torch::Tensor& sin, const torch::Tensor& mask,
-                                        torch::Tensor* attention_out) {
+                                        torch::Tensor* attention_out, AttentionInputs* inputs_out) {
   const int64_t batch = h.size(0), length = h.size(1);
   const int64_t group = n_heads_ / n_kv_heads_;  // query heads per kv head
   // One GEMM for q, k and v: [B, T, dim] x [dim, (H + 2 Hk) D]. The weights stay separate
@@ -60,6 +60,7 @@ torch::Tensor LlamaBlockImpl::attention(const torch::Tensor& h, const torch::Ten
   // for a loop of 2-D products.)
   const auto heads =
       split_attention_heads(qkv, n_heads_, n_kv_heads_, cos * scale, sin * scale, cos, sin);
+  if (inputs_out != nullptr) *inputs_out = per_position_inputs(heads, batch, length, scale);
   // The causal mask enters through baddbmm's addend, broadcast over the batch: [group*T, T].
   const auto scores = torch::baddbmm(mask.repeat({group, 1}), heads.q, heads.k.transpose(1, 2));
   const auto probs = torch::softmax(scores, -1);  // [B*Hk, group*T, T]
@@ -72,10 +73,32 @@ torch::Tensor LlamaBlockImpl::attention(const torch::Tensor& h, const torch::Ten
   return attn_output(merged);
 }
 
+AttentionInputs LlamaBlockImpl::per_position_inputs(const AttentionHeads& heads, int64_t batch,
+                                                    int64_t length, double q_scale) const {
+  const int64_t group = n_heads_ / n_kv_heads_;
+  // [B, Hk, G, T, D] -> [B, T, H*D] with head index kv*group + g, as the context is merged.
+  auto to_positions = [&](const torch::Tensor& grouped) {
+    return grouped.permute({0, 3, 1, 2, 4}).reshape({batch, length, n_heads_ * head_dim_});
+  };
+  // k and v: [B*Hk, T, D], each kv head repeated for the `group` query heads that read it.
+  auto repeated = [&](const torch::Tensor& kv) {
+    return to_positions(kv.reshape({batch, n_kv_heads_, 1, length, head_dim_})
+                            .expand({batch, n_kv_heads_, group, length, head_dim_}));
+  };
+  AttentionInputs inputs;
+  // q carries the folded 1/sqrt(D) (see attention()); dividing it out leaves the rotated query.
+  inputs.queries =
+      to_positions(heads.q.reshape({batch, n_kv_heads_, group, length, head_dim_})) / q_scale;
+  inputs.keys = repeated(heads.k);
+  inputs.values = repeated(heads.v);
+  return inputs;
+}
+
 torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                       const torch::Tensor& sin, const torch::Tensor& mask,
-                                      torch::Tensor* attention_out) {
-  const auto after_attention = x + attention(attn_norm(x), cos, sin, mask, attention_out);
+                                      torch::Tensor* attention_out, AttentionInputs* inputs_out) {
+  const auto after_attention =
+      x + attention(attn_norm(x), cos, sin, mask, attention_out, inputs_out);
   // One GEMM for gate and up: [B, T, dim] x [dim, 2 F], read directly by the fused SwiGLU.
   const auto gate_up =
       F::linear(ffn_norm(after_attention), torch::cat({ffn_gate->weight, ffn_up->weight}));
@@ -135,15 +158,28 @@ ForwardOutput LlamaModelImpl::forward(const torch::Tensor& tokens, const Forward
     throw InputError(str("sequence length ", length, " exceeds the model's max_seq_len ",
                          config_.max_seq_len, "; shorten the input or raise model.max_seq_len"));
   }
+  const int n_layers = config_.n_layers;
+  if (options.relation_layer < -1 || options.relation_layer >= n_layers) {
+    throw InputError(str("relation layer ", options.relation_layer,
+                         " does not exist; the model has ", n_layers, " layers (0..", n_layers - 1,
+                         ", or -1 for none)"));
+  }
   ForwardOutput out;
   const auto& mask = causal_mask(length, tokens.device());
   const auto cos = rope_cos_.narrow(0, 0, length), sin = rope_sin_.narrow(0, 0, length);
   auto x = token_embd(tokens);
   if (options.hidden_states) out.hidden_states.push_back(x);
-  for (const auto& module : *blk) {
+  for (int layer = 0; layer < n_layers; ++layer) {
     torch::Tensor probs;
-    x = module->as<LlamaBlockImpl>()->forward(x, cos, sin, mask,
-                                              options.attention ? &probs : nullptr);
+    AttentionInputs inputs;
+    const bool relation = layer == options.relation_layer;
+    x = blk[layer]->as<LlamaBlockImpl>()->forward(
+        x, cos, sin, mask, options.attention ? &probs : nullptr, relation ? &inputs : nullptr);
+    if (relation) {
+      out.queries = inputs.queries;
+      out.keys = inputs.keys;
+      out.values = inputs.values;
+    }
     if (options.hidden_states) out.hidden_states.push_back(x);
     if (options.attention) out.attention.push_back(probs);
   }

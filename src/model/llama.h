@@ -38,6 +38,9 @@ std::pair<torch::Tensor, torch::Tensor> rope_tables(int64_t max_len, int64_t hea
 struct ForwardOptions {
   bool hidden_states = false;  // each block's input and the last block's output
   bool attention = false;      // each layer's attention probabilities
+  // The layer (0-based block index) whose attention inputs fill ForwardOutput::queries, keys and
+  // values, as MiniLM-style relation losses need them; -1: none.
+  int relation_layer = -1;
 };
 
 struct ForwardOutput {
@@ -46,15 +49,27 @@ struct ForwardOutput {
   std::vector<torch::Tensor> hidden_states;
   // n_layers entries of softmax(QK^T / sqrt(D)) with the causal mask; [B, n_heads, T, T].
   std::vector<torch::Tensor> attention;
+  // ForwardOptions::relation_layer's attention inputs, each [B, T, n_heads * head_dim]: q and k
+  // after RoPE (q without the 1/sqrt(D) score scale), and v. The kv heads are repeated over their
+  // query groups, so columns [h D, (h + 1) D) of all three belong to query head h. Undefined when
+  // not asked for.
+  torch::Tensor queries, keys, values;
+};
+
+// One block's attention inputs in ForwardOutput's layout (queries, keys, values above).
+struct AttentionInputs {
+  torch::Tensor queries, keys, values;  // [B, T, n_heads * head_dim]
 };
 
 class LlamaBlockImpl : public torch::nn::Module {
  public:
   explicit LlamaBlockImpl(const LlamaConfig& config);
   // x: [B, T, dim]; cos/sin: [T, head_dim/2]; mask: [T, T] additive causal mask.
-  // Writes the attention probabilities to *attention_out when it is not null.
+  // Writes the attention probabilities to *attention_out and the attention inputs to *inputs_out
+  // when they are not null.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, torch::Tensor* attention_out);
+                        const torch::Tensor& mask, torch::Tensor* attention_out,
+                        AttentionInputs* inputs_out);
 
   RMSNorm attn_norm{nullptr}, ffn_norm{nullptr};
   torch::nn::Linear attn_q{nullptr}, attn_k{nullptr}, attn_v{nullptr}, attn_output{nullptr};
@@ -63,7 +78,10 @@ class LlamaBlockImpl : public torch::nn::Module {
  private:
   torch::Tensor attention(const torch::Tensor& h, const torch::Tensor& cos,
                           const torch::Tensor& sin, const torch::Tensor& mask,
-                          torch::Tensor* attention_out);
+                          torch::Tensor* attention_out, AttentionInputs* inputs_out);
+  // The heads as split_attention_heads lays them out -> ForwardOutput's per-position layout.
+  AttentionInputs per_position_inputs(const AttentionHeads& heads, int64_t batch, int64_t length,
+                                      double q_scale) const;
   int64_t n_heads_, n_kv_heads_, head_dim_;
 };
 TORCH_MODULE(LlamaBlock);

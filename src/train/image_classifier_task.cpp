@@ -53,14 +53,19 @@ void ImageClassifierTask::start_epoch(int64_t epoch) {
   index_ = 0;
 }
 
-MicroBatchLoss ImageClassifierTask::next_micro_batch_loss() {
+ImageTensors ImageClassifierTask::next_batch() {
   // Whole batches only: the remainder of an epoch is skipped, as with drop_last.
   if (index_ + batch_size_ > order_.size(0)) start_epoch(epoch_ + 1);
   const auto rows = order_.narrow(0, index_, batch_size_).to(device_);
   index_ += batch_size_;
-  const auto logits = model_->forward(train_.pixels.index_select(0, rows));
+  return {train_.pixels.index_select(0, rows), train_.labels.index_select(0, rows)};
+}
+
+MicroBatchLoss ImageClassifierTask::next_micro_batch_loss() {
+  const auto batch = next_batch();
+  const auto logits = model_->forward(batch.pixels);
   MicroBatchLoss out;
-  out.loss = torch::nn::functional::cross_entropy(logits, train_.labels.index_select(0, rows));
+  out.loss = torch::nn::functional::cross_entropy(logits, batch.labels);
   out.items = batch_size_;
   return out;
 }

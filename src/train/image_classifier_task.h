@@ -29,6 +29,11 @@ class ImageClassifierTask : public TrainingTask {
   void restore_data_cursor(const nlohmann::json& cursor) override;
   model::CheckpointMeta checkpoint_meta(int64_t step) const override;
 
+  // The next training batch (advancing the data cursor): pixels [B, 784], labels [B].
+  ImageTensors next_batch();
+  model::MlpClassifierImpl& mlp() { return *model_; }
+  int64_t batch_size() const { return batch_size_; }
+
  private:
   void start_epoch(int64_t epoch);
 

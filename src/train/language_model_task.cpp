@@ -5,7 +5,8 @@
 namespace edgedistill::train {
 
 LanguageModelTask::LanguageModelTask(model::LlamaModel model, const data::PreparedData& data,
-                                     const TrainRecipe& recipe, torch::Device device)
+                                     const TrainRecipe& recipe, torch::Device device,
+                                     bool aligned_windows)
     : model_(std::move(model)),
       data_(data),
       model_config_(recipe.model),
@@ -16,7 +17,8 @@ LanguageModelTask::LanguageModelTask(model::LlamaModel model, const data::Prepar
       train_shard_(data.shard("train")),
       valid_shard_(data.shard("valid")),
       test_shard_(data.shard("test")),
-      windows_(train_shard_, recipe.train.seq_len, static_cast<uint64_t>(recipe.seed)) {
+      windows_(train_shard_, recipe.train.seq_len, static_cast<uint64_t>(recipe.seed),
+               aligned_windows) {
   if (data.tokenizer().vocab_size() != model_->config().vocab_size) {
     throw InputError(str("the model has vocab_size ", model_->config().vocab_size,
                          " but the data's tokenizer has ", data.tokenizer().vocab_size(),
@@ -31,8 +33,17 @@ LanguageModelTask::LanguageModelTask(model::LlamaModel model, const data::Prepar
   }
 }
 
+torch::Tensor LanguageModelTask::next_batch(std::vector<int64_t>* starts) {
+  return windows_.next(batch_size_, starts).to(device_);
+}
+
+const data::TokenShard& LanguageModelTask::shard(const std::string& split) const {
+  if (split == "train") return train_shard_;
+  return split == "test" ? test_shard_ : valid_shard_;
+}
+
 MicroBatchLoss LanguageModelTask::next_micro_batch_loss() {
-  const auto batch = windows_.next(batch_size_).to(device_);
+  const auto batch = next_batch();
   const auto inputs = batch.narrow(1, 0, seq_len_);
   const auto targets = batch.narrow(1, 1, seq_len_);
   const auto logits = model_->forward(inputs).logits;  // [B, T, V]
@@ -66,9 +77,8 @@ std::pair<double, int64_t> language_model_loss(model::LlamaModelImpl& model,
 }
 
 std::vector<Metric> LanguageModelTask::evaluate(const std::string& split) {
-  const data::TokenShard& shard = split == "test" ? test_shard_ : valid_shard_;
   const auto [loss, tokens] =
-      language_model_loss(*model_, shard, seq_len_, batch_size_, eval_tokens_, device_);
+      language_model_loss(*model_, shard(split), seq_len_, batch_size_, eval_tokens_, device_);
   return {{split + "_loss", loss},
           {split + "_ppl", std::exp(loss)},
           {split + "_tokens", static_cast<double>(tokens)}};

@@ -13,9 +13,10 @@ namespace edgedistill::train {
 
 class LanguageModelTask : public TrainingTask {
  public:
-  // `data` must outlive the task.
+  // `data` must outlive the task. `aligned_windows`: training windows at offset 0 in every epoch
+  // (those a teacher cache covers; see TokenWindows).
   LanguageModelTask(model::LlamaModel model, const data::PreparedData& data,
-                    const TrainRecipe& recipe, torch::Device device);
+                    const TrainRecipe& recipe, torch::Device device, bool aligned_windows = false);
 
   torch::nn::Module& model() override { return *model_; }
   MicroBatchLoss next_micro_batch_loss() override;
@@ -27,6 +28,14 @@ class LanguageModelTask : public TrainingTask {
   model::CheckpointMeta checkpoint_meta(int64_t step) const override;
 
   const model::LlamaModel& llama() const { return model_; }
+  // The next training batch [B, seq_len + 1] on the device (advancing the data cursor); `starts`
+  // receives each window's first position in the train shard.
+  torch::Tensor next_batch(std::vector<int64_t>* starts = nullptr);
+  int64_t batch_size() const { return batch_size_; }
+  int64_t seq_len() const { return seq_len_; }
+  int64_t eval_tokens() const { return eval_tokens_; }
+  const data::TokenShard& shard(const std::string& split) const;
+  const data::PreparedData& data() const { return data_; }
 
  private:
   model::LlamaModel model_;

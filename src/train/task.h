@@ -43,6 +43,10 @@ class TrainingTask {
 
   // Provenance written beside the weights (model.json).
   virtual model::CheckpointMeta checkpoint_meta(int64_t step) const = 0;
+
+  // Modules trained with the model but not part of it (a distillation loss's projections and
+  // heads): optimised, saved in step checkpoints for --resume, left out of final/. May be null.
+  virtual torch::nn::Module* auxiliary() { return nullptr; }
 };
 
 }  // namespace edgedistill::train

@@ -5,8 +5,9 @@
 
 namespace edgedistill::train {
 
-TokenWindows::TokenWindows(const data::TokenShard& shard, int64_t seq_len, uint64_t seed)
-    : shard_(shard), seq_len_(seq_len), seed_(seed) {
+TokenWindows::TokenWindows(const data::TokenShard& shard, int64_t seq_len, uint64_t seed,
+                           bool aligned)
+    : shard_(shard), seq_len_(seq_len), seed_(seed), aligned_(aligned) {
   if (shard.size() < 2 * seq_len + 1) {
     throw InputError(str("token shard '", shard.path().string(), "' has ", shard.size(),
                          " tokens, too few for training windows of ", seq_len,
@@ -18,6 +19,7 @@ TokenWindows::TokenWindows(const data::TokenShard& shard, int64_t seq_len, uint6
 void TokenWindows::start_epoch(int64_t epoch) {
   core::Rng rng(core::derive_seed(seed_, static_cast<uint64_t>(epoch)));
   offset_ = static_cast<int64_t>(rng.below(static_cast<uint64_t>(seq_len_)));
+  if (aligned_) offset_ = 0;
   const int64_t count = (shard_.size() - offset_ - 1) / seq_len_;
   order_.resize(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) order_[static_cast<size_t>(i)] = i;
@@ -26,12 +28,14 @@ void TokenWindows::start_epoch(int64_t epoch) {
   index_ = 0;
 }
 
-torch::Tensor TokenWindows::next(int64_t rows) {
+torch::Tensor TokenWindows::next(int64_t rows, std::vector<int64_t>* starts) {
   auto batch = torch::empty({rows, seq_len_ + 1}, torch::kInt64);
   int64_t* out = batch.data_ptr<int64_t>();
+  if (starts != nullptr) starts->clear();
   for (int64_t row = 0; row < rows; ++row) {
     if (index_ >= windows_per_epoch()) start_epoch(epoch_ + 1);
     const int64_t begin = offset_ + order_[static_cast<size_t>(index_++)] * seq_len_;
+    if (starts != nullptr) starts->push_back(begin);
     shard_.read(begin, seq_len_ + 1, out + row * (seq_len_ + 1));
   }
   return batch;

@@ -14,13 +14,15 @@ namespace edgedistill::train {
 // Windows of `length` = seq_len + 1 tokens (inputs plus the shifted targets), `seq_len` apart.
 // Each epoch starts at an offset in [0, seq_len) and visits the windows in a permuted order, both
 // derived from (seed, epoch) alone, so the cursor {epoch, index} fully describes the position and
-// resuming replays exactly the batches an uninterrupted run would have drawn.
+// resuming replays exactly the batches an uninterrupted run would have drawn. With `aligned`, every
+// epoch uses offset 0: the windows are then exactly those a teacher cache covers.
 class TokenWindows {
  public:
-  TokenWindows(const data::TokenShard& shard, int64_t seq_len, uint64_t seed);
+  TokenWindows(const data::TokenShard& shard, int64_t seq_len, uint64_t seed, bool aligned = false);
 
   // [rows, seq_len + 1] int64 on the CPU; advances the cursor, rolling over to the next epoch.
-  torch::Tensor next(int64_t rows);
+  // `starts`, when given, receives each row's first shard position.
+  torch::Tensor next(int64_t rows, std::vector<int64_t>* starts = nullptr);
 
   nlohmann::json cursor() const;
   void restore(const nlohmann::json& cursor);
@@ -33,6 +35,7 @@ class TokenWindows {
   const data::TokenShard& shard_;
   int64_t seq_len_;
   uint64_t seed_;
+  bool aligned_;
   int64_t epoch_ = -1;
   int64_t index_ = 0;
   int64_t offset_ = 0;

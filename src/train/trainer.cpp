@@ -54,10 +54,49 @@ std::string describe(const std::vector<Metric>& metrics) {
   return text;
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> named_parameters(torch::nn::Module& model) {
+constexpr const char* kAuxiliaryFileName = "auxiliary.safetensors";
+
+// The model's parameters, then the auxiliary modules' under "aux.".
+std::vector<std::pair<std::string, torch::Tensor>> trained_parameters(TrainingTask& task) {
   std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (const auto& item : model.named_parameters()) named.emplace_back(item.key(), item.value());
+  for (const auto& item : task.model().named_parameters()) {
+    named.emplace_back(item.key(), item.value());
+  }
+  if (auto* auxiliary = task.auxiliary()) {
+    for (const auto& item : auxiliary->named_parameters()) {
+      named.emplace_back("aux." + item.key(), item.value());
+    }
+  }
   return named;
+}
+
+// The auxiliary modules' parameters and buffers (e.g. a contrastive memory bank), by name.
+std::vector<std::pair<std::string, torch::Tensor>> auxiliary_state(torch::nn::Module& auxiliary) {
+  std::vector<std::pair<std::string, torch::Tensor>> state;
+  for (const auto& item : auxiliary.named_parameters())
+    state.emplace_back(item.key(), item.value());
+  for (const auto& item : auxiliary.named_buffers()) state.emplace_back(item.key(), item.value());
+  return state;
+}
+
+void save_auxiliary(const fs::path& file, torch::nn::Module& auxiliary) {
+  io::SafetensorsWriter writer;
+  for (const auto& [name, tensor] : auxiliary_state(auxiliary))
+    model::add_tensor(writer, name, tensor);
+  writer.write(file);
+}
+
+void load_auxiliary(const fs::path& file, torch::nn::Module& auxiliary) {
+  const io::SafetensorsFile saved(file);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : auxiliary_state(auxiliary)) {
+    const auto view = saved.find(name);
+    if (view == nullptr || view->shape != tensor.sizes().vec()) {
+      throw FileError(str("'", file.string(), "' lacks the tensor '", name,
+                          "' of this run's shape; the checkpoint belongs to another config"));
+    }
+    tensor.copy_(model::tensor_from_view(*view));
+  }
 }
 
 void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
@@ -67,6 +106,7 @@ void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
   std::error_code ignored;
   fs::remove_all(staging, ignored);
   model::save_model(staging, task.model(), task.checkpoint_meta(step));
+  if (auto* auxiliary = task.auxiliary()) save_auxiliary(staging / kAuxiliaryFileName, *auxiliary);
   io::SafetensorsWriter state;
   optimizer.save_state(state);
   {
@@ -102,6 +142,7 @@ ResumePoint load_checkpoint(const fs::path& dir, TrainingTask& task, AdamW& opti
                         kTrainerStateVersion, "; upgrade it"));
   }
   model::load_weights(dir / model::kWeightsFileName, task.model());
+  if (auto* auxiliary = task.auxiliary()) load_auxiliary(dir / kAuxiliaryFileName, *auxiliary);
   const io::SafetensorsFile state(dir / "trainer_state.safetensors");
   optimizer.load_state(state);
   {
@@ -170,8 +211,9 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
                          TrainingTask& task, const TrainOptions& options) {
   const fs::path& run_dir = options.run_dir;
   core::create_directories(run_dir, "run directory");
-  AdamW optimizer(named_parameters(task.model()), config.optimizer);
+  AdamW optimizer(trained_parameters(task), config.optimizer);
   task.model().train();
+  if (auto* auxiliary = task.auxiliary()) auxiliary->train();
 
   // Setup: a fresh start, the newest checkpoint, or (resuming a finished run) its result.
   ResumePoint start;

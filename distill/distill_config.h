@@ -1,0 +1,133 @@
+// The distillation recipe (configs/recipes/distill-*.json): a training recipe for the student
+// plus the teacher, how the student starts, and the weighted loss terms.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "train/train_config.h"
+
+namespace edgedistill::distill {
+
+// One weighted term of the distillation loss. Which keys a term takes depends on its kind.
+struct LossTerm {
+  std::string kind = "forward_kl";
+  double weight = 1.0;
+  // Logit terms (forward_kl, reverse_kl, jsd, skew_kl, skew_reverse_kl).
+  double temperature = 1.0;
+  bool scale_by_t2 = true;
+  double alpha = 1.0;   // forward_kl: alpha * T^2 KL + (1 - alpha) * CE (Hinton et al. 2015)
+  double beta = 0.5;    // jsd
+  double lambda = 0.1;  // skew_kl, skew_reverse_kl
+  // hidden: student blocks -> teacher blocks (empty: the uniform map), mse or cosine.
+  std::string metric = "mse";
+  std::vector<int> student_layers, teacher_layers;
+  // attention_relation: the blocks compared (-1: the last) and the relation heads (0: automatic).
+  int student_layer = -1, teacher_layer = -1, relation_heads = 0;
+  // contrastive: InfoNCE over pooled final hidden states, projection width, memory bank size.
+  double tau = 0.07;
+  int proj_dim = 128;
+  int memory_bank = 0;
+
+  bool is_logit_term() const;
+  bool needs_hidden_states() const { return kind == "hidden" || kind == "contrastive"; }
+
+  template <class V>
+  void visit(V& v) {
+    v.choice("kind", kind,
+             {"ce", "forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "hidden",
+              "attention_relation", "contrastive"},
+             "the loss: hard-label ce, a logit divergence, or a representation loss");
+    v.field("weight", weight, "the term's weight in the total loss");
+    if (is_logit_term()) {
+      v.field("temperature", temperature, "softmax temperature T of teacher and student");
+      v.field("scale_by_t2", scale_by_t2, "multiply by T^2 so gradients keep their size across T");
+    }
+    if (kind == "forward_kl") {
+      v.field("alpha", alpha, "alpha * T^2 * KL + (1 - alpha) * hard-label CE; 1: KL alone");
+    }
+    if (kind == "jsd") {
+      v.field("beta", beta, "generalized JSD mixture weight; 0: forward KL, 1: reverse KL");
+    }
+    if (kind == "skew_kl" || kind == "skew_reverse_kl") {
+      v.field("lambda", lambda, "skew: KL(p || lambda p + (1 - lambda) q), in [0, 1)");
+    }
+    if (kind == "hidden") {
+      v.choice("metric", metric, {"mse", "cosine"}, "distance between mapped hidden states");
+      v.field("student_layers", student_layers,
+              "student blocks whose outputs are matched; empty: every block");
+      v.field("teacher_layers", teacher_layers,
+              "the teacher block for each student block; empty: the uniform map");
+    }
+    if (kind == "attention_relation") {
+      v.field("student_layer", student_layer, "student block (-1: the last)");
+      v.field("teacher_layer", teacher_layer, "teacher block (-1: the last)");
+      v.field("relation_heads", relation_heads,
+              "relation heads splitting q, k and v (0: the most heads dividing both widths)");
+    }
+    if (kind == "contrastive") {
+      v.field("tau", tau, "InfoNCE temperature");
+      v.field("proj_dim", proj_dim, "width of the learned projection heads");
+      v.field("memory_bank", memory_bank, "past teacher representations kept as extra negatives");
+    }
+  }
+  void validate(const std::string& at) const;
+};
+
+// How the student's weights start.
+struct StudentInit {
+  std::string init = "scratch";
+  std::vector<int> layers;
+  int stride = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v.choice("init", init, {"scratch", "teacher-layers"},
+             "scratch (random), or teacher-layers: copy embeddings, norms and chosen blocks");
+    if (init == "teacher-layers") {
+      v.field("layers", layers, "teacher blocks copied into student blocks 0, 1, ...");
+      v.field("stride", stride, "or: copy teacher blocks 0, stride, 2 stride, ... (DistilBERT: 2)");
+    }
+  }
+  void validate(const std::string& at) const;
+};
+
+struct DistillSection {
+  std::vector<LossTerm> losses = {LossTerm{}};
+
+  template <class V>
+  void visit(V& v) {
+    v.field("losses", losses, "weighted loss terms, each logged on its own in metrics.jsonl");
+  }
+  void validate(const std::string& at) const;
+};
+
+// A training recipe for the student (model = the student's config) plus the distillation keys.
+struct DistillRecipe {
+  train::TrainRecipe base;
+  std::filesystem::path teacher;        // checkpoint or run directory (--teacher)
+  std::filesystem::path teacher_cache;  // top-k cache directory (--teacher-cache)
+  StudentInit student;
+  DistillSection distill;
+
+  template <class V>
+  void visit(V& v) {
+    base.visit(v);
+    v.field("teacher", teacher,
+            "the teacher: a checkpoint or finished run directory (or give --teacher)");
+    v.field("teacher_cache", teacher_cache,
+            "a top-k teacher cache (edgedistill teacher-cache) used instead of running the "
+            "teacher for the logit terms (or give --teacher-cache)");
+    v.field("student", student, "how the student's weights start");
+    v.field("distill", distill, "the distillation loss");
+  }
+  void validate(const std::string& at) const;
+
+  // Whether any term needs the live teacher (hidden states or attention), not only logits.
+  bool needs_live_teacher() const;
+  bool needs_teacher() const;  // any term besides ce
+};
+
+}  // namespace edgedistill::distill

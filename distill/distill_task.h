@@ -1,0 +1,110 @@
+// Distillation as a training task: the student learns from the teacher (live, or its top-k cache)
+// through the loop of src/train, with the recipe's weighted loss terms.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "data/idx.h"
+#include "data/prepared_data.h"
+#include "distill/distill_config.h"
+#include "distill/distill_loss.h"
+#include "distill/teacher.h"
+#include "distill/teacher_cache.h"
+#include "train/image_classifier_task.h"
+#include "train/language_model_task.h"
+
+namespace edgedistill::distill {
+
+class LanguageModelDistillTask : public train::TrainingTask {
+ public:
+  // `teacher` and `cache` may each be null (not both when a term needs the teacher); `data`,
+  // `teacher` and `cache` must outlive the task.
+  LanguageModelDistillTask(model::LlamaModel student, const data::PreparedData& data,
+                           const DistillRecipe& recipe, torch::Device device,
+                           const Teacher* teacher, const TeacherCache* cache);
+
+  torch::nn::Module& model() override { return base_.model(); }
+  train::MicroBatchLoss next_micro_batch_loss() override;
+  // The student's loss and perplexity, plus the teacher's perplexity and the forward KL from
+  // teacher to student (T = 1) when the teacher is live.
+  std::vector<train::Metric> evaluate(const std::string& split) override;
+  std::string headline_metric() const override { return "valid_ppl"; }
+  std::string item_unit() const override { return "tok"; }
+  nlohmann::json data_cursor() const override { return base_.data_cursor(); }
+  void restore_data_cursor(const nlohmann::json& cursor) override {
+    base_.restore_data_cursor(cursor);
+  }
+  model::CheckpointMeta checkpoint_meta(int64_t step) const override {
+    return base_.checkpoint_meta(step);
+  }
+  torch::nn::Module* auxiliary() override { return loss_.modules(); }
+
+  // Teacher tokens processed by training steps so far in this process (forward passes).
+  int64_t teacher_tokens() const { return teacher_tokens_; }
+
+ private:
+  train::LanguageModelTask base_;
+  model::LlamaModel student_;
+  const Teacher* teacher_;
+  const TeacherCache* cache_;
+  DistillLoss loss_;
+  bool run_teacher_;  // the live teacher runs on training batches
+  torch::Device device_;
+  int64_t teacher_tokens_ = 0;
+  std::map<std::string, double> teacher_ppl_;  // per split, computed once
+};
+
+class ImageDistillTask : public train::TrainingTask {
+ public:
+  ImageDistillTask(model::MlpClassifier student, const data::ImageSplits& splits,
+                   const DistillRecipe& recipe, torch::Device device, const Teacher& teacher);
+
+  torch::nn::Module& model() override { return base_.model(); }
+  train::MicroBatchLoss next_micro_batch_loss() override;
+  std::vector<train::Metric> evaluate(const std::string& split) override {
+    return base_.evaluate(split);
+  }
+  std::string headline_metric() const override { return "valid_accuracy"; }
+  std::string item_unit() const override { return "img"; }
+  nlohmann::json data_cursor() const override { return base_.data_cursor(); }
+  void restore_data_cursor(const nlohmann::json& cursor) override {
+    base_.restore_data_cursor(cursor);
+  }
+  model::CheckpointMeta checkpoint_meta(int64_t step) const override {
+    return base_.checkpoint_meta(step);
+  }
+
+ private:
+  train::ImageClassifierTask base_;
+  const Teacher& teacher_;
+  DistillLoss loss_;
+};
+
+// Everything a distillation run needs, built from the recipe.
+struct DistillSetup {
+  DistillRecipe recipe;  // vocabulary resolved, teacher paths absolute
+  std::unique_ptr<Teacher> teacher;
+  std::unique_ptr<TeacherCache> cache;
+  std::unique_ptr<data::PreparedData> text_data;
+  std::unique_ptr<data::ImageSplits> images;
+  std::unique_ptr<train::TrainingTask> task;
+  torch::Device device = torch::kCPU;
+};
+
+// Checks the teacher sources against the recipe and the data (clear InputErrors: no teacher, a
+// cache where the live teacher is needed, another tokenizer, a cache for other data), prepares or
+// reuses the data under `cache_root`, builds the student (seeded by recipe.seed; from the teacher's
+// blocks when student.init says so) and the task.
+DistillSetup prepare_distillation(DistillRecipe recipe, const std::filesystem::path& cache_root);
+
+// Mean forward KL(teacher || student) at T = 1 per token over the evaluation windows of `shard`
+// (the first `max_tokens` targets; 0: all). Returns {KL in nats, tokens}.
+std::pair<double, int64_t> teacher_student_kl(model::LlamaModelImpl& student,
+                                              model::LlamaModelImpl& teacher,
+                                              const data::TokenShard& shard, int64_t seq_len,
+                                              int64_t batch_size, int64_t max_tokens,
+                                              torch::Device device);
+
+}  // namespace edgedistill::distill

@@ -1,0 +1,89 @@
+// edgedistill distill: train a student from a teacher (live, or its top-k cache) with the
+// recipe's weighted loss terms.
+#include <filesystem>
+
+#include "cli/training_run.h"
+#include "core/log.h"
+#include "distill/distill_task.h"
+#include "train/setup.h"
+#include "train/trainer.h"
+
+namespace edgedistill::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct DistillCommandOptions {
+  RunCommandOptions run;
+  std::string teacher;
+  std::string teacher_cache;
+};
+
+int run_distill(const DistillCommandOptions& options) {
+  auto overrides = options.run.overrides();
+  if (!options.teacher.empty()) {
+    overrides.push_back(str("teacher=", fs::absolute(options.teacher).string()));
+  }
+  if (!options.teacher_cache.empty()) {
+    overrides.push_back(str("teacher_cache=", fs::absolute(options.teacher_cache).string()));
+  }
+  const auto recipe = core::load_config<distill::DistillRecipe>(options.run.config.file, overrides);
+  const int threads = train::configure_threads(recipe.base.threads, options.run.deterministic);
+  const fs::path run_dir = fs::absolute(options.run.run_dir);
+
+  auto setup = distill::prepare_distillation(recipe, options.run.cache_root());
+  const auto& name = setup.recipe.base.name;
+  std::string source = "no teacher";
+  if (setup.teacher) source = "teacher " + setup.teacher->dir.string();
+  if (setup.cache) {
+    source += (setup.teacher ? " and cache " : "cache ") + setup.recipe.teacher_cache.string();
+  }
+  core::info("distilling '", name, "' from ", source, " in ", run_dir.string(), " on ", threads,
+             threads == 1 ? " thread" : " threads",
+             options.run.deterministic ? " (deterministic)" : "");
+  nlohmann::ordered_json extra;
+  if (setup.teacher) {
+    extra["teacher_dir"] = setup.teacher->dir.string();
+    extra["teacher_weights_sha256"] = setup.teacher->weights_sha256;
+  }
+  if (setup.cache) extra["teacher_cache"] = setup.recipe.teacher_cache.string();
+  write_run_record(run_dir, "distill", setup.text_data.get(), threads, options.run, extra);
+
+  train::TrainOptions train_options;
+  train_options.run_dir = run_dir;
+  train_options.resume = options.run.resume;
+  train_options.stop_at_step = options.run.stop_at_step;
+  train_options.seed = static_cast<uint64_t>(setup.recipe.base.seed);
+  const auto result = train::run_training(setup.recipe.base.train, core::to_json(setup.recipe),
+                                          *setup.task, train_options);
+  if (result.interrupted) return exit_code_of(result, options.run);
+  print_run_summary(name, *setup.task, setup.text_data.get(), result, run_dir, threads);
+  const double teacher_ppl = final_metric(result, "valid_teacher_ppl");
+  if (!std::isnan(teacher_ppl)) {
+    std::printf("  teacher: valid perplexity %.2f; KL(teacher || student) %.4f nats/token\n",
+                teacher_ppl, final_metric(result, "valid_teacher_kl"));
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_distill_command(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<DistillCommandOptions>();
+  auto* command = app.add_subcommand(
+      "distill",
+      "Train a student from a teacher with weighted distillation losses (forward/reverse KL, JSD, "
+      "skew KL, hidden states, attention relations, contrastive)");
+  add_run_options(command, options->run,
+                  "distillation recipe (e.g. configs/recipes/distill-kjv.json)",
+                  "distill.losses[0].temperature=2");
+  command->add_option("-t,--teacher", options->teacher,
+                      "the teacher: a checkpoint directory or a finished run directory (e.g. "
+                      "runs/quickstart/teacher)");
+  command->add_option("--teacher-cache", options->teacher_cache,
+                      "a top-k teacher cache from 'edgedistill teacher-cache', used instead of "
+                      "running the teacher for the logit terms");
+  command->callback([options, &exit_code] { exit_code = run_distill(*options); });
+}
+
+}  // namespace edgedistill::cli

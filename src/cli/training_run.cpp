@@ -1,0 +1,129 @@
+#include "cli/training_run.h"
+
+#include <cmath>
+
+#include "core/files.h"
+#include "core/progress.h"
+#include "core/version.h"
+#include "data/prepare.h"
+#include "model/model_meta.h"
+
+namespace edgedistill::cli {
+
+namespace fs = std::filesystem;
+
+constexpr int kExitInterrupted = 130;  // the shell's code for SIGINT
+
+std::vector<std::string> RunCommandOptions::overrides() const {
+  auto all = config.overrides;
+  if (threads >= 0) all.push_back(str("threads=", threads));
+  if (!device.empty()) all.push_back(str("device=", device));
+  return all;
+}
+
+fs::path RunCommandOptions::cache_root() const {
+  return data_cache.empty() ? data::default_cache_root() : fs::path(data_cache);
+}
+
+void add_run_options(CLI::App* command, RunCommandOptions& options, const std::string& what,
+                     const std::string& example) {
+  add_config_options(command, options.config, what, example, true);
+  command
+      ->add_option("-o,--run-dir", options.run_dir,
+                   "run directory: config.json, metrics.jsonl, checkpoints/, final/")
+      ->required();
+  command->add_flag(
+      "--resume", options.resume,
+      "continue from the newest checkpoint in the run directory (starts fresh if none)");
+  command->add_flag("--deterministic", options.deterministic,
+                    "one thread and fixed seeds: identical runs give byte-identical weights");
+  command
+      ->add_option("--stop-at-step", options.stop_at_step,
+                   "save a checkpoint at step N and exit 0, as if interrupted")
+      ->check(CLI::PositiveNumber);
+  command
+      ->add_option("--threads", options.threads,
+                   "CPU threads (default: the recipe's; 0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  command
+      ->add_option("--device", options.device,
+                   "cpu, or cuda where LibTorch was built with CUDA (default: the recipe's)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  command->add_option("--data-cache", options.data_cache,
+                      "where prepared data is cached (default: $EDGEDISTILL_CACHE_DIR or "
+                      "~/.cache/edgedistill)");
+}
+
+void write_run_record(const fs::path& run_dir, const std::string& command,
+                      const data::PreparedData* data, int threads, const RunCommandOptions& options,
+                      const nlohmann::ordered_json& extra) {
+  core::create_directories(run_dir, "run directory");
+  if (options.resume && fs::exists(run_dir / "run.json")) return;
+  nlohmann::ordered_json run;
+  run["format"] = "edgedistill-run";
+  run["version"] = 1;
+  run["command"] = command;
+  run["edgedistill_version"] = kVersion;
+  run["git_revision"] = kGitRevision;
+  if (data != nullptr) {
+    run["data_dir"] = data->dir().string();
+    run["tokenizer_hash"] = data->tokenizer().hash();
+  }
+  run["threads"] = threads;
+  run["deterministic"] = options.deterministic;
+  for (const auto& item : extra.items()) run[item.key()] = item.value();
+  core::write_json_atomic(run_dir / "run.json", run);
+}
+
+int exit_code_of(const train::TrainResult& result, const RunCommandOptions& options) {
+  if (!result.interrupted) return 0;
+  return options.stop_at_step > 0 && result.step == options.stop_at_step ? 0 : kExitInterrupted;
+}
+
+double final_metric(const train::TrainResult& result, const std::string& name) {
+  for (const auto& [key, value] : result.final_metrics) {
+    if (key == name) return value;
+  }
+  return std::nan("");
+}
+
+void print_run_summary(const std::string& name, train::TrainingTask& task,
+                       const data::PreparedData* data, const train::TrainResult& result,
+                       const fs::path& run_dir, int threads) {
+  int64_t parameters = 0;
+  for (const auto& p : task.model().parameters()) parameters += p.numel();
+  std::printf("\n%s: %lld steps", name.c_str(), static_cast<long long>(result.step));
+  if (result.wall_s > 0 && result.items_per_s > 0) {
+    std::printf(" in %s (%s %s/s on %d threads)", core::format_duration(result.wall_s).c_str(),
+                core::format_count(static_cast<int64_t>(result.items_per_s)).c_str(),
+                task.item_unit().c_str(), threads);
+  }
+  std::printf("\n");
+  if (task.headline_metric() == "valid_ppl") {
+    std::printf("  perplexity: valid %.2f, test %.2f (mean loss %.4f, %.4f nats/token)\n",
+                final_metric(result, "valid_ppl"), final_metric(result, "test_ppl"),
+                final_metric(result, "valid_loss"), final_metric(result, "test_loss"));
+  } else {
+    std::printf("  accuracy: valid %.2f %% (%.0f errors), test %.2f %% (%.0f errors)\n",
+                100 * final_metric(result, "valid_accuracy"), final_metric(result, "valid_errors"),
+                100 * final_metric(result, "test_accuracy"), final_metric(result, "test_errors"));
+  }
+  const fs::path weights = result.final_dir / model::kWeightsFileName;
+  std::error_code ec;
+  const auto weight_bytes = fs::file_size(weights, ec);
+  std::printf("  model: %s (%s parameters, %s %s)\n", result.final_dir.string().c_str(),
+              core::format_count(parameters).c_str(), model::kWeightsFileName,
+              ec ? "?" : core::format_bytes(weight_bytes).c_str());
+  if (data != nullptr) {
+    const auto& info = data->info();
+    const auto& tokenizer = data->tokenizer();
+    std::printf("  data: %s (train %s tokens, %s tokenizer of %s pieces)\n",
+                data->dir().string().c_str(),
+                core::format_count(info["splits"]["train"].value("tokens", int64_t{0})).c_str(),
+                tokenizer.kind().c_str(), core::format_count(tokenizer.vocab_size()).c_str());
+  }
+  std::printf("  run: %s (config.json, metrics.jsonl, checkpoints/, result.json)\n",
+              run_dir.string().c_str());
+}
+
+}  // namespace edgedistill::cli
