@@ -83,23 +83,16 @@ std::pair<double, int64_t> teacher_student_kl(model::LlamaModelImpl& student,
                                               torch::Device device) {
   const bool was_training = student.is_training();
   student.eval();
-  torch::NoGradGuard no_grad;
-  const int64_t windows = train::evaluation_window_count(shard, seq_len, max_tokens);
-  double total = 0;
-  int64_t tokens = 0;
-  for (int64_t first = 0; first < windows; first += batch_size) {
-    const int64_t rows = std::min(batch_size, windows - first);
-    const auto inputs =
-        train::evaluation_windows(shard, seq_len, first, rows).narrow(1, 0, seq_len).to(device);
-    const auto s = student.forward(inputs).logits;
-    const auto t = teacher.forward(inputs).logits;
-    const auto kl = logit_loss(s.reshape({-1, s.size(-1)}), t.reshape({-1, t.size(-1)}), {},
-                               LogitLossOptions{});
-    total += kl.item<double>() * static_cast<double>(rows * seq_len);
-    tokens += rows * seq_len;
-  }
+  const auto result = train::evaluation_mean(
+      shard, seq_len, batch_size, max_tokens, device, [&](const torch::Tensor& batch) {
+        const auto inputs = batch.narrow(1, 0, seq_len);
+        const auto s = student.forward(inputs).logits;
+        const auto t = teacher.forward(inputs).logits;
+        return logit_loss(s.reshape({-1, s.size(-1)}), t.reshape({-1, t.size(-1)}), {},
+                          LogitLossOptions{});
+      });
   if (was_training) student.train();
-  return {tokens > 0 ? total / static_cast<double>(tokens) : 0.0, tokens};
+  return result;
 }
 
 ImageDistillTask::ImageDistillTask(model::MlpClassifier student, const data::ImageSplits& splits,

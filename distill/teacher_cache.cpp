@@ -354,16 +354,7 @@ TeacherCache::TeacherCache(const fs::path& dir) {
   }
   TeacherCacheHeader header;
   std::memcpy(&header, file_.data(), sizeof(header));
-  if (header.version > kTeacherCacheVersion) {
-    throw FileError(str(name, " has format version ", header.version,
-                        "; this edgedistill reads version ", kTeacherCacheVersion,
-                        "; upgrade edgedistill"));
-  }
-  if (header.version < kTeacherCacheVersion) {
-    throw FileError(str(name, " has the old format version ", header.version,
-                        ", which this edgedistill no longer reads (it reads version ",
-                        kTeacherCacheVersion, "); ", rebuild));
-  }
+  core::check_format_version(name, header.version, kTeacherCacheVersion, rebuild);
   const auto damaged = [&](const std::string& what) {
     return FileError(str(name, " ", what, ": the file is damaged; ", rebuild));
   };

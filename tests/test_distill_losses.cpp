@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/config.h"
+#include "data/prepare.h"
 #include "distill/distill_loss.h"
 #include "distill/distill_task.h"
 #include "distill/logit_losses.h"
@@ -414,4 +415,46 @@ TEST_CASE("representation terms train their projections and leave them out of th
   recipe.teacher_cache = dir.path() / "no-cache";
   CHECK_THROWS_WITH(prepare_distillation(recipe, dir.path() / "cache"),
                     Catch::Contains("need the live teacher"));
+}
+
+TEST_CASE("distillation from a teacher cache trains, and a cache for other windows is refused") {
+  test::TempDir dir;
+  train::configure_threads(0, false);
+  const auto teacher_dir = tiny_teacher();
+  auto recipe = tiny_distill_recipe(dir.path(), teacher_dir);
+  recipe.base.train.steps = 20;
+  const auto data =
+      data::PreparedData(data::ensure_prepared(recipe.base.data, dir.path() / "cache"));
+  const auto teacher = load_teacher(teacher_dir, torch::kCPU);
+  const auto shard = data.shard("train");
+  write_teacher_cache(teacher, shard, data.shard_path("train").string(), recipe.base.train.seq_len,
+                      /*k=*/259, /*batch_size=*/8, torch::kCPU, dir.path() / "topk");
+  // From the cache alone (k = V: the exact teacher distribution), the student moves towards the
+  // teacher as with the live teacher.
+  auto cached = recipe;
+  cached.teacher.clear();
+  cached.teacher_cache = dir.path() / "topk";
+  auto setup = prepare_distillation(cached, dir.path() / "cache");
+  train::TrainOptions options;
+  options.run_dir = dir.path() / "cached";
+  const auto result = train::run_training(setup.recipe.base.train, core::to_json(setup.recipe),
+                                          *setup.task, options);
+  REQUIRE(result.finished);
+  const auto student = model::load_model(dir.path() / "cached" / "final");
+  auto& llama = dynamic_cast<model::LlamaModelImpl&>(*student.module);
+  const auto [kl_trained, tokens] =
+      teacher_student_kl(llama, teacher.llama(), data.shard("valid"), 32, 8, 0, torch::kCPU);
+  torch::manual_seed(static_cast<uint64_t>(recipe.base.seed));
+  auto fresh = std::dynamic_pointer_cast<model::LlamaModelImpl>(model::build_model([&] {
+    auto config = recipe.base.model;
+    config.llama.vocab_size = 259;
+    return config;
+  }()));
+  const auto [kl_fresh, ignored] =
+      teacher_student_kl(*fresh, teacher.llama(), data.shard("valid"), 32, 8, 0, torch::kCPU);
+  CHECK(tokens > 0);
+  CHECK(kl_trained < 0.5 * kl_fresh);
+  // A run with another seq_len does not match the cache's windows.
+  cached.base.train.seq_len = 16;
+  CHECK_THROWS_WITH(prepare_distillation(cached, dir.path() / "cache"), Catch::Contains("seq_len"));
 }

@@ -94,9 +94,9 @@ void print_run_summary(const std::string& name, train::TrainingTask& task,
   for (const auto& p : task.model().parameters()) parameters += p.numel();
   std::printf("\n%s: %lld steps", name.c_str(), static_cast<long long>(result.step));
   if (result.wall_s > 0 && result.items_per_s > 0) {
-    std::printf(" in %s (%s %s/s on %d threads)", core::format_duration(result.wall_s).c_str(),
+    std::printf(" in %s (%s %s/s on %d thread%s)", core::format_duration(result.wall_s).c_str(),
                 core::format_count(static_cast<int64_t>(result.items_per_s)).c_str(),
-                task.item_unit().c_str(), threads);
+                task.item_unit().c_str(), threads, threads == 1 ? "" : "s");
   }
   std::printf("\n");
   if (task.headline_metric() == "valid_ppl") {

@@ -231,4 +231,17 @@ void MappedFile::release() {
   size_ = 0;
 }
 
+void check_format_version(const std::string& name, uint32_t found, uint32_t supported,
+                          const std::string& rebuild) {
+  if (found > supported) {
+    throw FileError(str(name, " has format version ", found, "; this edgedistill reads version ",
+                        supported, "; upgrade edgedistill"));
+  }
+  if (found < supported) {
+    throw FileError(str(name, " has the old format version ", found,
+                        ", which this edgedistill no longer reads (it reads version ", supported,
+                        "); ", rebuild));
+  }
+}
+
 }  // namespace edgedistill::core

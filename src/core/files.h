@@ -58,6 +58,11 @@ void write_json_atomic(const fs::path& path, const nlohmann::json& value);
 // Creates a directory and its parents; a failure names the directory.
 void create_directories(const fs::path& path, std::string_view what);
 
+// Refuses a binary format version this build does not read: a newer one (upgrade edgedistill) or
+// an older one (`rebuild`, e.g. "re-run `edgedistill data`"). `name` names the file in messages.
+void check_format_version(const std::string& name, uint32_t found, uint32_t supported,
+                          const std::string& rebuild);
+
 // Replaces directory `target` by the fully written directory `staging` (same parent), so readers
 // see either the old or the new directory, never a half-written one.
 void replace_directory(const fs::path& staging, const fs::path& target);

@@ -124,16 +124,7 @@ TokenShard::TokenShard(const fs::path& path, const std::string& expected_tokeniz
   TokenShardHeader header;
   std::memcpy(&header, file_.data(), sizeof(header));
   version_ = header.version;
-  if (header.version > kTokenShardVersion) {
-    throw FileError(str(name, " has format version ", header.version,
-                        "; this edgedistill reads version ", kTokenShardVersion,
-                        "; upgrade edgedistill"));
-  }
-  if (header.version < kTokenShardVersion) {
-    throw FileError(str(name, " has the old format version ", header.version,
-                        ", which this edgedistill no longer reads (it reads version ",
-                        kTokenShardVersion, "); re-run `edgedistill data`"));
-  }
+  core::check_format_version(name, header.version, kTokenShardVersion, "re-run `edgedistill data`");
   if (header.dtype != static_cast<uint32_t>(TokenDtype::uint16) &&
       header.dtype != static_cast<uint32_t>(TokenDtype::uint32)) {
     throw FileError(str(name, " has the unknown token dtype code ", header.dtype,

@@ -53,27 +53,36 @@ MicroBatchLoss LanguageModelTask::next_micro_batch_loss() {
   return out;
 }
 
+std::pair<double, int64_t> evaluation_mean(
+    const data::TokenShard& shard, int64_t seq_len, int64_t batch_size, int64_t max_tokens,
+    torch::Device device, const std::function<torch::Tensor(const torch::Tensor&)>& per_token) {
+  torch::NoGradGuard no_grad;
+  const int64_t windows = evaluation_window_count(shard, seq_len, max_tokens);
+  double total = 0.0;
+  int64_t tokens = 0;
+  for (int64_t first = 0; first < windows; first += batch_size) {
+    const int64_t rows = std::min(batch_size, windows - first);
+    const auto batch = evaluation_windows(shard, seq_len, first, rows).to(device);
+    total += per_token(batch).item<double>() * static_cast<double>(rows * seq_len);
+    tokens += rows * seq_len;
+  }
+  return {tokens > 0 ? total / static_cast<double>(tokens) : 0.0, tokens};
+}
+
 std::pair<double, int64_t> language_model_loss(model::LlamaModelImpl& model,
                                                const data::TokenShard& shard, int64_t seq_len,
                                                int64_t batch_size, int64_t max_tokens,
                                                torch::Device device) {
   const bool was_training = model.is_training();
   model.eval();
-  torch::NoGradGuard no_grad;
-  const int64_t windows = evaluation_window_count(shard, seq_len, max_tokens);
-  double total_loss = 0.0;
-  int64_t tokens = 0;
-  for (int64_t first = 0; first < windows; first += batch_size) {
-    const int64_t rows = std::min(batch_size, windows - first);
-    const auto batch = evaluation_windows(shard, seq_len, first, rows).to(device);
-    const auto logits = model.forward(batch.narrow(1, 0, seq_len)).logits;
-    const auto mean_loss = model::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                batch.narrow(1, 1, seq_len).reshape({-1}));
-    total_loss += mean_loss.item<double>() * static_cast<double>(rows * seq_len);
-    tokens += rows * seq_len;
-  }
+  const auto result = evaluation_mean(
+      shard, seq_len, batch_size, max_tokens, device, [&](const torch::Tensor& batch) {
+        const auto logits = model.forward(batch.narrow(1, 0, seq_len)).logits;
+        return model::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                    batch.narrow(1, 1, seq_len).reshape({-1}));
+      });
   if (was_training) model.train();
-  return {tokens > 0 ? total_loss / static_cast<double>(tokens) : 0.0, tokens};
+  return result;
 }
 
 std::vector<Metric> LanguageModelTask::evaluate(const std::string& split) {

@@ -1,6 +1,7 @@
 // Next-token prediction on a prepared text dataset's token shards.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "data/prepared_data.h"
@@ -46,6 +47,14 @@ class LanguageModelTask : public TrainingTask {
   data::TokenShard train_shard_, valid_shard_, test_shard_;
   TokenWindows windows_;
 };
+
+// The token-weighted mean of `per_token(batch)` over the evaluation windows of `shard` (the first
+// `max_tokens` targets; 0: all), in batches of `batch_size` windows [rows, seq_len + 1] on
+// `device`, under NoGradGuard. `per_token` returns a batch's mean per target token. Returns {mean,
+// tokens}.
+std::pair<double, int64_t> evaluation_mean(
+    const data::TokenShard& shard, int64_t seq_len, int64_t batch_size, int64_t max_tokens,
+    torch::Device device, const std::function<torch::Tensor(const torch::Tensor&)>& per_token);
 
 // Mean next-token cross entropy of `model` over the first `max_tokens` targets of `shard`
 // (0: all), in batches of `batch_size` windows. Returns {mean loss in nats, tokens scored}.
