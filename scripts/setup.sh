@@ -13,8 +13,8 @@ build_type=${EDGEDISTILL_BUILD_TYPE:-Release}
 jobs=${EDGEDISTILL_JOBS:-$(nproc)}
 
 packages=(
-  # toolchain
-  g++ cmake ninja-build pkg-config git
+  # toolchain; python3 formats the quickstart's and the benchmarks' tables
+  g++ cmake ninja-build pkg-config git python3
   # libraries (README "Stack")
   libtorch-dev libopenblas0-openmp libeigen3-dev libcli11-dev nlohmann-json3-dev catch2
   libsentencepiece-dev sentencepiece zlib1g-dev
