@@ -181,6 +181,8 @@ TEST_CASE("a string section is a file included relative to the file naming it") 
   // Indexing a list of sections from --set.
   const auto indexed = core::load_config<Recipe>(recipe_file, {"sources.0.path=/abs/x.txt"});
   CHECK(indexed.sources[0].path == fs::path("/abs/x.txt"));
+  const auto bracketed = core::load_config<Recipe>(recipe_file, {"sources[0].path=/abs/y.txt"});
+  CHECK(bracketed.sources[0].path == fs::path("/abs/y.txt"));
   CHECK_THROWS_WITH(core::load_config<Recipe>(recipe_file, {"sources.3.kind=kjv"}),
                     Catch::Contains("expected an index from 0 to 0"));
   CHECK_THROWS_WITH(

@@ -337,7 +337,14 @@ std::pair<std::vector<std::string>, std::string> parse_override(std::string_view
     if (component.empty()) {
       throw ConfigError(str("--set '", assignment, "': empty component in key path '", key, "'"));
     }
-    components.emplace_back(component);
+    // "losses[0]" is the same as "losses.0": the form error messages and JSON paths use.
+    const size_t bracket = component.find('[');
+    if (bracket != std::string_view::npos && bracket > 0 && component.back() == ']') {
+      components.emplace_back(component.substr(0, bracket));
+      components.emplace_back(component.substr(bracket + 1, component.size() - bracket - 2));
+    } else {
+      components.emplace_back(component);
+    }
     if (dot == std::string_view::npos) break;
     start = dot + 1;
   }
