@@ -458,3 +458,33 @@ TEST_CASE("distillation from a teacher cache trains, and a cache for other windo
   cached.base.train.seq_len = 16;
   CHECK_THROWS_WITH(prepare_distillation(cached, dir.path() / "cache"), Catch::Contains("seq_len"));
 }
+
+TEST_CASE("a deterministic distillation run stopped and resumed ends with byte-identical weights") {
+  // The contrastive memory bank and the projections live in auxiliary.safetensors; resuming must
+  // restore them (and the optimizer state of their parameters) exactly.
+  test::TempDir dir;
+  train::configure_threads(0, /*deterministic=*/true);
+  auto recipe = tiny_distill_recipe(dir.path(), tiny_teacher());
+  recipe.base.train.steps = 8;
+  recipe.base.train.checkpoint_every = 0;
+  recipe.distill.losses.resize(3);
+  recipe.distill.losses[1].kind = "hidden";
+  recipe.distill.losses[2].kind = "contrastive";
+  recipe.distill.losses[2].memory_bank = 24;
+  auto run = [&](const std::string& name, int64_t stop_at, bool resume) {
+    auto setup = prepare_distillation(recipe, dir.path() / "cache");
+    train::TrainOptions options;
+    options.run_dir = dir.path() / name;
+    options.stop_at_step = stop_at;
+    options.resume = resume;
+    options.seed = static_cast<uint64_t>(recipe.base.seed);
+    return train::run_training(setup.recipe.base.train, core::to_json(setup.recipe), *setup.task,
+                               options);
+  };
+  REQUIRE(run("whole", 0, false).finished);
+  CHECK(run("split", 5, false).interrupted);
+  REQUIRE(run("split", 0, true).finished);
+  CHECK(core::read_file(dir.path() / "whole" / "final" / "weights.safetensors", "weights") ==
+        core::read_file(dir.path() / "split" / "final" / "weights.safetensors", "weights"));
+  train::configure_threads(0, false);
+}
