@@ -1,5 +1,6 @@
 #include "distill/distill_loss.h"
 
+#include <map>
 #include <numeric>
 
 #include "core/error.h"

@@ -50,7 +50,6 @@ class DistillLoss {
     LossTerm config;
     std::string name;
     std::shared_ptr<torch::nn::Module> module;  // hidden / contrastive
-    std::vector<std::pair<int, int>> layer_pairs;
     int student_layer = 0, teacher_layer = 0, relation_heads = 0;
   };
   std::vector<Term> terms_;

@@ -46,7 +46,6 @@ train::MicroBatchLoss LanguageModelDistillTask::next_micro_batch_loss() {
     teacher_out = teacher_->llama().forward(inputs, loss_.teacher_options());
     distill_batch.teacher_logits = teacher_out.logits.reshape({-1, vocab});
     distill_batch.teacher = &teacher_out;
-    teacher_tokens_ += inputs.numel();
   } else if (cache_ != nullptr && loss_.needs_teacher_logits()) {
     top_k = cache_->lookup(starts, seq_len);
     top_k.ids = top_k.ids.to(device_);

@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <memory>
-#include <optional>
 
 #include "data/idx.h"
 #include "data/prepared_data.h"
@@ -41,9 +40,6 @@ class LanguageModelDistillTask : public train::TrainingTask {
   }
   torch::nn::Module* auxiliary() override { return loss_.modules(); }
 
-  // Teacher tokens processed by training steps so far in this process (forward passes).
-  int64_t teacher_tokens() const { return teacher_tokens_; }
-
  private:
   train::LanguageModelTask base_;
   model::LlamaModel student_;
@@ -52,7 +48,6 @@ class LanguageModelDistillTask : public train::TrainingTask {
   DistillLoss loss_;
   bool run_teacher_;  // the live teacher runs on training batches
   torch::Device device_;
-  int64_t teacher_tokens_ = 0;
   std::map<std::string, double> teacher_ppl_;  // per split, computed once
 };
 

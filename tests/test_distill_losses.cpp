@@ -347,6 +347,18 @@ DistillRecipe tiny_distill_recipe(const fs::path& dir, const fs::path& teacher) 
   return recipe;
 }
 
+// Runs a prepared distillation through the training loop into `run_dir`.
+train::TrainResult train_distill(DistillSetup& setup, const fs::path& run_dir,
+                                 int64_t stop_at_step = 0, bool resume = false) {
+  train::TrainOptions options;
+  options.run_dir = run_dir;
+  options.stop_at_step = stop_at_step;
+  options.resume = resume;
+  options.seed = static_cast<uint64_t>(setup.recipe.base.seed);
+  return train::run_training(setup.recipe.base.train, core::to_json(setup.recipe), *setup.task,
+                             options);
+}
+
 }  // namespace
 
 TEST_CASE("distilling a tiny student lowers its KL to the teacher below training from scratch") {
@@ -355,11 +367,7 @@ TEST_CASE("distilling a tiny student lowers its KL to the teacher below training
   const auto teacher = tiny_teacher();
   auto run = [&](DistillRecipe recipe, const std::string& name) {
     auto setup = prepare_distillation(recipe, dir.path() / "cache");
-    train::TrainOptions options;
-    options.run_dir = dir.path() / name;
-    options.seed = 1;
-    const auto result = train::run_training(setup.recipe.base.train, core::to_json(setup.recipe),
-                                            *setup.task, options);
+    const auto result = train_distill(setup, dir.path() / name);
     REQUIRE(result.finished);
     for (const auto& [key, v] : result.final_metrics) {
       if (key == "valid_teacher_kl") return v;
@@ -394,10 +402,7 @@ TEST_CASE("representation terms train their projections and leave them out of th
   auto setup = prepare_distillation(recipe, dir.path() / "cache");
   REQUIRE(setup.task->auxiliary() != nullptr);
   const auto before = setup.task->auxiliary()->named_parameters()[0].value().clone();
-  train::TrainOptions options;
-  options.run_dir = dir.path() / "run";
-  const auto result = train::run_training(setup.recipe.base.train, core::to_json(setup.recipe),
-                                          *setup.task, options);
+  const auto result = train_distill(setup, dir.path() / "run");
   REQUIRE(result.finished);
   CHECK(!torch::equal(before, setup.task->auxiliary()->named_parameters()[0].value()));
   // metrics.jsonl logs each term on its own.
@@ -435,11 +440,7 @@ TEST_CASE("distillation from a teacher cache trains, and a cache for other windo
   cached.teacher.clear();
   cached.teacher_cache = dir.path() / "topk";
   auto setup = prepare_distillation(cached, dir.path() / "cache");
-  train::TrainOptions options;
-  options.run_dir = dir.path() / "cached";
-  const auto result = train::run_training(setup.recipe.base.train, core::to_json(setup.recipe),
-                                          *setup.task, options);
-  REQUIRE(result.finished);
+  REQUIRE(train_distill(setup, dir.path() / "cached").finished);
   const auto student = model::load_model(dir.path() / "cached" / "final");
   auto& llama = dynamic_cast<model::LlamaModelImpl&>(*student.module);
   const auto [kl_trained, tokens] =
@@ -473,13 +474,7 @@ TEST_CASE("a deterministic distillation run stopped and resumed ends with byte-i
   recipe.distill.losses[2].memory_bank = 24;
   auto run = [&](const std::string& name, int64_t stop_at, bool resume) {
     auto setup = prepare_distillation(recipe, dir.path() / "cache");
-    train::TrainOptions options;
-    options.run_dir = dir.path() / name;
-    options.stop_at_step = stop_at;
-    options.resume = resume;
-    options.seed = static_cast<uint64_t>(recipe.base.seed);
-    return train::run_training(setup.recipe.base.train, core::to_json(setup.recipe), *setup.task,
-                               options);
+    return train_distill(setup, dir.path() / name, stop_at, resume);
   };
   REQUIRE(run("whole", 0, false).finished);
   CHECK(run("split", 5, false).interrupted);
