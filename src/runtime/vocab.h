@@ -1,0 +1,54 @@
+// The tokenizer a GGUF file carries, for the runtime (no SentencePiece library): the "llama"
+// (SentencePiece) vocabulary of tokenizer.ggml.tokens / scores / token_type, encoded the way
+// llama.cpp's SPM tokenizer does and decoded the way SentencePiece does.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "io/gguf.h"
+
+namespace edgedistill::runtime {
+
+class Vocab {
+ public:
+  enum class Type : int32_t { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
+
+  // Reads and validates the tokenizer.ggml.* keys (model "llama"; tokens, scores and types of one
+  // length; special ids in range; no duplicate tokens): FileError naming the key otherwise.
+  explicit Vocab(const io::GgufReader& file);
+
+  int32_t size() const { return static_cast<int32_t>(tokens_.size()); }
+  int32_t bos_id() const { return bos_id_; }
+  int32_t eos_id() const { return eos_id_; }
+  int32_t unk_id() const { return unk_id_; }
+  bool add_bos() const { return add_bos_; }
+  const std::string& token(int32_t id) const { return tokens_.at(id); }
+  float score(int32_t id) const { return scores_.at(id); }
+  Type type(int32_t id) const { return types_.at(id); }
+
+  // SentencePiece BPE encoding: a space is prefixed, spaces become U+2581, then the adjacent pair
+  // whose concatenation is a vocabulary piece with the highest score is merged (leftmost first on
+  // ties) until no pair merges; pieces not in the vocabulary fall back to <0xNN> byte tokens (or
+  // unk). BOS is prepended when `add_bos` is true.
+  std::vector<int32_t> encode(std::string_view text, bool add_bos) const;
+  // The text of ids: control tokens vanish, byte tokens become their bytes, U+2581 a space; the
+  // leading space of the first piece is dropped when `strip_leading_space`.
+  std::string decode(const std::vector<int32_t>& ids, bool strip_leading_space = true) const;
+  // One token's text as it continues a stream (for printing while generating).
+  std::string piece(int32_t id) const;
+
+ private:
+  std::vector<std::string> tokens_;
+  std::vector<float> scores_;
+  std::vector<Type> types_;
+  std::unordered_map<std::string, int32_t> ids_;
+  int32_t bos_id_ = 1, eos_id_ = 2, unk_id_ = 0;
+  bool add_bos_ = true;
+  int32_t byte_ids_[256];  // <0xNN> token ids, -1 where absent
+};
+
+}  // namespace edgedistill::runtime
