@@ -13,13 +13,33 @@
 
 namespace edgedistill::runtime {
 
+enum class VocabTokenType : int32_t {
+  normal = 1,
+  unknown = 2,
+  control = 3,
+  user_defined = 4,
+  unused = 5,
+  byte = 6,
+};
+
+// What tokenizer.ggml.* holds.
+struct VocabData {
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<VocabTokenType> types;
+  int32_t bos_id = 1, eos_id = 2, unk_id = 0;
+  bool add_bos = true;
+};
+
 class Vocab {
  public:
-  enum class Type : int32_t { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
+  using Type = VocabTokenType;
 
-  // Reads and validates the tokenizer.ggml.* keys (model "llama"; tokens, scores and types of one
-  // length; special ids in range; no duplicate tokens): FileError naming the key otherwise.
-  explicit Vocab(const io::GgufReader& file);
+  // Validates the data (tokens, scores and types of one length; special ids in range; no duplicate
+  // tokens): InputError naming `origin` and the problem otherwise.
+  Vocab(VocabData data, const std::string& origin);
+  // Reads the tokenizer.ggml.* keys (model must be "llama"); FileError naming the key otherwise.
+  static Vocab from_gguf(const io::GgufReader& file);
 
   int32_t size() const { return static_cast<int32_t>(tokens_.size()); }
   int32_t bos_id() const { return bos_id_; }
