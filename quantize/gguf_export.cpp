@@ -1,1 +1,234 @@
-// placeholder
+#include "quantize/gguf_export.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/sha256.h"
+#include "core/version.h"
+#include "data/tokenizer.h"
+#include "io/gguf_quants.h"
+#include "io/half.h"
+#include "io/safetensors.h"
+
+namespace edgedistill::quant {
+namespace {
+
+using io::GgmlType;
+using io::GgufValue;
+
+bool is_norm(const std::string& name) { return name.find("_norm.weight") != std::string::npos; }
+bool is_embedding_or_head(const std::string& name) {
+  return name == "token_embd.weight" || name == "output.weight";
+}
+
+// A llama checkpoint's tensors in the order they are written, with PyTorch shapes.
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;  // [out, in] or [n]
+};
+
+std::vector<TensorSpec> llama_tensor_specs(const model::LlamaConfig& c) {
+  const int64_t e = c.dim, v = c.vocab_size, f = c.ffn_dim;
+  const int64_t q = static_cast<int64_t>(c.n_heads) * c.head_dim();
+  const int64_t kv = static_cast<int64_t>(c.n_kv_heads) * c.head_dim();
+  std::vector<TensorSpec> specs = {{"token_embd.weight", {v, e}}, {"output_norm.weight", {e}}};
+  if (!c.tie_embeddings) specs.push_back({"output.weight", {v, e}});
+  for (int layer = 0; layer < c.n_layers; ++layer) {
+    const std::string blk = str("blk.", layer, ".");
+    for (const TensorSpec& spec : std::initializer_list<TensorSpec>{
+             {"attn_norm.weight", {e}},
+             {"attn_q.weight", {q, e}},
+             {"attn_k.weight", {kv, e}},
+             {"attn_v.weight", {kv, e}},
+             {"attn_output.weight", {e, q}},
+             {"ffn_norm.weight", {e}},
+             {"ffn_gate.weight", {f, e}},
+             {"ffn_up.weight", {f, e}},
+             {"ffn_down.weight", {e, f}},
+         }) {
+      specs.push_back({blk + spec.name, spec.shape});
+    }
+  }
+  return specs;
+}
+
+// The tensor's elements as float32 (checkpoints hold F32; F16/BF16 are widened).
+std::vector<float> read_floats(const io::TensorView& view, const fs::path& file) {
+  std::vector<float> values(static_cast<size_t>(view.numel()));
+  switch (view.dtype) {
+    case io::Dtype::F32:
+      std::memcpy(values.data(), view.data, values.size() * sizeof(float));
+      break;
+    case io::Dtype::F16:
+    case io::Dtype::BF16:
+      for (size_t i = 0; i < values.size(); ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, view.data + 2 * i, 2);
+        values[i] = view.dtype == io::Dtype::F16 ? io::f16_to_float(bits) : io::bf16_to_float(bits);
+      }
+      break;
+    default:
+      throw FileError(str(file.string(), ": tensor '", view.name, "' has dtype ",
+                          io::dtype_name(view.dtype),
+                          ", expected F32, F16 or BF16; re-save the checkpoint with edgedistill"));
+  }
+  return values;
+}
+
+void add_vocabulary(io::GgufWriter& writer, const data::Tokenizer& tokenizer) {
+  data::check_llama_vocab(tokenizer);
+  const int32_t n = tokenizer.vocab_size();
+  std::vector<std::string> tokens(n);
+  std::vector<float> scores(n);
+  std::vector<int32_t> types(n);
+  for (int32_t id = 0; id < n; ++id) {
+    tokens[id] = tokenizer.piece(id);
+    scores[id] = tokenizer.score(id);
+    types[id] = static_cast<int32_t>(tokenizer.type(id));
+  }
+  writer.set("tokenizer.ggml.model", GgufValue::string("llama"));
+  writer.set("tokenizer.ggml.tokens", GgufValue::strings(tokens));
+  writer.set("tokenizer.ggml.scores", GgufValue::f32_array(scores));
+  writer.set("tokenizer.ggml.token_type", GgufValue::i32_array(types));
+  writer.set("tokenizer.ggml.bos_token_id", GgufValue::u32(tokenizer.bos_id()));
+  writer.set("tokenizer.ggml.eos_token_id", GgufValue::u32(tokenizer.eos_id()));
+  writer.set("tokenizer.ggml.unknown_token_id", GgufValue::u32(tokenizer.unk_id()));
+  writer.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(true));
+  writer.set("tokenizer.ggml.add_eos_token", GgufValue::boolean(false));
+}
+
+std::vector<uint8_t> round_to_nearest(const std::string&, GgmlType type, const float* data,
+                                      int64_t rows, int64_t cols) {
+  return io::quantize_rows(type, data, rows, cols);
+}
+
+// A run's name for its final checkpoint (runs/teacher/final -> "teacher"), else the directory's.
+std::string default_model_name(const fs::path& model_dir) {
+  fs::path dir = fs::absolute(model_dir).lexically_normal();
+  if (dir.filename().empty()) dir = dir.parent_path();
+  if (dir.filename() == "final") dir = dir.parent_path();
+  return dir.filename().string();
+}
+
+}  // namespace
+
+GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& options) {
+  if (is_norm(name)) return GgmlType::f32;
+  if (is_embedding_or_head(name)) {
+    if (options.embedding_type) return *options.embedding_type;
+    const bool four_bit = options.type == GgmlType::q4_0 || options.type == GgmlType::q4_1;
+    return four_bit ? GgmlType::q8_0 : options.type;
+  }
+  return options.type;
+}
+
+void check_export_widths(const model::LlamaConfig& config, const GgufExportOptions& options) {
+  for (const TensorSpec& spec : llama_tensor_specs(config)) {
+    const GgmlType type = export_tensor_type(spec.name, options);
+    const auto& traits = io::ggml_type_traits(type);
+    const int64_t row = spec.shape.back();
+    if (row % traits.block_elems != 0) {
+      throw InputError(str("cannot export tensor '", spec.name, "' as ", traits.name,
+                           ": its rows have ", row, " elements and ", traits.name,
+                           " packs rows in blocks of ", traits.block_elems,
+                           "; choose widths (dim, ffn_dim, n_heads * head_dim) that are multiples "
+                           "of ",
+                           traits.block_elems, ", or export as f16/f32"));
+    }
+  }
+}
+
+GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportOptions& options,
+                                    const fs::path& out, const MatrixQuantizer& quantizer) {
+  const model::CheckpointMeta meta = model::read_model_meta(model_dir);
+  if (meta.config.arch != "llama") {
+    throw InputError(str(model_dir.string(), " holds a '", meta.config.arch,
+                         "' model; only llama models export to GGUF"));
+  }
+  const model::LlamaConfig& config = meta.config.llama;
+  check_export_widths(config, options);
+
+  fs::path tokenizer_dir = options.tokenizer_dir;
+  if (tokenizer_dir.empty()) {
+    if (meta.data_dir.empty()) {
+      throw InputError(str(model_dir.string(),
+                           "/model.json records no data directory; pass the tokenizer with "
+                           "--tokenizer DIR (a prepared data directory's tokenizer/)"));
+    }
+    tokenizer_dir = meta.data_dir / "tokenizer";
+  }
+  if (!fs::exists(tokenizer_dir / data::kTokenizerJsonName)) {
+    throw InputError(str("no tokenizer at ", tokenizer_dir.string(), " (", model_dir.string(),
+                         " was trained on it); pass --tokenizer DIR or re-run `edgedistill data`"));
+  }
+  const auto tokenizer = data::load_tokenizer(tokenizer_dir);
+  if (!meta.tokenizer_hash.empty() && tokenizer->hash() != meta.tokenizer_hash) {
+    throw InputError(str("the tokenizer at ", tokenizer_dir.string(), " (hash ",
+                         tokenizer->hash().substr(0, 12), ") is not the one ", model_dir.string(),
+                         " was trained with (hash ", meta.tokenizer_hash.substr(0, 12),
+                         "); pass the right one with --tokenizer"));
+  }
+  if (tokenizer->vocab_size() != config.vocab_size) {
+    throw InputError(str("the tokenizer has ", tokenizer->vocab_size(), " tokens but the model's ",
+                         "vocab_size is ", config.vocab_size));
+  }
+
+  const fs::path weights_path = model_dir / model::kWeightsFileName;
+  const io::SafetensorsFile weights(weights_path);
+  GgufExportSummary summary;
+  summary.weights_sha256 = core::sha256_file_hex(weights_path);
+  summary.file_type = std::string(io::ggml_type_traits(options.type).name);
+
+  io::GgufWriter writer;
+  const std::string name = options.name.empty() ? default_model_name(model_dir) : options.name;
+  writer.set("general.architecture", GgufValue::string("llama"));
+  writer.set("general.name", GgufValue::string(name));
+  writer.set("general.file_type", GgufValue::u32(io::ggml_type_traits(options.type).file_type));
+  // llama.* keys with the types llama.cpp checks exactly: counts UINT32, floats FLOAT32.
+  writer.set("llama.context_length", GgufValue::u32(config.max_seq_len));
+  writer.set("llama.embedding_length", GgufValue::u32(config.dim));
+  writer.set("llama.block_count", GgufValue::u32(config.n_layers));
+  writer.set("llama.feed_forward_length", GgufValue::u32(config.ffn_dim));
+  writer.set("llama.attention.head_count", GgufValue::u32(config.n_heads));
+  writer.set("llama.attention.head_count_kv", GgufValue::u32(config.n_kv_heads));
+  writer.set("llama.attention.layer_norm_rms_epsilon",
+             GgufValue::f32(static_cast<float>(config.norm_eps)));
+  writer.set("llama.rope.dimension_count", GgufValue::u32(config.head_dim()));
+  writer.set("llama.rope.freq_base", GgufValue::f32(static_cast<float>(config.rope_theta)));
+  writer.set("llama.vocab_size", GgufValue::u32(config.vocab_size));
+  add_vocabulary(writer, *tokenizer);
+  writer.set("edgedistill.version", GgufValue::string(kVersion));
+  writer.set("edgedistill.git_revision", GgufValue::string(kGitRevision));
+  writer.set("edgedistill.source_sha256", GgufValue::string(summary.weights_sha256));
+  writer.set("edgedistill.tokenizer_hash", GgufValue::string(tokenizer->hash()));
+  writer.set("edgedistill.source_step", GgufValue::u64(static_cast<uint64_t>(meta.step)));
+
+  const MatrixQuantizer& quantize = quantizer ? quantizer : MatrixQuantizer(round_to_nearest);
+  bool any_quantized = false;
+  for (const TensorSpec& spec : llama_tensor_specs(config)) {
+    const io::TensorView& view = weights.at(spec.name);
+    if (view.shape != spec.shape) {
+      throw FileError(str(weights_path.string(), ": tensor '", spec.name, "' has shape ",
+                          nlohmann::json(view.shape).dump(), ", model.json implies ",
+                          nlohmann::json(spec.shape).dump()));
+    }
+    const std::vector<float> values = read_floats(view, weights_path);
+    const GgmlType type = export_tensor_type(spec.name, options);
+    const int64_t cols = spec.shape.back();
+    const int64_t rows = static_cast<int64_t>(values.size()) / cols;
+    std::vector<uint64_t> dims(spec.shape.rbegin(), spec.shape.rend());  // ggml order
+    std::vector<uint8_t> bytes = type == GgmlType::f32 || type == GgmlType::f16
+                                     ? io::quantize_rows(type, values.data(), rows, cols)
+                                     : quantize(spec.name, type, values.data(), rows, cols);
+    any_quantized = any_quantized || io::ggml_type_traits(type).quantized;
+    summary.parameters += static_cast<int64_t>(values.size());
+    writer.add_tensor(spec.name, type, std::move(dims), std::move(bytes));
+    ++summary.tensors;
+  }
+  if (any_quantized) writer.set("general.quantization_version", GgufValue::u32(2));
+  writer.write(out);
+  summary.file_bytes = fs::file_size(out);
+  return summary;
+}
+
+}  // namespace edgedistill::quant

@@ -32,7 +32,7 @@ trap 'rm -rf "$work"' EXIT
 for round in $(seq 1 "$rounds"); do
   echo "== round $round/$rounds"
   "$edgedistill" bench --train-config "$recipe" --threads "$threads" --steps "$steps" \
-    --json "$work/edgedistill-$round.json" 2> /dev/null | grep -E "^(train step|MFU:)"
+    --report "$work/edgedistill-$round.json" 2> /dev/null | grep -E "^(train step|MFU:)"
   /usr/bin/python3 "$repo/scripts/bench_train_vs_pytorch.py" "$work/recipe.json" \
     --threads "$threads" --steps "$steps" --json "$work/pytorch-$round.json"
 done

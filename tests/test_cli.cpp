@@ -253,7 +253,7 @@ TEST_CASE("bench measures a tiny recipe and reports MFU") {
   const auto json = dir.path() / "bench.json";
   const auto result =
       run_edgedistill({"bench", "--train-config", recipe, "--steps", "2", "--warmup", "1",
-                       "--gemm-size", "256", "--json", json.string()},
+                       "--gemm-size", "256", "--report", json.string()},
                       dir.path());
   INFO(result.err);
   REQUIRE(result.exit_code == 0);

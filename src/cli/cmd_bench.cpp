@@ -1,5 +1,7 @@
-// edgedistill bench --train-config: training throughput and model FLOPs utilisation (MFU) against
-// a float32 GEMM timed in the same run.
+// edgedistill bench: one of
+// - --model FILE.gguf: the runtime's prefill and decode speed (runtime/model_bench.h);
+// - --train-config RECIPE: training throughput and model FLOPs utilisation (MFU) against a float32
+//   GEMM timed in the same run.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -14,11 +16,16 @@
 #include "train/optimizer.h"
 #include "train/setup.h"
 #include "train/train_config.h"
+#include "runtime/model_bench.h"
+#include "core/threads.h"
 
 namespace edgedistill::cli {
 namespace {
 
 struct BenchOptions {
+  std::string model;
+  runtime::ModelBenchOptions model_bench;
+  bool json = false;
   ConfigOptions config;
   int64_t steps = 10;
   int64_t warmup = 3;
@@ -27,7 +34,7 @@ struct BenchOptions {
   int threads = -1;
   std::string device;
   int64_t gemm_size = 2048;
-  std::string json_out;
+  std::string report;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -56,7 +63,57 @@ class GemmProbe {
   torch::Tensor a_, b_;
 };
 
-int run_bench(const BenchOptions& options) {
+int run_model_bench(const BenchOptions& options) {
+  const runtime::LlamaModel model(options.model);
+  runtime::ThreadPool pool(core::resolve_thread_count(std::max(0, options.threads)));
+  const auto& h = model.hparams();
+  if (!options.json) {
+    std::printf("bench %s: %s, %lld layers, dim %lld, vocab %lld; %d threads, kernels %s\n",
+                options.model.c_str(), model.dominant_type().c_str(),
+                static_cast<long long>(h.n_layers), static_cast<long long>(h.dim),
+                static_cast<long long>(h.vocab_size), pool.size(), runtime::runtime_kernels().isa);
+    std::fflush(stdout);
+  }
+  const auto r = runtime::bench_model(model, pool, options.model_bench);
+  nlohmann::ordered_json out;
+  out["model"] = options.model;
+  out["type"] = model.dominant_type();
+  out["threads"] = r.threads;
+  out["isa"] = r.isa;
+  out["prefill_tokens"] = options.model_bench.prefill_tokens;
+  out["decode_tokens"] = options.model_bench.decode_tokens;
+  out["repeats"] = options.model_bench.repeats;
+  out["prefill_tokens_per_s"] = r.prefill_tokens_per_s;
+  out["prefill_tokens_per_s_min"] = r.prefill_tokens_per_s_min;
+  out["prefill_tokens_per_s_max"] = r.prefill_tokens_per_s_max;
+  out["decode_tokens_per_s"] = r.decode_tokens_per_s;
+  out["decode_ms_per_token"] = r.decode_ms_per_token;
+  out["decode_ms_per_token_min"] = r.decode_ms_per_token_min;
+  out["decode_ms_per_token_max"] = r.decode_ms_per_token_max;
+  out["file_bytes"] = r.file_bytes;
+  out["session_bytes"] = r.session_bytes;
+  out["peak_rss_bytes"] = r.peak_rss_bytes;
+  if (!options.report.empty()) core::write_json_atomic(options.report, out);
+  if (options.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("  %-10s %10.1f tokens/s  (%lld tokens in one batch; median of %d, range %.1f-%.1f)\n",
+              "prefill", r.prefill_tokens_per_s,
+              static_cast<long long>(options.model_bench.prefill_tokens),
+              options.model_bench.repeats, r.prefill_tokens_per_s_min, r.prefill_tokens_per_s_max);
+  std::printf("  %-10s %10.2f ms/token = %.1f tokens/s  (%lld tokens; median of %d, range "
+              "%.2f-%.2f ms)\n",
+              "decode", r.decode_ms_per_token, r.decode_tokens_per_s,
+              static_cast<long long>(options.model_bench.decode_tokens),
+              options.model_bench.repeats, r.decode_ms_per_token_min, r.decode_ms_per_token_max);
+  std::printf("  %-10s %10s  (KV cache and buffers %s; peak RSS %s)\n", "file",
+              core::format_bytes(r.file_bytes).c_str(), core::format_bytes(r.session_bytes).c_str(),
+              core::format_bytes(r.peak_rss_bytes).c_str());
+  return 0;
+}
+
+int run_train_bench(const BenchOptions& options) {
   auto overrides = options.config.overrides;
   if (options.threads >= 0) overrides.push_back(str("threads=", options.threads));
   if (!options.device.empty()) overrides.push_back(str("device=", options.device));
@@ -152,7 +209,7 @@ int run_bench(const BenchOptions& options) {
       "%.1f %%\n",
       100 * mfu_best_gemm, 100 * mfu_with_head);
 
-  if (!options.json_out.empty()) {
+  if (!options.report.empty()) {
     nlohmann::ordered_json out;
     out["name"] = recipe.name;
     out["threads"] = threads;
@@ -168,9 +225,19 @@ int run_bench(const BenchOptions& options) {
     out["mfu"] = mfu;
     out["mfu_best_gemm"] = mfu_best_gemm;
     out["mfu_with_head"] = mfu_with_head;
-    core::write_json_atomic(options.json_out, out);
+    core::write_json_atomic(options.report, out);
   }
   return 0;
+}
+
+int run_bench(const BenchOptions& options) {
+  const int modes = (options.model.empty() ? 0 : 1) + (options.config.file.empty() ? 0 : 1);
+  if (modes != 1) {
+    throw InputError(
+        "bench needs exactly one of --model FILE.gguf (runtime speed) or --train-config RECIPE "
+        "(training throughput)");
+  }
+  return options.model.empty() ? run_train_bench(options) : run_model_bench(options);
 }
 
 }  // namespace
@@ -178,26 +245,43 @@ int run_bench(const BenchOptions& options) {
 void add_bench_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<BenchOptions>();
   auto* command = app.add_subcommand(
-      "bench", "Benchmark training throughput and MFU against a GEMM timed in the same run");
-  command
-      ->add_option("--train-config", options->config.file,
-                   "training recipe whose model and batch shape to measure")
-      ->required();
+      "bench",
+      "Benchmark a GGUF model in the runtime (--model: prefill and decode speed, median of 5 "
+      "after a warm-up), or training throughput and MFU (--train-config)");
+  command->add_option("-m,--model", options->model, "GGUF file to run in the runtime");
+  command->add_option("-p,--prefill-tokens", options->model_bench.prefill_tokens,
+                      "--model: prompt tokens processed as one batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("-n,--decode-tokens", options->model_bench.decode_tokens,
+                      "--model: tokens generated one at a time")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("-r,--repeats", options->model_bench.repeats,
+                      "--model: measured runs (the median is reported)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--train-config", options->config.file,
+                      "training recipe whose model and batch shape to measure");
   command->add_option("-s,--set", options->config.overrides,
-                      "override a recipe key: --set model.n_layers=4 (repeatable)");
-  command->add_option("--steps", options->steps, "measured steps (after the warm-up)")
+                      "--train-config: override a recipe key: --set model.n_layers=4 (repeatable)");
+  command->add_option("--steps", options->steps, "--train-config: measured steps (after warm-up)")
       ->check(CLI::PositiveNumber);
-  command->add_option("--warmup", options->warmup, "unmeasured warm-up steps")
+  command->add_option("--warmup", options->warmup, "--train-config: unmeasured warm-up steps")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--batch-size", options->batch_size,
-                      "sequences per step (default: the recipe's)");
-  command->add_option("--seq-len", options->seq_len, "tokens per sequence (default: the recipe's)");
-  command->add_option("--threads", options->threads, "CPU threads (default: all cores)");
-  command->add_option("--device", options->device, "cpu, or cuda where LibTorch has CUDA")
+                      "--train-config: sequences per step (default: the recipe's)");
+  command->add_option("--seq-len", options->seq_len,
+                      "--train-config: tokens per sequence (default: the recipe's)");
+  command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)");
+  command->add_option("--device", options->device,
+                      "--train-config: cpu, or cuda where LibTorch has CUDA")
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  command->add_option("--gemm-size", options->gemm_size, "n of the n^3 reference matmul")
+  command->add_option("--gemm-size", options->gemm_size,
+                      "--train-config: n of the n^3 reference matmul")
       ->check(CLI::PositiveNumber);
-  command->add_option("--json", options->json_out, "also write the results to this JSON file");
+  command->add_flag("--json", options->json, "--model: print one JSON object instead of the table");
+  command->add_option("--report", options->report, "also write the results to this JSON file");
   command->callback([options, &exit_code] { exit_code = run_bench(*options); });
 }
 

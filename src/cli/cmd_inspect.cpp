@@ -1,9 +1,13 @@
 // edgedistill inspect: a summary of any file or directory edgedistill writes.
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <map>
 
 #include "cli/command.h"
 #include "core/files.h"
 #include "data/prepare.h"
+#include "io/gguf.h"
 #include "io/safetensors.h"
 #include "model/model_meta.h"
 
@@ -30,6 +34,78 @@ nlohmann::ordered_json describe_safetensors(const fs::path& path) {
   out["metadata"] = file.metadata();
   out["tensors"] = tensors;
   return out;
+}
+
+// A metadata value as JSON; long arrays (a vocabulary) show their length and first elements.
+nlohmann::ordered_json gguf_value_json(const io::GgufValue& value) {
+  using io::GgufValueType;
+  switch (value.type) {
+    case GgufValueType::string:
+      return value.text;
+    case GgufValueType::boolean:
+      return value.integer != 0;
+    case GgufValueType::float32:
+    case GgufValueType::float64:
+      return value.number;
+    case GgufValueType::int8:
+    case GgufValueType::int16:
+    case GgufValueType::int32:
+    case GgufValueType::int64:
+      return static_cast<int64_t>(value.integer);
+    case GgufValueType::array: {
+      constexpr size_t kShown = 8;
+      nlohmann::ordered_json items = nlohmann::ordered_json::array();
+      for (size_t i = 0; i < std::min(kShown, value.elements.size()); ++i) {
+        items.push_back(gguf_value_json(value.elements[i]));
+      }
+      if (value.elements.size() <= kShown) return items;
+      nlohmann::ordered_json out;
+      out["array"] = io::gguf_value_type_name(value.element_type);
+      out["count"] = value.elements.size();
+      out["first"] = items;
+      return out;
+    }
+    default:
+      return value.integer;
+  }
+}
+
+nlohmann::ordered_json describe_gguf(const fs::path& path) {
+  const io::GgufReader file(path);
+  nlohmann::ordered_json out;
+  out["kind"] = "gguf";
+  out["path"] = path.string();
+  out["bytes"] = file.file_bytes();
+  out["version"] = file.version();
+  out["alignment"] = file.alignment();
+  nlohmann::ordered_json metadata;
+  for (const auto& [key, value] : file.metadata()) {
+    metadata[key] = {{"type", io::gguf_value_type_name(value.type)},
+                     {"value", gguf_value_json(value)}};
+  }
+  out["metadata"] = metadata;
+  uint64_t elements = 0;
+  std::map<std::string, uint64_t> bytes_by_type;
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+  for (const auto& tensor : file.tensors()) {
+    const std::string type(io::ggml_type_traits(tensor.type).name);
+    elements += tensor.elements();
+    bytes_by_type[type] += tensor.nbytes;
+    tensors.push_back(str(tensor.name, " ", type, " ", nlohmann::json(tensor.dims).dump(),
+                          " offset ", tensor.offset, " bytes ", tensor.nbytes));
+  }
+  out["tensor_count"] = file.tensors().size();
+  out["elements"] = elements;
+  out["bytes_by_type"] = bytes_by_type;
+  out["tensors"] = tensors;
+  return out;
+}
+
+// True when the file starts with the GGUF magic.
+bool looks_like_gguf(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::string(magic, 4) == "GGUF";
 }
 
 nlohmann::ordered_json describe_model_dir(const fs::path& dir) {
@@ -97,6 +173,8 @@ int run_inspect(const std::string& path_text) {
   } else if (fs::is_directory(path) && fs::exists(path / "config.json") &&
              (fs::exists(path / "metrics.jsonl") || fs::exists(path / "run.json"))) {
     summary = describe_run_dir(path);
+  } else if (path.extension() == ".gguf" || (fs::is_regular_file(path) && looks_like_gguf(path))) {
+    summary = describe_gguf(path);
   } else if (path.extension() == ".safetensors") {
     summary = describe_safetensors(path);
   } else {
@@ -106,7 +184,7 @@ int run_inspect(const std::string& path_text) {
     throw InputError(str("'", path_text,
                          "' is not something edgedistill can inspect: expected a "
                          "token shard (.bin), a tokenizer or prepared-data directory, a model "
-                         "checkpoint directory, a run directory or a .safetensors file"));
+                         "checkpoint directory, a run directory, a .safetensors or a .gguf file"));
   }
   std::printf("%s\n", summary.dump(2).c_str());
   return 0;
@@ -118,7 +196,8 @@ void add_inspect_command(CLI::App& app, int& exit_code) {
   auto path = std::make_shared<std::string>();
   auto* command = app.add_subcommand(
       "inspect",
-      "Summarise a token shard, tokenizer, prepared data, checkpoint, run or safetensors file");
+      "Summarise a token shard, tokenizer, prepared data, checkpoint, run, safetensors or GGUF "
+      "file");
   command->add_option("path", *path, "what to inspect")->required();
   command->callback([path, &exit_code] { exit_code = run_inspect(*path); });
 }

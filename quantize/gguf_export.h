@@ -1,0 +1,59 @@
+// Export of a trained llama checkpoint (model.json + weights.safetensors) to a GGUF file that
+// llama.cpp runs unchanged (../shared/specs/gguf.md): llama.* hyperparameters with the exact KV
+// types llama.cpp checks, the SentencePiece vocabulary as a "llama" tokenizer, provenance keys
+// under edgedistill.*, and the weights as F32, F16 or round-to-nearest Q8_0 / Q4_0 / Q4_1.
+//
+// Our parameter names are GGUF's tensor names and our RoPE rotates adjacent pairs as llama.cpp's
+// "llama" architecture does (model/llama.h), so tensors map one to one with no row permutation;
+// only the dims are reversed (ggml order).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/gguf.h"
+#include "model/model_meta.h"
+
+namespace edgedistill::quant {
+
+namespace fs = std::filesystem;
+
+struct GgufExportOptions {
+  io::GgmlType type = io::GgmlType::f16;  // the block and FFN matrices
+  // token_embd and output; nullopt: q8_0 for 4-bit files (common practice: the embedding and
+  // the head are the most sensitive tensors), else `type`.
+  std::optional<io::GgmlType> embedding_type;
+  std::string name;      // general.name; empty: the checkpoint directory's name
+  fs::path tokenizer_dir;  // empty: <data_dir>/tokenizer from model.json
+};
+
+// The rows of a weight matrix, produced by a quantizer: `rows` x `cols` floats (row-major,
+// PyTorch [out, in]) -> the type's bytes. Round-to-nearest (io::quantize_rows) by default;
+// GPTQ and AWQ plug in their own.
+using MatrixQuantizer = std::function<std::vector<uint8_t>(
+    const std::string& name, io::GgmlType type, const float* data, int64_t rows, int64_t cols)>;
+
+struct GgufExportSummary {
+  uint64_t file_bytes = 0;
+  int64_t tensors = 0;
+  int64_t parameters = 0;
+  std::string file_type;  // "q4_0" ...
+  std::string weights_sha256;
+};
+
+// The type each tensor of a llama checkpoint gets under `options` (norms: f32).
+io::GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& options);
+
+// Checks that every matrix row length fits the block size of its type; an InputError names the
+// tensor, its row length and the rule otherwise.
+void check_export_widths(const model::LlamaConfig& config, const GgufExportOptions& options);
+
+// Writes the checkpoint at `model_dir` (a checkpoint directory) to `out` (atomically).
+GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportOptions& options,
+                                    const fs::path& out, const MatrixQuantizer& quantizer = {});
+
+}  // namespace edgedistill::quant

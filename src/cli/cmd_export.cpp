@@ -1,0 +1,88 @@
+// edgedistill export: a trained llama checkpoint -> a GGUF file llama.cpp runs unchanged
+// (quantize/gguf_export.h), with round-to-nearest quantization for the 8- and 4-bit types.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "distill/teacher.h"
+#include "quantize/gguf_export.h"
+
+namespace edgedistill::cli {
+namespace {
+
+struct ExportOptions {
+  std::string model;
+  std::string type = "f16";
+  std::string embedding_type;
+  std::string tokenizer;
+  std::string name;
+  std::string out;
+};
+
+const std::vector<std::string> kExportTypes = {"f32", "f16", "q8_0", "q4_0", "q4_1"};
+
+io::GgmlType type_option(const std::string& name) {
+  const auto type = io::parse_ggml_type(name);
+  ED_CHECK(type.has_value(), "checked by CLI11: ", name);
+  return *type;
+}
+
+int run_export(const ExportOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const fs::path model_dir = distill::resolve_checkpoint_dir(options.model, "--model");
+  quant::GgufExportOptions export_options;
+  export_options.type = type_option(options.type);
+  if (!options.embedding_type.empty()) {
+    export_options.embedding_type = type_option(options.embedding_type);
+  }
+  export_options.tokenizer_dir = options.tokenizer;
+  export_options.name = options.name;
+  core::info("export: ", model_dir.string(), " -> ", options.out, " (", options.type,
+                     ", token_embd/output ",
+                     io::ggml_type_traits(quant::export_tensor_type("output.weight",
+                                                                    export_options))
+                         .name,
+                     ")");
+  const auto summary = quant::export_llama_gguf(model_dir, export_options, options.out);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("exported %s: %lld tensors, %s parameters, %s, %.2f bits/parameter, %.1f s\n",
+              options.out.c_str(), static_cast<long long>(summary.tensors),
+              core::format_count(summary.parameters).c_str(),
+              core::format_bytes(summary.file_bytes).c_str(),
+              8.0 * static_cast<double>(summary.file_bytes) / summary.parameters, seconds);
+  return 0;
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<ExportOptions>();
+  auto* command = app.add_subcommand(
+      "export",
+      "Write a trained llama checkpoint as a GGUF file (llama architecture, SentencePiece "
+      "vocabulary) that llama.cpp and `edgedistill run` load");
+  command->add_option("--model", options->model, "checkpoint directory or run directory (final/)")
+      ->required();
+  command->add_option("--type", options->type,
+                      "tensor type of the matrices: f32, f16, or round-to-nearest q8_0, q4_0, "
+                      "q4_1 (norms stay f32)")
+      ->check(CLI::IsMember(kExportTypes))
+      ->capture_default_str();
+  command
+      ->add_option("--embedding-type", options->embedding_type,
+                   "type of token_embd and output (default: q8_0 for 4-bit types, else --type)")
+      ->check(CLI::IsMember(kExportTypes));
+  command->add_option("--tokenizer", options->tokenizer,
+                      "tokenizer directory (default: the model's data directory's tokenizer/)");
+  command->add_option("--name", options->name,
+                      "general.name (default: the run's or the directory's name)");
+  command->add_option("-o,--out", options->out, "the GGUF file to write")->required();
+  command->callback([options, &exit_code] { exit_code = run_export(*options); });
+}
+
+}  // namespace edgedistill::cli

@@ -1,0 +1,231 @@
+// edgedistill verify: a GGUF model run by the runtime, checked against the float LibTorch model it
+// came from on held-out tokens (perplexity, KL divergence, top-1 agreement), plus its size and
+// latency, against gates. Exit 0 when every gate passes, 1 when one fails (GateFailure).
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "data/prepared_data.h"
+#include "distill/teacher.h"
+#include "runtime/gates.h"
+#include "runtime/llama_session.h"
+#include "runtime/logit_compare.h"
+#include "runtime/model_bench.h"
+#include "train/setup.h"
+
+namespace edgedistill::cli {
+namespace {
+
+struct VerifyOptions {
+  std::string model;
+  std::string reference;
+  std::string data;
+  std::string split = "test";
+  int64_t context = 128;
+  int64_t max_tokens = 16384;
+  int threads = 0;
+  std::string gates;
+  std::string report;
+  bool json = false;
+  bool skip_bench = false;
+};
+
+void print_table(const nlohmann::ordered_json& report) {
+  const auto& m = report["metrics"];
+  auto number = [&](const char* key) { return m.contains(key) ? m[key].get<double>() : NAN; };
+  std::printf("verify %s against %s\n", report["model"].get<std::string>().c_str(),
+              report["reference"].get<std::string>().c_str());
+  std::printf("  %-24s %12.3f   (float reference %.3f, %+.2f %%)\n", "perplexity",
+              number("perplexity"), number("reference_perplexity"), number("ppl_increase_pct"));
+  std::printf("  %-24s %12.5f nats/token\n", "mean KL to reference", number("mean_kl"));
+  std::printf("  %-24s %11.2f %%\n", "top-1 agreement", 100 * number("top1_agreement"));
+  std::printf("  %-24s %12.0f over %lld positions of the %s split\n", "tokens scored",
+              number("positions"), static_cast<long long>(report["windows"].get<int64_t>()),
+              report["split"].get<std::string>().c_str());
+  std::printf("  %-24s %12.2f MB\n", "file size", number("file_mb"));
+  if (m.contains("decode_ms_per_token")) {
+    std::printf("  %-24s %12.2f ms/token (%.1f tokens/s), prefill %.0f tokens/s\n", "decode",
+                number("decode_ms_per_token"), number("decode_tokens_per_s"),
+                number("prefill_tokens_per_s"));
+  }
+  for (const auto& gate : report["gates"]) {
+    std::printf("  gate %-19s %s  %s\n", gate["key"].get<std::string>().c_str(),
+                gate["passed"].get<bool>() ? "pass" : "FAIL",
+                gate["detail"].get<std::string>().c_str());
+  }
+}
+
+int run_verify(const VerifyOptions& options) {
+  // Read the gates first: a typo there should not cost a whole evaluation.
+  const std::vector<runtime::Gate> gates =
+      options.gates.empty() ? std::vector<runtime::Gate>{} : runtime::read_gates(options.gates);
+  const int threads = train::configure_threads(options.threads, false);
+  const runtime::LlamaModel model(options.model);
+  const distill::Teacher reference =
+      distill::load_teacher(options.reference, torch::Device(torch::kCPU));
+  if (!reference.is_llama()) {
+    throw InputError(str("--reference ", options.reference, " is not a llama model"));
+  }
+  const auto& h = model.hparams();
+  const auto& config = reference.meta.config.llama;
+  if (config.vocab_size != h.vocab_size || config.dim != h.dim || config.n_layers != h.n_layers) {
+    throw InputError(str(options.model, " (vocab ", h.vocab_size, ", dim ", h.dim, ", ",
+                         h.n_layers, " layers) is not an export of ", reference.dir.string(),
+                         " (vocab ", config.vocab_size, ", dim ", config.dim, ", ",
+                         config.n_layers, " layers)"));
+  }
+  if (const auto* hash = model.file().find("edgedistill.tokenizer_hash");
+      hash != nullptr && !reference.meta.tokenizer_hash.empty() &&
+      hash->text != reference.meta.tokenizer_hash) {
+    throw InputError(str(options.model, " was exported with another tokenizer than ",
+                         reference.dir.string(), " was trained with"));
+  }
+
+  fs::path data_dir = options.data.empty() ? reference.meta.data_dir : fs::path(options.data);
+  if (data_dir.empty()) {
+    throw InputError(str(reference.dir.string(),
+                         " records no data directory; pass --data DIR (prepared data)"));
+  }
+  const data::PreparedData data(data_dir);
+  const data::TokenShard shard = data.shard(options.split);
+  if (data.tokenizer().hash() != reference.meta.tokenizer_hash) {
+    throw InputError(str("the data at ", data_dir.string(), " uses another tokenizer than ",
+                         reference.dir.string(), "; pass the data it was trained on"));
+  }
+  const int64_t context = std::min<int64_t>(options.context, h.context_length);
+  const int64_t windows =
+      std::min((shard.size() - 1) / context, std::max<int64_t>(1, options.max_tokens / context));
+  if (windows < 1) {
+    throw InputError(str("the ", options.split, " split of ", data_dir.string(), " has ",
+                         shard.size(), " tokens, fewer than one window of ", context + 1,
+                         "; lower --ctx"));
+  }
+
+  runtime::ThreadPool pool(threads);
+  runtime::LlamaSession session(model, pool, context, context);
+  runtime::LogitComparison comparison;
+  std::vector<int64_t> window(context + 1);
+  std::vector<int32_t> window32(context + 1);
+  torch::NoGradGuard no_grad;
+  core::Progress progress("verify", windows, "windows");
+  for (int64_t w = 0; w < windows; ++w) {
+    shard.read(w * context, context + 1, window.data());
+    for (int64_t i = 0; i <= context; ++i) window32[i] = static_cast<int32_t>(window[i]);
+    session.reset();
+    const float* logits = session.forward(window32.data(), context, true);
+    const auto inputs = torch::from_blob(window.data(), {1, context}, torch::kInt64);
+    const auto ref = reference.llama().forward(inputs).logits.contiguous();
+    const float* ref_logits = ref.data_ptr<float>();
+    for (int64_t t = 0; t < context; ++t) {
+      comparison.add(logits + t * h.vocab_size, ref_logits + t * h.vocab_size, window32[t + 1],
+                     h.vocab_size);
+    }
+    progress.update(w + 1, str("ppl ", comparison.perplexity()));
+  }
+  progress.finish(windows);
+
+  std::map<std::string, double> metrics;
+  metrics["perplexity"] = comparison.perplexity();
+  metrics["reference_perplexity"] = comparison.reference_perplexity();
+  metrics["ppl_increase_pct"] =
+      100.0 * (comparison.perplexity() / comparison.reference_perplexity() - 1.0);
+  metrics["mean_kl"] = comparison.mean_kl();
+  metrics["top1_agreement"] = comparison.top1_agreement();
+  metrics["positions"] = static_cast<double>(comparison.positions());
+  metrics["file_bytes"] = static_cast<double>(model.file().file_bytes());
+  metrics["file_mb"] = static_cast<double>(model.file().file_bytes()) / 1e6;
+  if (!options.skip_bench) {
+    const auto bench = runtime::bench_model(model, pool, runtime::ModelBenchOptions{});
+    metrics["prefill_tokens_per_s"] = bench.prefill_tokens_per_s;
+    metrics["decode_tokens_per_s"] = bench.decode_tokens_per_s;
+    metrics["decode_ms_per_token"] = bench.decode_ms_per_token;
+  }
+  metrics["peak_rss_bytes"] = static_cast<double>(runtime::peak_rss_bytes());
+
+  const auto results = runtime::evaluate_gates(gates, metrics);
+  nlohmann::ordered_json report;
+  report["model"] = options.model;
+  report["reference"] = reference.dir.string();
+  report["data"] = data_dir.string();
+  report["split"] = options.split;
+  report["context"] = context;
+  report["windows"] = windows;
+  report["threads"] = pool.size();
+  report["isa"] = runtime::runtime_kernels().isa;
+  report["model_type"] = model.dominant_type();
+  nlohmann::ordered_json metric_json;
+  for (const auto& [key, value] : metrics) metric_json[key] = value;
+  report["metrics"] = metric_json;
+  nlohmann::ordered_json gate_json = nlohmann::ordered_json::array();
+  bool passed = true;
+  for (const auto& result : results) {
+    gate_json.push_back({{"key", result.key},
+                         {"metric", result.metric},
+                         {"limit", result.limit},
+                         {"value", std::isfinite(result.value) ? nlohmann::json(result.value)
+                                                               : nlohmann::json()},
+                         {"passed", result.passed},
+                         {"detail", result.detail}});
+    passed = passed && result.passed;
+  }
+  report["gates"] = gate_json;
+  report["passed"] = passed;
+  if (!options.report.empty()) core::write_json_atomic(options.report, report);
+  if (options.json) {
+    std::printf("%s\n", report.dump(2).c_str());
+  } else {
+    print_table(report);
+  }
+  if (!passed) {
+    std::string failed;
+    for (const auto& result : results) {
+      if (!result.passed) failed += (failed.empty() ? "" : "; ") + result.key + ": " + result.detail;
+    }
+    throw GateFailure(failed);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_verify_command(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<VerifyOptions>();
+  auto* command = app.add_subcommand(
+      "verify",
+      "Check a GGUF model in the runtime against its float reference: perplexity, KL, top-1 "
+      "agreement, size and latency, with gates (exit 1 when one fails)");
+  command->add_option("-m,--model", options->model, "the GGUF file")->required();
+  command
+      ->add_option("--reference", options->reference,
+                   "the float checkpoint (or run directory) it was exported from")
+      ->required();
+  command->add_option("--data", options->data,
+                      "prepared data (default: the data the reference was trained on)");
+  command->add_option("--split", options->split, "which split to score")
+      ->check(CLI::IsMember({"train", "valid", "test"}))
+      ->capture_default_str();
+  command->add_option("-c,--ctx", options->context, "tokens per scored window")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--max-tokens", options->max_tokens, "score at most this many tokens")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  command->add_option("--gates", options->gates,
+                      "JSON file of limits, e.g. {\"max_ppl_increase_pct\": 2, "
+                      "\"min_top1_agreement\": 0.95, \"max_decode_ms_per_token\": 20, "
+                      "\"max_file_mb\": 10}");
+  command->add_option("--report", options->report, "write the JSON report to this file");
+  command->add_flag("--json", options->json, "print the JSON report instead of the table");
+  command->add_flag("--no-bench", options->skip_bench,
+                    "skip the latency measurement (latency gates then fail)");
+  command->callback([options, &exit_code] { exit_code = run_verify(*options); });
+}
+
+}  // namespace edgedistill::cli
