@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the bundled default data: set up, build, prepare the King James corpus
 # (SentencePiece 4096 tokenizer, token shards), train the teacher language model and distill the
-# student from it, then print a summary: sizes, perplexities, speeds, and where the artifacts are.
+# student from it, export the teacher to a q4_0 GGUF and verify it against the float model in
+# edgedistill's runtime (perplexity, KL, top-1 agreement, speed, gates), generate a few lines
+# with it, then print a summary: sizes, perplexities, speeds, and where the artifacts are.
 #
 # Usage: scripts/quickstart.sh [RUN_DIR]   (default: runs/quickstart)
 # Running it again resumes the same run (a finished run just prints its summary again).
@@ -26,6 +28,23 @@ echo "== distilling the student (configs/recipes/distill-kjv.json, $student_step
 "$edgedistill" distill --config "$repo/configs/recipes/distill-kjv.json" --teacher "$run_dir/teacher" \
   --set train.steps="$student_steps" --set train.eval_every=0 --run-dir "$run_dir/student" --resume
 
+artifacts="$run_dir/artifacts"
+gguf="$artifacts/teacher-q4_0.gguf"
+mkdir -p "$artifacts"
+echo
+echo "== exporting the teacher to GGUF (q4_0, round to nearest) and verifying it in the runtime"
+"$edgedistill" export --model "$run_dir/teacher" --type q4_0 --out "$gguf"
+verify_status=0
+"$edgedistill" verify --model "$gguf" --reference "$run_dir/teacher" \
+  --gates "$repo/configs/gates/quickstart-q4_0.json" --report "$artifacts/teacher-q4_0.verify.json" ||
+  verify_status=$?
+if ((verify_status > 1)); then exit "$verify_status"; fi
+"$edgedistill" bench --model "$gguf" --report "$artifacts/teacher-q4_0.bench.json"
+echo
+echo "== generating with the q4_0 teacher (greedy, then sampled)"
+"$edgedistill" run --model "$gguf" --prompt "In the beginning God" -n 40 --temp 0
+"$edgedistill" run --model "$gguf" --prompt "And the LORD said unto Moses," -n 40 --temp 0.8 --seed 7
+
 elapsed=$(($(date +%s) - started))
 echo
 echo "== quickstart done in $((elapsed / 60))m$((elapsed % 60))s"
@@ -39,8 +58,21 @@ for name in ("teacher", "student"):
     size = os.path.getsize(os.path.join(run_dir, name, "final", "weights.safetensors")) / 2**20
     print(f"   {name:<8} {model.get('parameters', 0):>11,} {size:>7.1f}MB {result['valid_ppl']:>10.2f} "
           f"{result['test_ppl']:>9.2f} {result.get('tok_per_s', 0):>9,.0f}")
+verify = json.load(open(os.path.join(run_dir, "artifacts", "teacher-q4_0.verify.json")))
+bench = json.load(open(os.path.join(run_dir, "artifacts", "teacher-q4_0.bench.json")))
+m = verify["metrics"]
+print()
+print(f"   teacher as GGUF q4_0 in the runtime ({bench['threads']} threads, {bench['isa']} kernels):")
+print(f"   {'file':>9} {'test ppl':>9} {'float ppl':>10} {'KL':>8} {'top-1':>7} {'prefill tok/s':>14} {'decode tok/s':>13}")
+print(f"   {m['file_mb']:>7.2f}MB {m['perplexity']:>9.2f} {m['reference_perplexity']:>10.2f} "
+      f"{m['mean_kl']:>8.4f} {100 * m['top1_agreement']:>6.1f}% {bench['prefill_tokens_per_s']:>14,.0f} "
+      f"{bench['decode_tokens_per_s']:>13,.1f}")
+failed = [g["key"] for g in verify["gates"] if not g["passed"]]
+print(f"   gates (configs/gates/quickstart-q4_0.json): {'all passed' if not failed else 'FAILED: ' + ', '.join(failed)}")
 PY
 echo "   teacher:      $run_dir/teacher/final (model.json, weights.safetensors)"
 echo "   student:      $run_dir/student/final (distilled from the teacher)"
+echo "   gguf:         $gguf (runs in llama.cpp unchanged; verify report beside it)"
 echo "   metrics:      $run_dir/{teacher,student}/metrics.jsonl"
-echo "   inspect with: $edgedistill inspect $run_dir/student"
+echo "   inspect with: $edgedistill inspect $run_dir/student; $edgedistill inspect $gguf"
+exit "$verify_status"

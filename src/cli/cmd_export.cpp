@@ -33,7 +33,7 @@ io::GgmlType type_option(const std::string& name) {
 
 int run_export(const ExportOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  const fs::path model_dir = distill::resolve_checkpoint_dir(options.model, "--model");
+  const std::filesystem::path model_dir = distill::resolve_checkpoint_dir(options.model, "--model");
   quant::GgufExportOptions export_options;
   export_options.type = type_option(options.type);
   if (!options.embedding_type.empty()) {
