@@ -2,7 +2,9 @@
 // filtering, from a seeded generator so a run repeats exactly.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/rng.h"
