@@ -20,6 +20,9 @@ packages=(
   libsentencepiece-dev sentencepiece zlib1g-dev
   # default data: the King James Bible, WordNet glosses, Fashion-MNIST
   bible-kjv wordnet-base dataset-fashion-mnist
+  # the aarch64 cross compiler and qemu-user: the NEON runtime kernels are tested under emulation
+  # (scripts/test_aarch64.sh, the "aarch64" ctest entry)
+  g++-aarch64-linux-gnu qemu-user
 )
 
 missing=()

@@ -1,0 +1,275 @@
+#include "runtime/kernel_bench.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/cpu_features.h"
+#include "core/error.h"
+#include "io/gguf_types.h"
+#include "io/half.h"
+#include "runtime/kernels.h"
+#include "runtime/linear.h"
+#include "runtime/thread_pool.h"
+
+namespace edgedistill::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+// The bandwidth buffer: kBufferPerL3 times L3 (so no cache level holds a useful share of it),
+// within these limits (the machines this runs on have a few GiB free at least).
+constexpr int64_t kBufferPerL3 = 8;
+constexpr int64_t kMinBuffer = 256 * kMiB;
+constexpr int64_t kMaxBuffer = 1024 * kMiB;
+constexpr int64_t kFallbackL3 = 32 * kMiB;
+// A slow build (scalar F16) stops repeating after this long, once it has kMinRepeats timings.
+constexpr double kTimeBudgetSeconds = 3.0;
+constexpr int kMinRepeats = 3;
+// Words summed per unit of parallel work: 256 KiB.
+constexpr int64_t kWordsPerGrain = 32768;
+
+// Bytes of the last-level (L3) cache: sysfs, else sysconf, else a typical size.
+int64_t l3_cache_bytes() {
+  std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index3/size");
+  std::string text;
+  if (in >> text && !text.empty()) {
+    try {
+      int64_t value = std::stoll(text);
+      if (text.back() == 'K') value *= 1024;
+      if (text.back() == 'M') value *= kMiB;
+      if (value > 0) return value;
+    } catch (const std::exception&) {
+    }
+  }
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+  const long value = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (value > 0) return value;
+#endif
+  return kFallbackL3;
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+// One untimed warm-up run, then up to `repeats` timed ones; the median of their seconds.
+template <class Fn>
+double median_seconds(int repeats, Fn&& body) {
+  body();
+  std::vector<double> seconds;
+  const auto start = Clock::now();
+  for (int i = 0; i < repeats; ++i) {
+    const auto t0 = Clock::now();
+    body();
+    seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    const double spent = std::chrono::duration<double>(Clock::now() - start).count();
+    if (static_cast<int>(seconds.size()) >= kMinRepeats && spent > kTimeBudgetSeconds) break;
+  }
+  return median(seconds);
+}
+
+// Sums n words with four independent accumulators, so the loop is limited by loads, not by the
+// latency of one chain of additions (the compiler vectorises it at the baseline ISA).
+uint64_t sum_words(const uint64_t* p, int64_t n) {
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += p[i];
+    s1 += p[i + 1];
+    s2 += p[i + 2];
+    s3 += p[i + 3];
+  }
+  for (; i < n; ++i) s0 += p[i];
+  return s0 + s1 + s2 + s3;
+}
+
+// Read bandwidth in bytes per second: every thread sums its share of a `bytes` buffer.
+double read_bandwidth(ThreadPool& pool, int64_t bytes, int repeats) {
+  const int64_t words = bytes / 8;
+  std::vector<uint64_t> buffer(static_cast<size_t>(words));
+  // Written by the threads that will read it (first touch places pages near them).
+  pool.parallel_for(words, kWordsPerGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      buffer[i] = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15u;
+  });
+  std::atomic<uint64_t> checksum{0};
+  const double seconds = median_seconds(repeats, [&] {
+    pool.parallel_for(words, kWordsPerGrain, [&](int64_t begin, int64_t end) {
+      checksum.fetch_add(sum_words(buffer.data() + begin, end - begin), std::memory_order_relaxed);
+    });
+  });
+  // Keeps the sums observable, so the compiler cannot drop them.
+  if (checksum.load() == 1) std::fputs("", stderr);
+  return static_cast<double>(words * 8) / seconds;
+}
+
+int64_t row_bytes(io::GgmlType type, int64_t cols) {
+  switch (type) {
+    case io::GgmlType::f32:
+      return cols * 4;
+    case io::GgmlType::f16:
+      return cols * 2;
+    case io::GgmlType::q8_0:
+      return cols / io::kQuantBlock * static_cast<int64_t>(sizeof(io::Q8_0Block));
+    case io::GgmlType::q4_0:
+      return cols / io::kQuantBlock * static_cast<int64_t>(sizeof(io::Q4_0Block));
+    case io::GgmlType::q4_1:
+      return cols / io::kQuantBlock * static_cast<int64_t>(sizeof(io::Q4_1Block));
+  }
+  return 0;
+}
+
+const char* type_name(io::GgmlType type) {
+  switch (type) {
+    case io::GgmlType::f32:
+      return "f32";
+    case io::GgmlType::f16:
+      return "f16";
+    case io::GgmlType::q8_0:
+      return "q8_0";
+    case io::GgmlType::q4_0:
+      return "q4_0";
+    case io::GgmlType::q4_1:
+      return "q4_1";
+  }
+  return "?";
+}
+
+// A pseudo-random byte for position i (a 64-bit mix; the bench needs plausible, not random, data).
+uint8_t mixed_byte(uint64_t i) {
+  i ^= i >> 33;
+  i *= 0xFF51AFD7ED558CCDu;
+  i ^= i >> 33;
+  return static_cast<uint8_t>(i);
+}
+
+// A [rows, cols] matrix of `type` with varied quants and ordinary f16 scales (0.01): no NaN,
+// infinity or subnormal that could slow a kernel down.
+std::vector<uint8_t> bench_matrix(ThreadPool& pool, io::GgmlType type, int64_t rows, int64_t cols) {
+  const int64_t stride = row_bytes(type, cols);
+  std::vector<uint8_t> data(static_cast<size_t>(rows * stride));
+  const uint16_t scale = io::float_to_f16(0.01f);
+  pool.parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      uint8_t* row = data.data() + r * stride;
+      for (int64_t i = 0; i < stride; ++i)
+        row[i] = mixed_byte(static_cast<uint64_t>(r * stride + i));
+      auto set_f16 = [](uint8_t* p, uint16_t v) {
+        p[0] = static_cast<uint8_t>(v & 0xFF);
+        p[1] = static_cast<uint8_t>(v >> 8);
+      };
+      if (type == io::GgmlType::f16) {
+        for (int64_t j = 0; j < cols; ++j) {
+          set_f16(row + 2 * j,
+                  io::float_to_f16((mixed_byte(static_cast<uint64_t>(j)) - 128) / 64.0f));
+        }
+        continue;
+      }
+      const int64_t block_bytes = stride / (cols / io::kQuantBlock);
+      for (int64_t b = 0; b < cols / io::kQuantBlock; ++b) {
+        set_f16(row + b * block_bytes, scale);
+        if (type == io::GgmlType::q4_1) set_f16(row + b * block_bytes + 2, scale);
+      }
+    }
+  });
+  return data;
+}
+
+}  // namespace
+
+nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& options) {
+  if (options.rows <= 0 || options.cols <= 0 || options.cols % io::kQuantBlock != 0) {
+    throw InputError(str("bench --kernels: --rows ", options.rows, " --cols ", options.cols,
+                         ": rows must be positive and cols a positive multiple of ",
+                         io::kQuantBlock, " (e.g. --rows 16384 --cols 8192)"));
+  }
+  if (options.repeats < 1) {
+    throw InputError(str("bench --kernels: repeats is ", options.repeats, "; use 1 or more"));
+  }
+  ThreadPool pool(options.threads);
+  const int64_t l3 = l3_cache_bytes();
+  const int64_t buffer_bytes = std::clamp(kBufferPerL3 * l3, kMinBuffer, kMaxBuffer);
+  const double bandwidth = read_bandwidth(pool, buffer_bytes, options.repeats);
+
+  nlohmann::ordered_json report;
+  report["threads"] = pool.size();
+  report["rows"] = options.rows;
+  report["cols"] = options.cols;
+  report["repeats"] = options.repeats;
+  report["cpu"] = core::describe_cpu_features();
+  report["selected_isa"] = runtime_kernels().isa;
+  report["bandwidth"] = {{"gb_per_s", bandwidth / 1e9},
+                         {"buffer_mib", buffer_bytes / kMiB},
+                         {"l3_mib", static_cast<double>(l3) / kMiB}};
+
+  std::vector<const RuntimeKernels*> builds = {&scalar_runtime_kernels()};
+  for (const RuntimeKernels* build :
+       {avx2_runtime_kernels(), avx512_runtime_kernels(), neon_runtime_kernels()}) {
+    if (build != nullptr) builds.push_back(build);
+  }
+
+  std::vector<float> x(static_cast<size_t>(options.cols));
+  for (int64_t j = 0; j < options.cols; ++j) {
+    x[j] = (mixed_byte(static_cast<uint64_t>(j) + 7) - 127.5f) / 64.0f;
+  }
+  std::vector<float> y(static_cast<size_t>(options.rows));
+  ActivationScratch scratch;
+  nlohmann::ordered_json results = nlohmann::ordered_json::array();
+  for (io::GgmlType type : {io::GgmlType::q4_0, io::GgmlType::q8_0, io::GgmlType::f16}) {
+    const std::vector<uint8_t> data = bench_matrix(pool, type, options.rows, options.cols);
+    const WeightMatrix w{type, options.rows, options.cols, data.data()};
+    for (const RuntimeKernels* build : builds) {
+      const double seconds = median_seconds(
+          options.repeats, [&] { linear(pool, *build, w, x.data(), 1, y.data(), scratch); });
+      const double bytes_per_second = static_cast<double>(data.size()) / seconds;
+      results.push_back({{"isa", build->isa},
+                         {"type", type_name(type)},
+                         {"weight_mib", static_cast<double>(data.size()) / kMiB},
+                         {"ms", seconds * 1e3},
+                         {"gb_per_s", bytes_per_second / 1e9},
+                         {"ratio_to_bandwidth", bytes_per_second / bandwidth}});
+    }
+  }
+  report["matvec"] = std::move(results);
+  return report;
+}
+
+void print_kernel_bench_table(const nlohmann::ordered_json& report, std::ostream& out) {
+  char line[160];
+  const auto& bw = report.at("bandwidth");
+  std::snprintf(line, sizeof line,
+                "read bandwidth: %.1f GB/s (%d threads summing a %d MiB buffer; L3 %.0f MiB)\n",
+                bw.at("gb_per_s").get<double>(), report.at("threads").get<int>(),
+                bw.at("buffer_mib").get<int>(), bw.at("l3_mib").get<double>());
+  out << line;
+  std::snprintf(line, sizeof line, "matvec: %lld x %lld weights, 1 token, median of %d runs; cpu: ",
+                static_cast<long long>(report.at("rows").get<int64_t>()),
+                static_cast<long long>(report.at("cols").get<int64_t>()),
+                report.at("repeats").get<int>());
+  out << line << report.at("cpu").get<std::string>() << "\n\n";
+  std::snprintf(line, sizeof line, "%-11s %-5s %11s %9s %8s %13s\n", "isa", "type", "weights MiB",
+                "ms", "GB/s", "x bandwidth");
+  out << line;
+  for (const auto& row : report.at("matvec")) {
+    std::snprintf(line, sizeof line, "%-11s %-5s %11.1f %9.2f %8.1f %13.2f\n",
+                  row.at("isa").get<std::string>().c_str(),
+                  row.at("type").get<std::string>().c_str(), row.at("weight_mib").get<double>(),
+                  row.at("ms").get<double>(), row.at("gb_per_s").get<double>(),
+                  row.at("ratio_to_bandwidth").get<double>());
+    out << line;
+  }
+}
+
+}  // namespace edgedistill::runtime
