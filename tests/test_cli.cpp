@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "core/files.h"
+#include "runtime/gates.h"
 #include "data/data_config.h"
 #include "distill/distill_config.h"
 #include "model/model_config.h"
@@ -278,8 +279,11 @@ TEST_CASE("every shipped config loads and validates") {
       CHECK_NOTHROW(core::load_config<distill::DistillRecipe>(entry.path(), {}));
     } else if (kind == "recipes") {
       CHECK_NOTHROW(core::load_config<train::TrainRecipe>(entry.path(), {}));
+    } else if (kind == "gates") {
+      CHECK(!runtime::read_gates(entry.path()).empty());
     } else {
-      FAIL("a config outside configs/data, configs/models and configs/recipes: " << entry.path());
+      FAIL("a config outside configs/data, configs/models, configs/recipes and configs/gates: "
+           << entry.path());
     }
     ++loaded;
   }
@@ -313,4 +317,115 @@ TEST_CASE("docs/config.md lists every key as the code declares it") {
     INFO(kind << " keys; regenerate with scripts/make_config_docs.sh");
     CHECK(docs.find(table.out) != std::string::npos);
   }
+}
+
+TEST_CASE("export, inspect, run, bench and verify a trained model end to end") {
+  test::TempDir dir;
+  const auto recipe = tiny_recipe(dir.path(), 60).string();
+  const auto run = dir.path() / "run";
+  REQUIRE(run_edgedistill({"train", "--config", recipe, "--run-dir", run.string()}, dir.path())
+              .exit_code == 0);
+  auto gguf = [&](const std::string& type) { return (dir.path() / (type + ".gguf")).string(); };
+  for (const std::string type : {"f32", "q8_0", "q4_0"}) {
+    const auto exported = run_edgedistill(
+        {"export", "--model", run.string(), "--type", type, "--out", gguf(type)}, dir.path());
+    INFO(exported.err);
+    REQUIRE(exported.exit_code == 0);
+    REQUIRE(exported.out.find("exported") != std::string::npos);
+  }
+
+  const auto inspected = run_edgedistill({"inspect", gguf("q4_0")}, dir.path());
+  REQUIRE(inspected.exit_code == 0);
+  const auto summary = nlohmann::json::parse(inspected.out);
+  CHECK(summary["kind"] == "gguf");
+  CHECK(summary["metadata"]["general.architecture"]["value"] == "llama");
+  CHECK(summary["metadata"]["llama.block_count"]["type"] == "UINT32");
+  CHECK(summary["tensor_count"] == 21);
+
+  const auto generated = run_edgedistill(
+      {"run", "--model", gguf("q8_0"), "--prompt", "the cat", "-n", "12", "--temp", "0"},
+      dir.path());
+  INFO(generated.err);
+  REQUIRE(generated.exit_code == 0);
+  CHECK(generated.out.rfind("the cat", 0) == 0);
+  CHECK(generated.out.size() > std::string("the cat").size());
+
+  const auto bench = run_edgedistill(
+      {"bench", "--model", gguf("q4_0"), "-p", "16", "-n", "8", "-r", "2", "--json"}, dir.path());
+  INFO(bench.err);
+  REQUIRE(bench.exit_code == 0);
+  const auto speed = nlohmann::json::parse(bench.out);
+  CHECK(speed["prefill_tokens_per_s"].get<double>() > 0);
+  CHECK(speed["decode_tokens_per_s"].get<double>() > 0);
+  CHECK(speed["decode_ms_per_token"].get<double>() ==
+        Approx(1000.0 / speed["decode_tokens_per_s"].get<double>()));
+  CHECK(speed["file_bytes"].get<uint64_t>() == fs::file_size(gguf("q4_0")));
+  CHECK(speed["peak_rss_bytes"].get<uint64_t>() > 0);
+
+  // Q8_0 against the float model on the held-out split: the issue's bar is 99 % top-1 agreement.
+  const auto gates = dir.path() / "gates.json";
+  core::write_file_atomic(gates, R"({"min_top1_agreement": 0.99, "max_ppl_increase_pct": 1})");
+  const auto report_path = dir.path() / "verify.json";
+  const auto verified =
+      run_edgedistill({"verify", "--model", gguf("q8_0"), "--reference", run.string(), "--ctx",
+                       "32", "--gates", gates.string(), "--report", report_path.string()},
+                      dir.path());
+  INFO(verified.out << verified.err);
+  REQUIRE(verified.exit_code == 0);
+  const auto report = core::read_json_file(report_path, "report");
+  CHECK(report["split"] == "test");
+  CHECK(report["metrics"]["top1_agreement"].get<double>() >= 0.99);
+  CHECK(report["metrics"]["positions"].get<double>() > 100);
+  CHECK(report["passed"] == true);
+  CHECK(report["gates"].size() == 2);
+
+  // A gate that fails: exit 1, the report and the message name it and say by how much.
+  core::write_file_atomic(gates, R"({"max_file_mb": 0.001})");
+  const auto failed = run_edgedistill({"verify", "--model", gguf("q4_0"), "--reference",
+                                       run.string(), "--ctx", "32", "--no-bench", "--gates",
+                                       gates.string(), "--report", report_path.string()},
+                                      dir.path());
+  CHECK(failed.exit_code == 1);
+  CHECK(failed.err.find("gate failed: max_file_mb") != std::string::npos);
+  const auto failed_report = core::read_json_file(report_path, "report");
+  CHECK(failed_report["passed"] == false);
+  CHECK(failed_report["gates"][0]["key"] == "max_file_mb");
+  CHECK(failed_report["gates"][0]["passed"] == false);
+
+  // A misspelt gate is bad input (exit 2) naming the key and the nearest one, before any work.
+  core::write_file_atomic(gates, R"({"min_top1_agrement": 0.9})");
+  const auto misspelt = run_edgedistill(
+      {"verify", "--model", gguf("q4_0"), "--reference", run.string(), "--gates", gates.string()},
+      dir.path());
+  CHECK(misspelt.exit_code == 2);
+  CHECK(misspelt.err.find("min_top1_agrement") != std::string::npos);
+  CHECK(misspelt.err.find("min_top1_agreement") != std::string::npos);
+}
+
+TEST_CASE("a damaged GGUF file is bad input with one line naming it") {
+  test::TempDir dir;
+  // A valid header then nothing: the reader must stop at the missing key/value records.
+  auto little_endian = [](uint64_t value, int bytes) {
+    std::string out;
+    for (int i = 0; i < bytes; ++i) out += static_cast<char>((value >> (8 * i)) & 0xFF);
+    return out;
+  };
+  // magic, version 3, tensor_count 1, kv_count 2, and no records.
+  const std::string bytes =
+      "GGUF" + little_endian(3, 4) + little_endian(1, 8) + little_endian(2, 8);
+  const auto path = dir.path() / "broken.gguf";
+  core::write_file_atomic(path, bytes);
+  for (const auto& command : std::vector<std::vector<std::string>>{
+           {"inspect", path.string()},
+           {"run", "--model", path.string(), "--prompt", "x"},
+           {"bench", "--model", path.string()}}) {
+    const auto result = run_edgedistill(command, dir.path());
+    INFO(command[0] << ": " << result.err);
+    CHECK(result.exit_code == 2);
+    CHECK(error_lines(result.err).size() == 1);
+    CHECK(result.err.find("broken.gguf") != std::string::npos);
+  }
+  CHECK(run_edgedistill({"export", "--model", "x", "--type", "q3_k", "--out", "y.gguf"},
+                        dir.path())
+            .exit_code == 2);
 }

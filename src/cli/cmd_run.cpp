@@ -60,6 +60,7 @@ int run_generate(const RunOptions& options) {
   }
   const double decode_s = seconds_since(start);
   std::printf("\n");
+  std::fflush(stdout);  // the text's last line before the statistics on stderr
   if (options.stats) {
     core::info("run: ", prompt.size(), " prompt tokens at ",
                        static_cast<int64_t>(prompt.size() / prefill_s), " tokens/s; ", generated,

@@ -21,6 +21,8 @@
 namespace edgedistill::cli {
 namespace {
 
+namespace fs = std::filesystem;
+
 struct VerifyOptions {
   std::string model;
   std::string reference;
@@ -44,8 +46,10 @@ void print_table(const nlohmann::ordered_json& report) {
               number("perplexity"), number("reference_perplexity"), number("ppl_increase_pct"));
   std::printf("  %-24s %12.5f nats/token\n", "mean KL to reference", number("mean_kl"));
   std::printf("  %-24s %11.2f %%\n", "top-1 agreement", 100 * number("top1_agreement"));
-  std::printf("  %-24s %12.0f over %lld positions of the %s split\n", "tokens scored",
-              number("positions"), static_cast<long long>(report["windows"].get<int64_t>()),
+  std::printf("  %-24s %12.0f in %lld windows of %lld tokens from the %s split\n",
+              "tokens scored", number("positions"),
+              static_cast<long long>(report["windows"].get<int64_t>()),
+              static_cast<long long>(report["context"].get<int64_t>()),
               report["split"].get<std::string>().c_str());
   std::printf("  %-24s %12.2f MB\n", "file size", number("file_mb"));
   if (m.contains("decode_ms_per_token")) {
