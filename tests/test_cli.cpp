@@ -319,7 +319,7 @@ TEST_CASE("docs/config.md lists every key as the code declares it") {
   }
 }
 
-TEST_CASE("export, inspect, run, bench and verify a trained model end to end") {
+TEST_CASE("a trained model is exported then inspected and run and benchmarked and verified") {
   test::TempDir dir;
   const auto recipe = tiny_recipe(dir.path(), 60).string();
   const auto run = dir.path() / "run";
