@@ -1,5 +1,7 @@
 // edgedistill bench: one of
 // - --model FILE.gguf: the runtime's prefill and decode speed (runtime/model_bench.h);
+// - --kernels: the runtime's matrix-vector kernels against memory bandwidth
+//   (runtime/kernel_bench.h);
 // - --train-config RECIPE: training throughput and model FLOPs utilisation (MFU) against a float32
 //   GEMM timed in the same run.
 #include <algorithm>
@@ -16,7 +18,9 @@
 #include "train/optimizer.h"
 #include "train/setup.h"
 #include "train/train_config.h"
+#include "runtime/kernel_bench.h"
 #include "runtime/model_bench.h"
+#include <iostream>
 #include "core/threads.h"
 
 namespace edgedistill::cli {
@@ -24,6 +28,8 @@ namespace {
 
 struct BenchOptions {
   std::string model;
+  bool kernels = false;
+  runtime::KernelBenchOptions kernel_bench;
   runtime::ModelBenchOptions model_bench;
   bool json = false;
   ConfigOptions config;
@@ -230,13 +236,31 @@ int run_train_bench(const BenchOptions& options) {
   return 0;
 }
 
+int run_kernel_bench(BenchOptions options) {
+  if (options.kernel_bench.cols % io::kQuantBlock != 0) {
+    throw InputError(str("--cols ", options.kernel_bench.cols, " is not a multiple of ",
+                         io::kQuantBlock, " (the quantized block size)"));
+  }
+  options.kernel_bench.threads = std::max(0, options.threads);
+  const auto report = runtime::run_kernel_bench(options.kernel_bench);
+  if (!options.report.empty()) core::write_json_atomic(options.report, report);
+  if (options.json) {
+    std::printf("%s\n", report.dump(2).c_str());
+  } else {
+    runtime::print_kernel_bench_table(report, std::cout);
+  }
+  return 0;
+}
+
 int run_bench(const BenchOptions& options) {
-  const int modes = (options.model.empty() ? 0 : 1) + (options.config.file.empty() ? 0 : 1);
+  const int modes = (options.model.empty() ? 0 : 1) + (options.config.file.empty() ? 0 : 1) +
+                    (options.kernels ? 1 : 0);
   if (modes != 1) {
     throw InputError(
-        "bench needs exactly one of --model FILE.gguf (runtime speed) or --train-config RECIPE "
-        "(training throughput)");
+        "bench needs exactly one of --model FILE.gguf (runtime speed), --kernels (kernels "
+        "against memory bandwidth) or --train-config RECIPE (training throughput)");
   }
+  if (options.kernels) return run_kernel_bench(options);
   return options.model.empty() ? run_train_bench(options) : run_model_bench(options);
 }
 
@@ -247,7 +271,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand(
       "bench",
       "Benchmark a GGUF model in the runtime (--model: prefill and decode speed, median of 5 "
-      "after a warm-up), or training throughput and MFU (--train-config)");
+      "after a warm-up), the runtime's kernels against memory bandwidth (--kernels), or training "
+      "throughput and MFU (--train-config)");
   command->add_option("-m,--model", options->model, "GGUF file to run in the runtime");
   command->add_option("-p,--prefill-tokens", options->model_bench.prefill_tokens,
                       "--model: prompt tokens processed as one batch")
@@ -259,6 +284,20 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   command->add_option("-r,--repeats", options->model_bench.repeats,
                       "--model: measured runs (the median is reported)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_flag("--kernels", options->kernels,
+                    "measure the runtime's matrix-vector kernels (every build this CPU runs) "
+                    "against the machine's read bandwidth");
+  command->add_option("--rows", options->kernel_bench.rows, "--kernels: weight matrix rows")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--cols", options->kernel_bench.cols,
+                      "--kernels: weight matrix columns (a multiple of 32)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--kernel-repeats", options->kernel_bench.repeats,
+                      "--kernels: timed runs per measurement (the median is reported)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   command->add_option("--train-config", options->config.file,
@@ -280,7 +319,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   command->add_option("--gemm-size", options->gemm_size,
                       "--train-config: n of the n^3 reference matmul")
       ->check(CLI::PositiveNumber);
-  command->add_flag("--json", options->json, "--model: print one JSON object instead of the table");
+  command->add_flag("--json", options->json,
+                    "--model, --kernels: print one JSON object instead of the table");
   command->add_option("--report", options->report, "also write the results to this JSON file");
   command->callback([options, &exit_code] { exit_code = run_bench(*options); });
 }
