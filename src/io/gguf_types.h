@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace edgedistill::io {
 
@@ -61,5 +62,10 @@ const GgmlTypeTraits& ggml_type_traits(GgmlType type);
 std::optional<GgmlType> parse_ggml_type(std::string_view name);
 // Bytes of a row of `elems` elements; elems must be a multiple of the block size (checked).
 uint64_t ggml_row_bytes(GgmlType type, uint64_t elems);
+// Bytes of a tensor with ggml-order dims (spec: (dims[0] / block_elems) * block_bytes * dims[1] *
+// ...): nullopt when dims[0] is not a multiple of the block size or the count overflows uint64.
+std::optional<uint64_t> ggml_nbytes(GgmlType type, const std::vector<uint64_t>& dims);
+// Every type this build reads, in ggml_type id order (for messages that list the choices).
+const std::vector<GgmlTypeTraits>& known_ggml_types();
 
 }  // namespace edgedistill::io
