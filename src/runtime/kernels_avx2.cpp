@@ -47,6 +47,9 @@ __m256i first_lanes(int64_t count) {
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// Paired with an odd last block: contributes exact zeros.
+constexpr Q8ActivationBlock kZeroActivations{};
+
 // The scalar build's formula, vectorised: d = max|x| / 127, q = x * (1 / d) rounded half to even
 // (the MXCSR default), so the two builds agree bit for bit.
 void quantize_activations(const float* x, int64_t n, Q8ActivationBlock* out) {
@@ -95,6 +98,7 @@ struct F32Dot {
       const __m256 x0 = _mm256_loadu_ps(x + j);
       const __m256 x1 = _mm256_loadu_ps(x + j + 8);
       for (int r = 0; r < R; ++r) {
+        prefetch_next_group(w[r] + j, R * row_bytes);
         acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w[r] + j), x0, acc0[r]);
         acc1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w[r] + j + 8), x1, acc1[r]);
       }
@@ -129,6 +133,7 @@ struct F16Dot {
       const __m256 x0 = _mm256_loadu_ps(x + j);
       const __m256 x1 = _mm256_loadu_ps(x + j + 8);
       for (int r = 0; r < R; ++r) {
+        prefetch_next_group(w[r] + j, R * row_bytes);
         acc0[r] = _mm256_fmadd_ps(load_f16(w[r] + j), x0, acc0[r]);
         acc1[r] = _mm256_fmadd_ps(load_f16(w[r] + j + 8), x1, acc1[r]);
       }
@@ -147,18 +152,32 @@ struct F16Dot {
   }
 };
 
-// The 32 nibbles of a Q4 block as bytes 0..15 in block order: low nibbles are elements 0..15,
-// high nibbles 16..31.
-__m256i unpack_nibbles(const uint8_t* qs) {
-  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m256i both =
-      _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+// The f16 values at `field` of block b of R rows, as floats in lanes r and r + 4: one conversion
+// for all rows, their halves packed in an integer register and then in both 128-bit lanes.
+template <class Block, int R>
+__m256 row_halves(const Block* const* w, int64_t b, uint16_t Block::*field) {
+  uint64_t packed = 0;
+  for (int r = 0; r < R; ++r) packed |= uint64_t{w[r][b].*field} << (16 * r);
+  return _mm256_cvtph_ps(_mm_set1_epi64x(static_cast<long long>(packed)));
 }
 
-// int32 lanes summing to the block's integer dot product, then acc += lanes * scale.
-__m256 add_scaled(__m256 acc, __m256i lanes, float scale) {
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(scale), acc);
+// Lane r of each 128-bit half of v (in-lane: cheaper than a lane-crossing permute).
+template <int r>
+__m256 lane(__m256 v) {
+  return _mm256_permute_ps(v, _MM_SHUFFLE(r, r, r, r));
+}
+
+// For each row r, its block's int32 lanes as floats times the block's scale d_w * d_x (lane r of
+// `scales`), added to acc[r].
+template <int R>
+void add_scaled(__m256* acc, const __m256i* lanes, __m256 scales) {
+  static_assert(R == 1 || R == kRowGroup, "row kernels run on single rows or whole groups");
+  acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[0]), lane<0>(scales), acc[0]);
+  if constexpr (R > 1) {
+    acc[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[1]), lane<1>(scales), acc[1]);
+    acc[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[2]), lane<2>(scales), acc[2]);
+    acc[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes[3]), lane<3>(scales), acc[3]);
+  }
 }
 
 template <class Block>
@@ -179,71 +198,118 @@ struct Q8_0Dot {
     }
     for (int64_t b = 0; b < cols / kQuantBlock; ++b) {
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
+      __m256i lanes[R];
       for (int r = 0; r < R; ++r) {
-        const io::Q8_0Block& wb = w[r][b];
-        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qs));
+        prefetch_next_group(&w[r][b], R * row_bytes);
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r][b].qs));
         // |w| as unsigned times x with w's sign: exact for every int8 w, -128 included.
         const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
-        acc[r] = add_scaled(acc[r], _mm256_madd_epi16(pairs, ones), _cvtsh_ss(wb.d) * xq[b].d);
+        lanes[r] = _mm256_madd_epi16(pairs, ones);
       }
+      const __m256 scales = _mm256_mul_ps(row_halves<io::Q8_0Block, R>(w, b, &io::Q8_0Block::d),
+                                          _mm256_set1_ps(xq[b].d));
+      add_scaled<R>(acc, lanes, scales);
     }
     for (int r = 0; r < R; ++r) out[r] = horizontal_sum(acc[r]);
   }
 };
 
-struct Q4_0Dot {
+// ---- Q4 weights, two blocks per step ----
+//
+// A step multiplies blocks b and b + 1 of every row: `low` vectors hold elements 0..15 of block b
+// in their lower half and of block b + 1 in their upper half, `high` vectors elements 16..31. The
+// int16 pair sums of low and high add up before one madd, so each 128-bit half of the int32
+// result belongs to one block, and one scale vector [s_b x 4 | s_b+1 x 4] per row serves both.
+
+// Activations of blocks b and b + 1 (an odd last block is paired with zeros).
+struct ActivationPair {
+  __m256i low;   // [x_b elements 0..15 | x_b+1 elements 0..15]
+  __m256i high;  // [x_b elements 16..31 | x_b+1 elements 16..31]
+};
+
+ActivationPair load_activation_pair(const Q8ActivationBlock& x0, const Q8ActivationBlock& x1) {
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0.qs));
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1.qs));
+  return {_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31)};
+}
+
+// int16 pair sums of q x over both blocks of one row, each lane at most 2 * 2 * 15 * 127 = 7620.
+__m256i nibble_pair_products(const uint8_t* qa, const uint8_t* qb, const ActivationPair& x) {
+  const __m256i packed = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qa))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb)), 1);
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const __m256i low = _mm256_and_si256(packed, mask);                         // elements 0..15
+  const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);  // elements 16..31
+  return _mm256_add_epi16(_mm256_maddubs_epi16(low, x.low), _mm256_maddubs_epi16(high, x.high));
+}
+
+// The f16 values at `field` of blocks b0 and b1 of R rows as floats: lane r holds row r's value
+// for b0, lane 4 + r for b1.
+template <class Block, int R>
+__m256 row_halves_pair(const Block* const* w, int64_t b0, int64_t b1, uint16_t Block::*field) {
+  uint64_t first = 0, second = 0;
+  for (int r = 0; r < R; ++r) {
+    first |= uint64_t{w[r][b0].*field} << (16 * r);
+    second |= uint64_t{w[r][b1].*field} << (16 * r);
+  }
+  return _mm256_cvtph_ps(
+      _mm_set_epi64x(static_cast<long long>(second), static_cast<long long>(first)));
+}
+
+// Q4_0 (kOffset: (q - 8) x, the 8 x part shared by the rows) and Q4_1 (kMinimum: + m_w * x.sum).
+template <class Block, bool kOffset, bool kMinimum>
+struct Q4PairDot {
   template <int R>
   static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
                   const Q8ActivationBlock* xq, float* out) {
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i eight = _mm256_set1_epi8(8);
-    const io::Q4_0Block* w[R];
+    const Block* w[R];
     __m256 acc[R];
+    __m256 min_terms = _mm256_setzero_ps();  // Q4_1: lanes r and 4 + r sum row r's m_w * x.sum
     for (int r = 0; r < R; ++r) {
-      w[r] = block_row<io::Q4_0Block>(row, row_bytes, r);
+      w[r] = block_row<Block>(row, row_bytes, r);
       acc[r] = _mm256_setzero_ps();
     }
-    for (int64_t b = 0; b < cols / kQuantBlock; ++b) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
-      // sum (q - 8) x = sum q x - 8 sum x: the second term, per int16 pair, is shared by the rows.
-      const __m256i offset = _mm256_maddubs_epi16(eight, xv);
-      for (int r = 0; r < R; ++r) {
-        const io::Q4_0Block& wb = w[r][b];
-        // q x pairs are within +-3810 and 8 x pairs within +-2032: the difference fits int16.
-        const __m256i pairs =
-            _mm256_sub_epi16(_mm256_maddubs_epi16(unpack_nibbles(wb.qs), xv), offset);
-        acc[r] = add_scaled(acc[r], _mm256_madd_epi16(pairs, ones), _cvtsh_ss(wb.d) * xq[b].d);
+    auto step = [&](int64_t b0, int64_t b1, const Q8ActivationBlock& x0,
+                    const Q8ActivationBlock& x1) {
+      const ActivationPair x = load_activation_pair(x0, x1);
+      // 8 x per int16 lane (at most 4 * 8 * 127 = 4064), subtracted from q x: the difference
+      // (within +-11684) fits int16.
+      __m256i offset = _mm256_setzero_si256();
+      if constexpr (kOffset) {
+        offset = _mm256_add_epi16(_mm256_maddubs_epi16(eight, x.low),
+                                  _mm256_maddubs_epi16(eight, x.high));
       }
-    }
-    for (int r = 0; r < R; ++r) out[r] = horizontal_sum(acc[r]);
+      __m256i lanes[R];
+      for (int r = 0; r < R; ++r) {
+        prefetch_next_group(&w[r][b0], R * row_bytes);
+        __m256i pairs = nibble_pair_products(w[r][b0].qs, w[r][b1].qs, x);
+        if constexpr (kOffset) pairs = _mm256_sub_epi16(pairs, offset);
+        lanes[r] = _mm256_madd_epi16(pairs, ones);
+      }
+      const __m256 dx = _mm256_set_m128(_mm_set1_ps(x1.d), _mm_set1_ps(x0.d));
+      add_scaled<R>(acc, lanes, _mm256_mul_ps(row_halves_pair<Block, R>(w, b0, b1, &Block::d), dx));
+      if constexpr (kMinimum) {
+        const __m256 sums = _mm256_set_m128(_mm_set1_ps(x1.sum), _mm_set1_ps(x0.sum));
+        min_terms =
+            _mm256_fmadd_ps(row_halves_pair<Block, R>(w, b0, b1, &Block::m), sums, min_terms);
+      }
+    };
+    const int64_t blocks = cols / kQuantBlock;
+    int64_t b = 0;
+    for (; b + 2 <= blocks; b += 2) step(b, b + 1, xq[b], xq[b + 1]);
+    // The odd last block meets itself times zero activations (x.d = 0, x.sum = 0): exact zeros.
+    if (b < blocks) step(b, b, xq[b], kZeroActivations);
+    alignas(32) float mins[8];
+    _mm256_store_ps(mins, min_terms);
+    for (int r = 0; r < R; ++r) out[r] = horizontal_sum(acc[r]) + (mins[r] + mins[4 + r]);
   }
 };
 
-struct Q4_1Dot {
-  template <int R>
-  static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
-                  const Q8ActivationBlock* xq, float* out) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    const io::Q4_1Block* w[R];
-    __m256 acc[R];
-    float min_terms[R];  // sum_b m_w * x.sum
-    for (int r = 0; r < R; ++r) {
-      w[r] = block_row<io::Q4_1Block>(row, row_bytes, r);
-      acc[r] = _mm256_setzero_ps();
-      min_terms[r] = 0.0f;
-    }
-    for (int64_t b = 0; b < cols / kQuantBlock; ++b) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
-      for (int r = 0; r < R; ++r) {
-        const io::Q4_1Block& wb = w[r][b];
-        const __m256i pairs = _mm256_maddubs_epi16(unpack_nibbles(wb.qs), xv);
-        acc[r] = add_scaled(acc[r], _mm256_madd_epi16(pairs, ones), _cvtsh_ss(wb.d) * xq[b].d);
-        min_terms[r] += _cvtsh_ss(wb.m) * xq[b].sum;
-      }
-    }
-    for (int r = 0; r < R; ++r) out[r] = horizontal_sum(acc[r]) + min_terms[r];
-  }
-};
+using Q4_0Dot = Q4PairDot<io::Q4_0Block, true, false>;
+using Q4_1Dot = Q4PairDot<io::Q4_1Block, false, true>;
 
 using Drivers = RowDrivers<F32Dot, F16Dot, Q8_0Dot, Q4_0Dot, Q4_1Dot>;
 constexpr RuntimeKernels kKernels = {"avx2", quantize_activations, Drivers::matvec,

@@ -81,6 +81,7 @@ struct F32Dot {
       const __m512 x0 = _mm512_loadu_ps(x + j);
       const __m512 x1 = _mm512_loadu_ps(x + j + 16);
       for (int r = 0; r < R; ++r) {
+        prefetch_next_group(w[r] + j, R * row_bytes);
         acc0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w[r] + j), x0, acc0[r]);
         acc1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w[r] + j + 16), x1, acc1[r]);
       }
@@ -115,6 +116,7 @@ struct F16Dot {
       const __m512 x0 = _mm512_loadu_ps(x + j);
       const __m512 x1 = _mm512_loadu_ps(x + j + 16);
       for (int r = 0; r < R; ++r) {
+        prefetch_next_group(w[r] + j, R * row_bytes);
         acc0[r] = _mm512_fmadd_ps(load_f16(w[r] + j), x0, acc0[r]);
         acc1[r] = _mm512_fmadd_ps(load_f16(w[r] + j + 16), x1, acc1[r]);
       }
@@ -137,7 +139,6 @@ struct F16Dot {
 struct ActivationPair {
   __m512i qs;      // [x_b.qs | x_b+1.qs]
   __m512i offset;  // the weight type's correction term (see each type)
-  __m128 d;        // [x_b.d, x_b+1.d, 0, 0]
 };
 
 // Paired with an odd last block: contributes exact zeros.
@@ -149,11 +150,25 @@ __m512i load_pair(const int8_t* a, const int8_t* b) {
       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)), 1);
 }
 
-// [s_b x 8 | s_b+1 x 8] with s = f16 d_w * d_x, the product the scalar build forms.
-__m512 pair_scales(uint16_t dw0, uint16_t dw1, __m128 dx) {
-  const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(dw0 | (uint32_t{dw1} << 16))));
-  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  return _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_mul_ps(dw, dx)));
+// The f16 values at `field` of blocks b0 and b1 of R rows (R <= 4) as floats: lane r holds row
+// r's value for b0, lane 4 + r for b1. One conversion serves every row of the step.
+template <class Block, int R>
+__m256 row_halves(const Block* const* w, int64_t b0, int64_t b1, uint16_t Block::*field) {
+  uint64_t first = 0, second = 0;
+  for (int r = 0; r < R; ++r) {
+    first |= uint64_t{w[r][b0].*field} << (16 * r);
+    second |= uint64_t{w[r][b1].*field} << (16 * r);
+  }
+  return _mm256_cvtph_ps(
+      _mm_set_epi64x(static_cast<long long>(second), static_cast<long long>(first)));
+}
+
+// Row r's scales from row_halves-shaped `scales`: [lane r x 8 | lane 4 + r x 8].
+template <int r>
+__m512 row_scale(__m256 scales) {
+  const __m512i spread = _mm512_setr_epi32(r, r, r, r, r, r, r, r, r + 4, r + 4, r + 4, r + 4,
+                                           r + 4, r + 4, r + 4, r + 4);
+  return _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(scales));
 }
 
 // The nibbles of two Q4 blocks as bytes in block order: [b low | b high | b+1 low | b+1 high]
@@ -247,14 +262,14 @@ struct QuantizedDot {
   template <int R>
   static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
                   const Q8ActivationBlock* xq, float* out) {
+    static_assert(R == 1 || R == kRowGroup, "row kernels run on single rows or whole groups");
     using Block = typename Pair::Block;
     const Block* w[R];
     __m512 acc[R];
-    float min_terms[R];  // sum_b m_w * x.sum (Q4_1)
+    __m256 min_terms = _mm256_setzero_ps();  // Q4_1: lanes r and 4 + r sum row r's m_w * x.sum
     for (int r = 0; r < R; ++r) {
       w[r] = reinterpret_cast<const Block*>(row + r * row_bytes);
       acc[r] = _mm512_setzero_ps();
-      min_terms[r] = 0.0f;
     }
     // Blocks b0 and b1 of every row times activations x0, x1.
     auto step = [&](int64_t b0, int64_t b1, const Q8ActivationBlock& x0,
@@ -262,15 +277,23 @@ struct QuantizedDot {
       ActivationPair x;
       x.qs = load_pair(x0.qs, x1.qs);
       x.offset = Pair::offset(x.qs);
-      x.d = _mm_unpacklo_ps(_mm_set_ss(x0.d), _mm_set_ss(x1.d));
+      __m512i lanes[R];
       for (int r = 0; r < R; ++r) {
-        const Block& a = w[r][b0];
-        const Block& b = w[r][b1];
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair::lanes(a, b, x)),
-                                 pair_scales(a.d, b.d, x.d), acc[r]);
-        if constexpr (Pair::kHasMinimum) {
-          min_terms[r] += _cvtsh_ss(a.m) * x0.sum + _cvtsh_ss(b.m) * x1.sum;
-        }
+        prefetch_next_group(&w[r][b0], R * row_bytes);
+        lanes[r] = Pair::lanes(w[r][b0], w[r][b1], x);
+      }
+      // d_w * d_x for both blocks of every row, in the scalar build's order of operations.
+      const __m256 dx = _mm256_set_m128(_mm_set1_ps(x1.d), _mm_set1_ps(x0.d));
+      const __m256 scales = _mm256_mul_ps(row_halves<Block, R>(w, b0, b1, &Block::d), dx);
+      acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes[0]), row_scale<0>(scales), acc[0]);
+      if constexpr (R > 1) {
+        acc[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes[1]), row_scale<1>(scales), acc[1]);
+        acc[2] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes[2]), row_scale<2>(scales), acc[2]);
+        acc[3] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes[3]), row_scale<3>(scales), acc[3]);
+      }
+      if constexpr (Pair::kHasMinimum) {
+        const __m256 sums = _mm256_set_m128(_mm_set1_ps(x1.sum), _mm_set1_ps(x0.sum));
+        min_terms = _mm256_fmadd_ps(row_halves<Block, R>(w, b0, b1, &Block::m), sums, min_terms);
       }
     };
     const int64_t blocks = cols / kQuantBlock;
@@ -278,7 +301,9 @@ struct QuantizedDot {
     for (; b + 2 <= blocks; b += 2) step(b, b + 1, xq[b], xq[b + 1]);
     // The odd last block meets itself times zero activations (x.d = 0, x.sum = 0): exact zeros.
     if (b < blocks) step(b, b, xq[b], kZeroActivations);
-    for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + min_terms[r];
+    alignas(32) float mins[8];
+    _mm256_store_ps(mins, min_terms);
+    for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + (mins[r] + mins[4 + r]);
   }
 };
 

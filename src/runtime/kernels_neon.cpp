@@ -78,6 +78,7 @@ struct F32Dot {
       const float32x4_t x0 = vld1q_f32(x + j);
       const float32x4_t x1 = vld1q_f32(x + j + 4);
       for (int r = 0; r < R; ++r) {
+        prefetch_next_group(w[r] + j, R * row_bytes);
         acc0[r] = vfmaq_f32(acc0[r], vld1q_f32(w[r] + j), x0);
         acc1[r] = vfmaq_f32(acc1[r], vld1q_f32(w[r] + j + 4), x1);
       }
@@ -106,6 +107,7 @@ struct F16Dot {
       const float32x4_t x0 = vld1q_f32(x + j);
       const float32x4_t x1 = vld1q_f32(x + j + 4);
       for (int r = 0; r < R; ++r) {
+        prefetch_next_group(w[r] + j, R * row_bytes);
         acc0[r] = vfmaq_f32(acc0[r], load_f16x4(w[r] + j), x0);
         acc1[r] = vfmaq_f32(acc1[r], load_f16x4(w[r] + j + 4), x1);
       }
@@ -155,6 +157,7 @@ struct Q8_0Dot {
       const int8x16_t x1 = vld1q_s8(xq[b].qs + 16);
       for (int r = 0; r < R; ++r) {
         const io::Q8_0Block& wb = w[r][b];
+        prefetch_next_group(&wb, R * row_bytes);
         const int32x4_t lanes = block_dot(vld1q_s8(wb.qs), vld1q_s8(wb.qs + 16), x0, x1);
         acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(lanes), f16_scalar(wb.d) * xq[b].d);
       }
@@ -179,6 +182,7 @@ struct Q4_0Dot {
       const int8x16_t x1 = vld1q_s8(xq[b].qs + 16);
       for (int r = 0; r < R; ++r) {
         const io::Q4_0Block& wb = w[r][b];
+        prefetch_next_group(&wb, R * row_bytes);
         int8x16_t low, high;
         unpack_nibbles(wb.qs, &low, &high);
         const int32x4_t lanes = block_dot(vsubq_s8(low, eight), vsubq_s8(high, eight), x0, x1);
@@ -206,6 +210,7 @@ struct Q4_1Dot {
       const int8x16_t x1 = vld1q_s8(xq[b].qs + 16);
       for (int r = 0; r < R; ++r) {
         const io::Q4_1Block& wb = w[r][b];
+        prefetch_next_group(&wb, R * row_bytes);
         int8x16_t low, high;
         unpack_nibbles(wb.qs, &low, &high);
         const int32x4_t lanes = block_dot(low, high, x0, x1);
