@@ -29,7 +29,7 @@ struct VerifyOptions {
   std::string data;
   std::string split = "test";
   int64_t context = 128;
-  int64_t max_tokens = 16384;
+  int64_t max_tokens = 0;  // 0: the whole split
   int threads = 0;
   std::string gates;
   std::string report;
@@ -102,8 +102,11 @@ int run_verify(const VerifyOptions& options) {
                          reference.dir.string(), "; pass the data it was trained on"));
   }
   const int64_t context = std::min<int64_t>(options.context, h.context_length);
+  const int64_t whole_split = (shard.size() - 1) / context;
   const int64_t windows =
-      std::min((shard.size() - 1) / context, std::max<int64_t>(1, options.max_tokens / context));
+      options.max_tokens > 0
+          ? std::min(whole_split, std::max<int64_t>(1, options.max_tokens / context))
+          : whole_split;
   if (windows < 1) {
     throw InputError(str("the ", options.split, " split of ", data_dir.string(), " has ",
                          shard.size(), " tokens, fewer than one window of ", context + 1,
@@ -216,8 +219,9 @@ void add_verify_command(CLI::App& app, int& exit_code) {
   command->add_option("-c,--ctx", options->context, "tokens per scored window")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("--max-tokens", options->max_tokens, "score at most this many tokens")
-      ->check(CLI::PositiveNumber)
+  command->add_option("--max-tokens", options->max_tokens,
+                      "score at most this many tokens; 0: the whole split")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
