@@ -68,13 +68,16 @@ double median(std::vector<double> values) {
   return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
-// One untimed warm-up run, then up to `repeats` timed ones; the median of their seconds.
-template <class Fn>
-double median_seconds(int repeats, Fn&& body) {
+// One untimed warm-up run, then up to `repeats` timed ones, each right after one run of `probe`
+// (the bandwidth probe: on a shared machine both then meet the same conditions); the median of
+// the timed runs' seconds.
+template <class Fn, class Probe>
+double median_seconds(int repeats, Fn&& body, Probe&& probe) {
   body();
   std::vector<double> seconds;
   const auto start = Clock::now();
   for (int i = 0; i < repeats; ++i) {
+    probe();
     const auto t0 = Clock::now();
     body();
     seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
@@ -84,47 +87,73 @@ double median_seconds(int repeats, Fn&& body) {
   return median(seconds);
 }
 
-// Sums n words as kStreams interleaved sequential streams, one accumulator each, asking for each
-// stream's data kPrefetchWords ahead: on the machines measured, one stream alone reached ~75 % of
-// the bandwidth several do, and the kernels (which prefetch) outran a loop without prefetch.
-constexpr int kStreams = 8;
-constexpr int64_t kWordsPerLine = 8;     // 64-byte cache lines
-constexpr int64_t kPrefetchWords = 128;  // 1 KiB
+// Sums n words the way the matvec kernels read a row group: blocks of kStreams * kStreamWords
+// words read as kStreams interleaved streams, asking for the same places in the next block to be
+// brought into L2. Of the simple loops tried (one stream; 4 or 8 streams far apart, with and
+// without prefetch; blocks of 2 to 8 streams of 4 to 64 KiB), this one read fastest on the
+// machines measured, and a plain one-stream sum reached only ~70 % of it.
+constexpr int kStreams = 4;
+constexpr int64_t kStreamWords = 2048;  // 16 KiB
+constexpr int64_t kWordsPerLine = 8;    // 64-byte cache lines
+constexpr int64_t kBlockWords = kStreams * kStreamWords;
 uint64_t sum_words(const uint64_t* p, int64_t n) {
-  const int64_t length = n / kStreams / kWordsPerLine * kWordsPerLine;
   uint64_t sums[kStreams] = {};
-  for (int64_t i = 0; i < length; i += kWordsPerLine) {
-    for (int k = 0; k < kStreams; ++k) {
-      const uint64_t* line = p + k * length + i;
-      __builtin_prefetch(line + kPrefetchWords, 0, 2);
-      for (int64_t e = 0; e < kWordsPerLine; ++e) sums[k] += line[e];
+  int64_t base = 0;
+  for (; base + kBlockWords <= n; base += kBlockWords) {
+    const uint64_t* block = p + base;
+    for (int64_t i = 0; i < kStreamWords; i += kWordsPerLine) {
+      for (int k = 0; k < kStreams; ++k) {
+        const uint64_t* line = block + k * kStreamWords + i;
+        __builtin_prefetch(line + kBlockWords, 0, 2);
+        for (int64_t e = 0; e < kWordsPerLine; ++e) sums[k] += line[e];
+      }
     }
   }
   uint64_t total = 0;
-  for (int64_t i = kStreams * length; i < n; ++i) total += p[i];
+  for (; base < n; ++base) total += p[base];
   for (int k = 0; k < kStreams; ++k) total += sums[k];
   return total;
 }
 
-// Read bandwidth in bytes per second: every thread sums its share of a `bytes` buffer.
-double read_bandwidth(ThreadPool& pool, int64_t bytes, int repeats) {
-  const int64_t words = bytes / 8;
-  std::vector<uint64_t> buffer(static_cast<size_t>(words));
-  // Written by the threads that will read it (first touch places pages near them).
-  pool.parallel_for(words, kWordsPerGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      buffer[i] = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15u;
-  });
-  std::atomic<uint64_t> checksum{0};
-  const double seconds = median_seconds(repeats, [&] {
-    pool.parallel_for(words, kWordsPerGrain, [&](int64_t begin, int64_t end) {
-      checksum.fetch_add(sum_words(buffer.data() + begin, end - begin), std::memory_order_relaxed);
+// Read bandwidth: every thread sums its share of a `bytes` buffer. Sampled right before every
+// timed kernel run; reports the median of all samples.
+class BandwidthProbe {
+ public:
+  BandwidthProbe(ThreadPool& pool, int64_t bytes)
+      : pool_(pool), buffer_(static_cast<size_t>(bytes / 8)) {
+    // Written by the threads that will read it (first touch places pages near them).
+    pool_.parallel_for(words(), kWordsPerGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        buffer_[i] = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15u;
+      }
     });
-  });
-  // Keeps the sums observable, so the compiler cannot drop them.
-  if (checksum.load() == 1) std::fputs("", stderr);
-  return static_cast<double>(words * 8) / seconds;
-}
+  }
+
+  // Times one pass over the buffer.
+  void sample() {
+    const auto t0 = Clock::now();
+    pool_.parallel_for(words(), kWordsPerGrain, [&](int64_t begin, int64_t end) {
+      checksum_.fetch_add(sum_words(buffer_.data() + begin, end - begin),
+                          std::memory_order_relaxed);
+    });
+    seconds_.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  double bytes_per_second() const {
+    // Keeps the sums observable, so the compiler cannot drop them.
+    if (checksum_.load() == 1) std::fputs("", stderr);
+    return static_cast<double>(words() * 8) / median(seconds_);
+  }
+  int64_t samples() const { return static_cast<int64_t>(seconds_.size()); }
+
+ private:
+  int64_t words() const { return static_cast<int64_t>(buffer_.size()); }
+
+  ThreadPool& pool_;
+  std::vector<uint64_t> buffer_;
+  std::atomic<uint64_t> checksum_{0};
+  std::vector<double> seconds_;
+};
 
 int64_t row_bytes(io::GgmlType type, int64_t cols) {
   switch (type) {
@@ -212,18 +241,8 @@ nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& options) {
   ThreadPool pool(options.threads);
   const int64_t l3 = l3_cache_bytes();
   const int64_t buffer_bytes = std::clamp(kBufferPerL3 * l3, kMinBuffer, kMaxBuffer);
-  const double bandwidth = read_bandwidth(pool, buffer_bytes, options.repeats);
-
-  nlohmann::ordered_json report;
-  report["threads"] = pool.size();
-  report["rows"] = options.rows;
-  report["cols"] = options.cols;
-  report["repeats"] = options.repeats;
-  report["cpu"] = core::describe_cpu_features();
-  report["selected_isa"] = runtime_kernels().isa;
-  report["bandwidth"] = {{"gb_per_s", bandwidth / 1e9},
-                         {"buffer_mib", buffer_bytes / kMiB},
-                         {"l3_mib", static_cast<double>(l3) / kMiB}};
+  BandwidthProbe probe(pool, buffer_bytes);
+  probe.sample();  // warm-up: the samples that count come with the kernels' timed runs
 
   std::vector<const RuntimeKernels*> builds = {&scalar_runtime_kernels()};
   for (const RuntimeKernels* build :
@@ -237,33 +256,59 @@ nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& options) {
   }
   std::vector<float> y(static_cast<size_t>(options.rows));
   ActivationScratch scratch;
-  nlohmann::ordered_json results = nlohmann::ordered_json::array();
+  struct Timing {
+    const char* isa;
+    io::GgmlType type;
+    double bytes;
+    double seconds;
+  };
+  std::vector<Timing> timings;
   for (io::GgmlType type : {io::GgmlType::q4_0, io::GgmlType::q8_0, io::GgmlType::f16}) {
     const std::vector<uint8_t> data = bench_matrix(pool, type, options.rows, options.cols);
     const WeightMatrix w{type, options.rows, options.cols, data.data()};
     for (const RuntimeKernels* build : builds) {
       const double seconds = median_seconds(
-          options.repeats, [&] { linear(pool, *build, w, x.data(), 1, y.data(), scratch); });
-      const double bytes_per_second = static_cast<double>(data.size()) / seconds;
-      results.push_back({{"isa", build->isa},
-                         {"type", type_name(type)},
-                         {"weight_mib", static_cast<double>(data.size()) / kMiB},
-                         {"ms", seconds * 1e3},
-                         {"gb_per_s", bytes_per_second / 1e9},
-                         {"ratio_to_bandwidth", bytes_per_second / bandwidth}});
+          options.repeats, [&] { linear(pool, *build, w, x.data(), 1, y.data(), scratch); },
+          [&] { probe.sample(); });
+      timings.push_back({build->isa, type, static_cast<double>(data.size()), seconds});
     }
+  }
+  const double bandwidth = probe.bytes_per_second();
+
+  nlohmann::ordered_json report;
+  report["threads"] = pool.size();
+  report["rows"] = options.rows;
+  report["cols"] = options.cols;
+  report["repeats"] = options.repeats;
+  report["cpu"] = core::describe_cpu_features();
+  report["selected_isa"] = runtime_kernels().isa;
+  report["bandwidth"] = {{"gb_per_s", bandwidth / 1e9},
+                         {"buffer_mib", buffer_bytes / kMiB},
+                         {"l3_mib", static_cast<double>(l3) / kMiB},
+                         {"samples", probe.samples()}};
+  nlohmann::ordered_json results = nlohmann::ordered_json::array();
+  for (const Timing& t : timings) {
+    const double bytes_per_second = t.bytes / t.seconds;
+    results.push_back({{"isa", t.isa},
+                       {"type", type_name(t.type)},
+                       {"weight_mib", t.bytes / kMiB},
+                       {"ms", t.seconds * 1e3},
+                       {"gb_per_s", bytes_per_second / 1e9},
+                       {"ratio_to_bandwidth", bytes_per_second / bandwidth}});
   }
   report["matvec"] = std::move(results);
   return report;
 }
 
 void print_kernel_bench_table(const nlohmann::ordered_json& report, std::ostream& out) {
-  char line[160];
+  char line[200];
   const auto& bw = report.at("bandwidth");
   std::snprintf(line, sizeof line,
-                "read bandwidth: %.1f GB/s (%d threads summing a %d MiB buffer; L3 %.0f MiB)\n",
+                "read bandwidth: %.1f GB/s (%d threads summing a %d MiB buffer, median of %d "
+                "samples taken between the kernels' runs; L3 %.0f MiB)\n",
                 bw.at("gb_per_s").get<double>(), report.at("threads").get<int>(),
-                bw.at("buffer_mib").get<int>(), bw.at("l3_mib").get<double>());
+                bw.at("buffer_mib").get<int>(), bw.at("samples").get<int>(),
+                bw.at("l3_mib").get<double>());
   out << line;
   std::snprintf(line, sizeof line, "matvec: %lld x %lld weights, 1 token, median of %d runs; cpu: ",
                 static_cast<long long>(report.at("rows").get<int64_t>()),

@@ -24,9 +24,11 @@ struct KernelBenchOptions {
 
 // Measures (a) read bandwidth: all threads summing a buffer several times larger than L3, and
 // (b) for Q4_0, Q8_0 and F16 weights and each available build (scalar included) the single-token
-// linear() time, as weight GB/s (1e9 bytes) and its ratio to (a). Returns
+// linear() time, as weight GB/s (1e9 bytes) and its ratio to (a). A bandwidth sample is taken
+// right before every timed kernel run, so on a shared machine both meet the same conditions;
+// each figure is a median. Returns
 // {"threads", "rows", "cols", "repeats", "cpu", "selected_isa",
-//  "bandwidth": {"gb_per_s", "buffer_mib", "l3_mib"},
+//  "bandwidth": {"gb_per_s", "buffer_mib", "l3_mib", "samples"},
 //  "matvec": [{"isa", "type", "weight_mib", "ms", "gb_per_s", "ratio_to_bandwidth"}, ...]}.
 nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& options);
 
