@@ -1,9 +1,11 @@
 // The runtime kernels built for AVX2 + FMA + F16C (this file's flags; see CMakeLists.txt).
 //
-// Quantized blocks: one 32-element block is one 256-bit vector. The integer dot product of a
-// block uses maddubs (unsigned x signed bytes -> pairs of int16) and madd (int16 pairs -> int32),
-// then one FMA adds the block's eight int32 lanes, as floats, times d_w * d_x. Four rows share
-// each load of an activation block and everything derived from it.
+// Quantized blocks: the integer dot product of a block uses maddubs (unsigned x signed bytes ->
+// pairs of int16) and madd (int16 pairs -> int32), then one FMA adds the int32 lanes, as floats,
+// times d_w * d_x. Q8_0 takes one block per 256-bit vector; Q4_0 / Q4_1 take two blocks per step,
+// one in each 128-bit half (their nibbles need half the bytes). Four rows share each load of the
+// activations and everything derived from it, and one F16C conversion turns the four rows' f16
+// scales into floats.
 #include <immintrin.h>
 
 #include <cstdint>
