@@ -16,7 +16,9 @@ namespace {
 using io::GgmlType;
 using io::GgufValue;
 
-bool is_norm(const std::string& name) { return name.find("_norm.weight") != std::string::npos; }
+bool is_norm(const std::string& name) {
+  return name.find("_norm.weight") != std::string::npos;
+}
 bool is_embedding_or_head(const std::string& name) {
   return name == "token_embd.weight" || name == "output.weight";
 }

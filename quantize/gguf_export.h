@@ -27,7 +27,7 @@ struct GgufExportOptions {
   // token_embd and output; nullopt: q8_0 for 4-bit files (common practice: the embedding and
   // the head are the most sensitive tensors), else `type`.
   std::optional<io::GgmlType> embedding_type;
-  std::string name;      // general.name; empty: the checkpoint directory's name
+  std::string name;        // general.name; empty: the checkpoint directory's name
   fs::path tokenizer_dir;  // empty: <data_dir>/tokenizer from model.json
 };
 

@@ -8,10 +8,10 @@
 #include <regex>
 
 #include "core/files.h"
-#include "runtime/gates.h"
 #include "data/data_config.h"
 #include "distill/distill_config.h"
 #include "model/model_config.h"
+#include "runtime/gates.h"
 #include "test_util.h"
 #include "train/train_config.h"
 
@@ -381,10 +381,10 @@ TEST_CASE("a trained model is exported then inspected and run and benchmarked an
 
   // A gate that fails: exit 1, the report and the message name it and say by how much.
   core::write_file_atomic(gates, R"({"max_file_mb": 0.001})");
-  const auto failed = run_edgedistill({"verify", "--model", gguf("q4_0"), "--reference",
-                                       run.string(), "--ctx", "32", "--no-bench", "--gates",
-                                       gates.string(), "--report", report_path.string()},
-                                      dir.path());
+  const auto failed = run_edgedistill(
+      {"verify", "--model", gguf("q4_0"), "--reference", run.string(), "--ctx", "32", "--no-bench",
+       "--gates", gates.string(), "--report", report_path.string()},
+      dir.path());
   CHECK(failed.exit_code == 1);
   CHECK(failed.err.find("gate failed: max_file_mb") != std::string::npos);
   const auto failed_report = core::read_json_file(report_path, "report");
@@ -415,17 +415,16 @@ TEST_CASE("a damaged GGUF file is bad input with one line naming it") {
       "GGUF" + little_endian(3, 4) + little_endian(1, 8) + little_endian(2, 8);
   const auto path = dir.path() / "broken.gguf";
   core::write_file_atomic(path, bytes);
-  for (const auto& command : std::vector<std::vector<std::string>>{
-           {"inspect", path.string()},
-           {"run", "--model", path.string(), "--prompt", "x"},
-           {"bench", "--model", path.string()}}) {
+  for (const auto& command :
+       std::vector<std::vector<std::string>>{{"inspect", path.string()},
+                                             {"run", "--model", path.string(), "--prompt", "x"},
+                                             {"bench", "--model", path.string()}}) {
     const auto result = run_edgedistill(command, dir.path());
     INFO(command[0] << ": " << result.err);
     CHECK(result.exit_code == 2);
     CHECK(error_lines(result.err).size() == 1);
     CHECK(result.err.find("broken.gguf") != std::string::npos);
   }
-  CHECK(run_edgedistill({"export", "--model", "x", "--type", "q3_k", "--out", "y.gguf"},
-                        dir.path())
+  CHECK(run_edgedistill({"export", "--model", "x", "--type", "q3_k", "--out", "y.gguf"}, dir.path())
             .exit_code == 2);
 }

@@ -125,8 +125,7 @@ TEST_CASE("an F32 GGUF export runs in the runtime with the LibTorch model's logi
           const float* logits = session.forward(tokens.data(), length, true);
           const auto ref = reference_logits(net, tokens);
           INFO("length " << length);
-          REQUIRE(max_relative_error(logits, ref.data_ptr<float>(), ref.numel()) <
-                  kF32LogitRelTol);
+          REQUIRE(max_relative_error(logits, ref.data_ptr<float>(), ref.numel()) < kF32LogitRelTol);
         }
       }
     }
@@ -164,9 +163,10 @@ TEST_CASE("quantized exports stay close to the float model") {
   // (of which weight rounding alone, running the dequantized weights as F32, is 6.1e-4), q4_1
   // 0.083, q4_0 0.085. The bounds are 3-10x those: room for any correct kernel, while a wrong
   // scale, nibble order or block layout scrambles the weights and gives KL of order 1.
-  const std::vector<std::pair<io::GgmlType, double>> limits = {
-      {io::GgmlType::f16, 1e-5}, {io::GgmlType::q8_0, 4e-3}, {io::GgmlType::q4_1, 0.25},
-      {io::GgmlType::q4_0, 0.25}};
+  const std::vector<std::pair<io::GgmlType, double>> limits = {{io::GgmlType::f16, 1e-5},
+                                                               {io::GgmlType::q8_0, 4e-3},
+                                                               {io::GgmlType::q4_1, 0.25},
+                                                               {io::GgmlType::q4_0, 0.25}};
   for (const auto& [type, max_kl] : limits) {
     const runtime::LlamaModel model(export_gguf(dir.path(), type));
     runtime::ThreadPool pool(2);
@@ -208,12 +208,11 @@ TEST_CASE("the export writes llama.cpp's metadata types and tensor types") {
   make_checkpoint(dir.path(), small_config(false), 15);
   const io::GgufReader file(export_gguf(dir.path(), io::GgmlType::q4_0));
   using io::GgufValueType;
-  for (const char* key : {"llama.context_length", "llama.embedding_length", "llama.block_count",
-                          "llama.feed_forward_length", "llama.attention.head_count",
-                          "llama.attention.head_count_kv", "llama.rope.dimension_count",
-                          "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                          "tokenizer.ggml.unknown_token_id", "general.file_type",
-                          "general.quantization_version"}) {
+  for (const char* key :
+       {"llama.context_length", "llama.embedding_length", "llama.block_count",
+        "llama.feed_forward_length", "llama.attention.head_count", "llama.attention.head_count_kv",
+        "llama.rope.dimension_count", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.unknown_token_id", "general.file_type", "general.quantization_version"}) {
     INFO(key);
     REQUIRE(file.require(key, GgufValueType::uint32).type == GgufValueType::uint32);
   }
@@ -277,8 +276,9 @@ TEST_CASE("the runtime refuses a model file with a missing, misshapen or extra t
       writer.add_tensor(tensor.name, tensor.type, dims,
                         std::vector<uint8_t>(tensor.data, tensor.data + tensor.nbytes));
     }
-    if (extra) writer.add_tensor("blk.0.attn_q.bias", io::GgmlType::f32, {64},
-                                 std::vector<uint8_t>(64 * 4, 0));
+    if (extra)
+      writer.add_tensor("blk.0.attn_q.bias", io::GgmlType::f32, {64},
+                        std::vector<uint8_t>(64 * 4, 0));
     const fs::path out = dir.path() / "bad.gguf";
     writer.write(out);
     return out;
@@ -291,4 +291,3 @@ TEST_CASE("the runtime refuses a model file with a missing, misshapen or extra t
   REQUIRE_THROWS_WITH(runtime::LlamaModel(rewrite("", "", true)), Catch::Contains("tensors"));
   REQUIRE_NOTHROW(runtime::LlamaModel(rewrite("", "", false)));
 }
-

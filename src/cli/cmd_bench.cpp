@@ -8,20 +8,20 @@
 #include <chrono>
 #include <filesystem>
 
+#include <iostream>
 #include "cli/command.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/threads.h"
 #include "model/fused_kernels.h"
 #include "model/fused_ops.h"
 #include "model/llama.h"
+#include "runtime/kernel_bench.h"
+#include "runtime/model_bench.h"
 #include "train/optimizer.h"
 #include "train/setup.h"
 #include "train/train_config.h"
-#include "runtime/kernel_bench.h"
-#include "runtime/model_bench.h"
-#include <iostream>
-#include "core/threads.h"
 
 namespace edgedistill::cli {
 namespace {
@@ -104,15 +104,16 @@ int run_model_bench(const BenchOptions& options) {
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  std::printf("  %-10s %10.1f tokens/s  (%lld tokens in one batch; median of %d, range %.1f-%.1f)\n",
-              "prefill", r.prefill_tokens_per_s,
-              static_cast<long long>(options.model_bench.prefill_tokens),
-              options.model_bench.repeats, r.prefill_tokens_per_s_min, r.prefill_tokens_per_s_max);
-  std::printf("  %-10s %10.2f ms/token = %.1f tokens/s  (%lld tokens; median of %d, range "
-              "%.2f-%.2f ms)\n",
-              "decode", r.decode_ms_per_token, r.decode_tokens_per_s,
-              static_cast<long long>(options.model_bench.decode_tokens),
-              options.model_bench.repeats, r.decode_ms_per_token_min, r.decode_ms_per_token_max);
+  std::printf(
+      "  %-10s %10.1f tokens/s  (%lld tokens in one batch; median of %d, range %.1f-%.1f)\n",
+      "prefill", r.prefill_tokens_per_s, static_cast<long long>(options.model_bench.prefill_tokens),
+      options.model_bench.repeats, r.prefill_tokens_per_s_min, r.prefill_tokens_per_s_max);
+  std::printf(
+      "  %-10s %10.2f ms/token = %.1f tokens/s  (%lld tokens; median of %d, range "
+      "%.2f-%.2f ms)\n",
+      "decode", r.decode_ms_per_token, r.decode_tokens_per_s,
+      static_cast<long long>(options.model_bench.decode_tokens), options.model_bench.repeats,
+      r.decode_ms_per_token_min, r.decode_ms_per_token_max);
   std::printf("  %-10s %10s  (KV cache and buffers %s; peak RSS %s)\n", "file",
               core::format_bytes(r.file_bytes).c_str(), core::format_bytes(r.session_bytes).c_str(),
               core::format_bytes(r.peak_rss_bytes).c_str());
@@ -274,16 +275,19 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       "after a warm-up), the runtime's kernels against memory bandwidth (--kernels), or training "
       "throughput and MFU (--train-config)");
   command->add_option("-m,--model", options->model, "GGUF file to run in the runtime");
-  command->add_option("-p,--prefill-tokens", options->model_bench.prefill_tokens,
-                      "--model: prompt tokens processed as one batch")
+  command
+      ->add_option("-p,--prefill-tokens", options->model_bench.prefill_tokens,
+                   "--model: prompt tokens processed as one batch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("-n,--decode-tokens", options->model_bench.decode_tokens,
-                      "--model: tokens generated one at a time")
+  command
+      ->add_option("-n,--decode-tokens", options->model_bench.decode_tokens,
+                   "--model: tokens generated one at a time")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("-r,--repeats", options->model_bench.repeats,
-                      "--model: measured runs (the median is reported)")
+  command
+      ->add_option("-r,--repeats", options->model_bench.repeats,
+                   "--model: measured runs (the median is reported)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   command->add_flag("--kernels", options->kernels,
@@ -292,12 +296,14 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   command->add_option("--rows", options->kernel_bench.rows, "--kernels: weight matrix rows")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("--cols", options->kernel_bench.cols,
-                      "--kernels: weight matrix columns (a multiple of 32)")
+  command
+      ->add_option("--cols", options->kernel_bench.cols,
+                   "--kernels: weight matrix columns (a multiple of 32)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("--kernel-repeats", options->kernel_bench.repeats,
-                      "--kernels: timed runs per measurement (the median is reported)")
+  command
+      ->add_option("--kernel-repeats", options->kernel_bench.repeats,
+                   "--kernels: timed runs per measurement (the median is reported)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   command->add_option("--train-config", options->config.file,
@@ -313,11 +319,13 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   command->add_option("--seq-len", options->seq_len,
                       "--train-config: tokens per sequence (default: the recipe's)");
   command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)");
-  command->add_option("--device", options->device,
-                      "--train-config: cpu, or cuda where LibTorch has CUDA")
+  command
+      ->add_option("--device", options->device,
+                   "--train-config: cpu, or cuda where LibTorch has CUDA")
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  command->add_option("--gemm-size", options->gemm_size,
-                      "--train-config: n of the n^3 reference matmul")
+  command
+      ->add_option("--gemm-size", options->gemm_size,
+                   "--train-config: n of the n^3 reference matmul")
       ->check(CLI::PositiveNumber);
   command->add_flag("--json", options->json,
                     "--model, --kernels: print one JSON object instead of the table");

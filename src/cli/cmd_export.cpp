@@ -42,11 +42,9 @@ int run_export(const ExportOptions& options) {
   export_options.tokenizer_dir = options.tokenizer;
   export_options.name = options.name;
   core::info("export: ", model_dir.string(), " -> ", options.out, " (", options.type,
-                     ", token_embd/output ",
-                     io::ggml_type_traits(quant::export_tensor_type("output.weight",
-                                                                    export_options))
-                         .name,
-                     ")");
+             ", token_embd/output ",
+             io::ggml_type_traits(quant::export_tensor_type("output.weight", export_options)).name,
+             ")");
   const auto summary = quant::export_llama_gguf(model_dir, export_options, options.out);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -68,9 +66,10 @@ void add_export_command(CLI::App& app, int& exit_code) {
       "vocabulary) that llama.cpp and `edgedistill run` load");
   command->add_option("--model", options->model, "checkpoint directory or run directory (final/)")
       ->required();
-  command->add_option("--type", options->type,
-                      "tensor type of the matrices: f32, f16, or round-to-nearest q8_0, q4_0, "
-                      "q4_1 (norms stay f32)")
+  command
+      ->add_option("--type", options->type,
+                   "tensor type of the matrices: f32, f16, or round-to-nearest q8_0, q4_0, "
+                   "q4_1 (norms stay f32)")
       ->check(CLI::IsMember(kExportTypes))
       ->capture_default_str();
   command

@@ -33,11 +33,10 @@ int run_generate(const RunOptions& options) {
   const runtime::Vocab& vocab = model.vocab();
   std::vector<int32_t> prompt = vocab.encode(options.prompt, vocab.add_bos());
   if (prompt.empty()) prompt.push_back(vocab.bos_id());
-  const int64_t context = options.context > 0
-                              ? options.context
-                              : std::min<int64_t>(model.hparams().context_length,
-                                                  static_cast<int64_t>(prompt.size()) +
-                                                      options.tokens);
+  const int64_t context =
+      options.context > 0 ? options.context
+                          : std::min<int64_t>(model.hparams().context_length,
+                                              static_cast<int64_t>(prompt.size()) + options.tokens);
   runtime::LlamaSession session(model, pool, context, 64);
   runtime::Sampler sampler(options.sampler);
 
@@ -63,11 +62,9 @@ int run_generate(const RunOptions& options) {
   std::fflush(stdout);  // the text's last line before the statistics on stderr
   if (options.stats) {
     core::info("run: ", prompt.size(), " prompt tokens at ",
-                       static_cast<int64_t>(prompt.size() / prefill_s), " tokens/s; ", generated,
-                       " generated at ",
-                       generated > 0 ? static_cast<int64_t>(generated / decode_s) : 0,
-                       " tokens/s; ", pool.size(), " threads, kernels ",
-                       runtime::runtime_kernels().isa);
+               static_cast<int64_t>(prompt.size() / prefill_s), " tokens/s; ", generated,
+               " generated at ", generated > 0 ? static_cast<int64_t>(generated / decode_s) : 0,
+               " tokens/s; ", pool.size(), " threads, kernels ", runtime::runtime_kernels().isa);
   }
   return 0;
 }
@@ -95,8 +92,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
   command->add_option("--seed", options->sampler.seed, "sampling seed")->capture_default_str();
   command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
-  command->add_option("-c,--ctx", options->context,
-                      "context positions (default: prompt + tokens, at most the model's)")
+  command
+      ->add_option("-c,--ctx", options->context,
+                   "context positions (default: prompt + tokens, at most the model's)")
       ->check(CLI::NonNegativeNumber);
   command->callback([options, &exit_code] { exit_code = run_generate(*options); });
 }

@@ -42,13 +42,12 @@ void print_table(const nlohmann::ordered_json& report) {
   auto number = [&](const char* key) { return m.contains(key) ? m[key].get<double>() : NAN; };
   std::printf("verify %s against %s\n", report["model"].get<std::string>().c_str(),
               report["reference"].get<std::string>().c_str());
-  std::printf("  %-24s %12.3f   (float reference %.3f, %+.2f %%)\n", "perplexity",
+  std::printf("  %-24s %12.3f   (float reference %.3f, %+.3f %%)\n", "perplexity",
               number("perplexity"), number("reference_perplexity"), number("ppl_increase_pct"));
   std::printf("  %-24s %12.5f nats/token\n", "mean KL to reference", number("mean_kl"));
   std::printf("  %-24s %11.2f %%\n", "top-1 agreement", 100 * number("top1_agreement"));
-  std::printf("  %-24s %12.0f in %lld windows of %lld tokens from the %s split\n",
-              "tokens scored", number("positions"),
-              static_cast<long long>(report["windows"].get<int64_t>()),
+  std::printf("  %-24s %12.0f in %lld windows of %lld tokens from the %s split\n", "tokens scored",
+              number("positions"), static_cast<long long>(report["windows"].get<int64_t>()),
               static_cast<long long>(report["context"].get<int64_t>()),
               report["split"].get<std::string>().c_str());
   std::printf("  %-24s %12.2f MB\n", "file size", number("file_mb"));
@@ -78,10 +77,10 @@ int run_verify(const VerifyOptions& options) {
   const auto& h = model.hparams();
   const auto& config = reference.meta.config.llama;
   if (config.vocab_size != h.vocab_size || config.dim != h.dim || config.n_layers != h.n_layers) {
-    throw InputError(str(options.model, " (vocab ", h.vocab_size, ", dim ", h.dim, ", ",
-                         h.n_layers, " layers) is not an export of ", reference.dir.string(),
-                         " (vocab ", config.vocab_size, ", dim ", config.dim, ", ",
-                         config.n_layers, " layers)"));
+    throw InputError(str(options.model, " (vocab ", h.vocab_size, ", dim ", h.dim, ", ", h.n_layers,
+                         " layers) is not an export of ", reference.dir.string(), " (vocab ",
+                         config.vocab_size, ", dim ", config.dim, ", ", config.n_layers,
+                         " layers)"));
   }
   if (const auto* hash = model.file().find("edgedistill.tokenizer_hash");
       hash != nullptr && !reference.meta.tokenizer_hash.empty() &&
@@ -92,8 +91,8 @@ int run_verify(const VerifyOptions& options) {
 
   fs::path data_dir = options.data.empty() ? reference.meta.data_dir : fs::path(options.data);
   if (data_dir.empty()) {
-    throw InputError(str(reference.dir.string(),
-                         " records no data directory; pass --data DIR (prepared data)"));
+    throw InputError(
+        str(reference.dir.string(), " records no data directory; pass --data DIR (prepared data)"));
   }
   const data::PreparedData data(data_dir);
   const data::TokenShard shard = data.shard(options.split);
@@ -171,13 +170,13 @@ int run_verify(const VerifyOptions& options) {
   nlohmann::ordered_json gate_json = nlohmann::ordered_json::array();
   bool passed = true;
   for (const auto& result : results) {
-    gate_json.push_back({{"key", result.key},
-                         {"metric", result.metric},
-                         {"limit", result.limit},
-                         {"value", std::isfinite(result.value) ? nlohmann::json(result.value)
-                                                               : nlohmann::json()},
-                         {"passed", result.passed},
-                         {"detail", result.detail}});
+    gate_json.push_back(
+        {{"key", result.key},
+         {"metric", result.metric},
+         {"limit", result.limit},
+         {"value", std::isfinite(result.value) ? nlohmann::json(result.value) : nlohmann::json()},
+         {"passed", result.passed},
+         {"detail", result.detail}});
     passed = passed && result.passed;
   }
   report["gates"] = gate_json;
@@ -191,7 +190,8 @@ int run_verify(const VerifyOptions& options) {
   if (!passed) {
     std::string failed;
     for (const auto& result : results) {
-      if (!result.passed) failed += (failed.empty() ? "" : "; ") + result.key + ": " + result.detail;
+      if (!result.passed)
+        failed += (failed.empty() ? "" : "; ") + result.key + ": " + result.detail;
     }
     throw GateFailure(failed);
   }
@@ -219,8 +219,9 @@ void add_verify_command(CLI::App& app, int& exit_code) {
   command->add_option("-c,--ctx", options->context, "tokens per scored window")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("--max-tokens", options->max_tokens,
-                      "score at most this many tokens; 0: the whole split")
+  command
+      ->add_option("--max-tokens", options->max_tokens,
+                   "score at most this many tokens; 0: the whole split")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)")

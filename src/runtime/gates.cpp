@@ -80,8 +80,8 @@ std::vector<GateResult> evaluate_gates(const std::vector<Gate>& gates,
     } else {
       result.value = found->second;
       result.passed = spec->is_maximum ? result.value <= gate.limit : result.value >= gate.limit;
-      result.detail = str(spec->metric, " ", result.value, spec->is_maximum ? " <= " : " >= ",
-                          gate.limit);
+      result.detail =
+          str(spec->metric, " ", result.value, spec->is_maximum ? " <= " : " >= ", gate.limit);
       if (!result.passed) {
         result.detail = str(spec->metric, " ", result.value, spec->is_maximum ? " > " : " < ",
                             gate.limit, " (by ", std::fabs(result.value - gate.limit), ")");

@@ -12,8 +12,8 @@ namespace {
 int64_t positive_u32(const io::GgufReader& file, const std::string& key) {
   const uint32_t value = file.get_u32(key);
   if (value == 0) {
-    throw FileError(str(file.path().string(), ": key '", key,
-                        "' is 0; a llama model needs a positive value"));
+    throw FileError(
+        str(file.path().string(), ": key '", key, "' is 0; a llama model needs a positive value"));
   }
   return value;
 }
@@ -46,13 +46,15 @@ LlamaModel::LlamaModel(const fs::path& path) : file_(path) {
   }
   h.head_dim = h.dim / h.n_heads;
   if (h.head_dim % 2 != 0) {
-    throw FileError(str(path.string(), ": head dimension ", h.head_dim, " is odd; RoPE needs pairs"));
+    throw FileError(
+        str(path.string(), ": head dimension ", h.head_dim, " is odd; RoPE needs pairs"));
   }
   if (file_.find("llama.rope.dimension_count") &&
       file_.get_u32("llama.rope.dimension_count") != h.head_dim) {
     throw FileError(str(path.string(), ": llama.rope.dimension_count is ",
-                        file_.get_u32("llama.rope.dimension_count"), ", expected the head dimension ",
-                        h.head_dim, " (partial RoPE is not supported)"));
+                        file_.get_u32("llama.rope.dimension_count"),
+                        ", expected the head dimension ", h.head_dim,
+                        " (partial RoPE is not supported)"));
   }
   if (file_.find("llama.vocab_size") && file_.get_u32("llama.vocab_size") != h.vocab_size) {
     throw FileError(str(path.string(), ": llama.vocab_size is ", file_.get_u32("llama.vocab_size"),
@@ -88,8 +90,8 @@ LlamaModel::LlamaModel(const fs::path& path) : file_(path) {
 }
 
 WeightMatrix LlamaModel::matrix(const std::string& name, int64_t rows, int64_t cols) const {
-  const io::GgufTensor& tensor = file_.require_tensor(
-      name, {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows)});
+  const io::GgufTensor& tensor =
+      file_.require_tensor(name, {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows)});
   WeightMatrix w;
   w.type = tensor.type;
   w.rows = rows;

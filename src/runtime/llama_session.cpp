@@ -71,8 +71,8 @@ LlamaSession::LlamaSession(const LlamaModel& model, ThreadPool& pool, int64_t co
 
 uint64_t LlamaSession::allocated_bytes() const {
   uint64_t floats = 0;
-  for (const auto* buffer : {&rope_cos_, &rope_sin_, &k_cache_, &v_cache_, &x_, &xn_, &q_, &k_,
-                             &v_, &attn_, &gate_, &up_, &proj_, &scores_, &logits_, &all_logits_}) {
+  for (const auto* buffer : {&rope_cos_, &rope_sin_, &k_cache_, &v_cache_, &x_, &xn_, &q_, &k_, &v_,
+                             &attn_, &gate_, &up_, &proj_, &scores_, &logits_, &all_logits_}) {
     floats += buffer->capacity();
   }
   return floats * sizeof(float) + scratch_.capacity() * sizeof(Q8ActivationBlock);
@@ -86,8 +86,8 @@ const float* LlamaSession::forward(const int32_t* tokens, int64_t n, bool all_lo
   }
   for (int64_t i = 0; i < n; ++i) {
     if (tokens[i] < 0 || tokens[i] >= h_.vocab_size) {
-      throw InputError(str("token id ", tokens[i], " is outside the model's vocabulary of ",
-                           h_.vocab_size));
+      throw InputError(
+          str("token id ", tokens[i], " is outside the model's vocabulary of ", h_.vocab_size));
     }
   }
   if (all_logits && all_logits_.size() < static_cast<size_t>(n * h_.vocab_size)) {
@@ -96,9 +96,9 @@ const float* LlamaSession::forward(const int32_t* tokens, int64_t n, bool all_lo
   for (int64_t done = 0; done < n; done += max_batch_) {
     const int64_t chunk = std::min(max_batch_, n - done);
     const bool last = done + chunk == n;
-    forward_chunk(tokens + done, chunk, all_logits,
-                  all_logits ? all_logits_.data() + done * h_.vocab_size
-                             : (last ? logits_.data() : nullptr));
+    forward_chunk(
+        tokens + done, chunk, all_logits,
+        all_logits ? all_logits_.data() + done * h_.vocab_size : (last ? logits_.data() : nullptr));
   }
   return all_logits ? all_logits_.data() : logits_.data();
 }

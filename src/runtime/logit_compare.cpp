@@ -14,7 +14,9 @@ double log_sum_exp(const float* x, int64_t n) {
   return max_value + std::log(sum);
 }
 
-int64_t argmax(const float* x, int64_t n) { return std::max_element(x, x + n) - x; }
+int64_t argmax(const float* x, int64_t n) {
+  return std::max_element(x, x + n) - x;
+}
 
 void LogitComparison::add(const float* logits, int32_t target, int64_t vocab) {
   ED_CHECK(target >= 0 && target < vocab, "target ", target);
@@ -43,7 +45,9 @@ double LogitComparison::perplexity() const {
 double LogitComparison::reference_perplexity() const {
   return compared_ == 0 ? NAN : std::exp(reference_nll_sum_ / compared_);
 }
-double LogitComparison::mean_kl() const { return compared_ == 0 ? NAN : kl_sum_ / compared_; }
+double LogitComparison::mean_kl() const {
+  return compared_ == 0 ? NAN : kl_sum_ / compared_;
+}
 double LogitComparison::top1_agreement() const {
   return compared_ == 0 ? NAN : static_cast<double>(top1_same_) / compared_;
 }

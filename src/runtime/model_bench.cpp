@@ -34,8 +34,7 @@ ModelBenchResult bench_model(const LlamaModel& model, ThreadPool& pool,
                              const ModelBenchOptions& options) {
   const LlamaHParams& h = model.hparams();
   const int64_t context = std::max(options.prefill_tokens, options.decode_tokens);
-  LlamaSession session(model, pool, std::min(context, h.context_length),
-                       options.prefill_tokens);
+  LlamaSession session(model, pool, std::min(context, h.context_length), options.prefill_tokens);
   core::Rng rng(options.seed);
   std::vector<int32_t> tokens(std::max(options.prefill_tokens, options.decode_tokens));
   for (auto& token : tokens) token = static_cast<int32_t>(rng.next() % h.vocab_size);
