@@ -11,7 +11,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 started=$(date +%s)
-"$repo/scripts/setup.sh"
+# The programs only: the test suite (scripts/test.sh) is not needed here and doubles the build.
+EDGEDISTILL_TARGETS=${EDGEDISTILL_TARGETS:-"edgedistill edgedistill-data"} "$repo/scripts/setup.sh"
 build_dir=${EDGEDISTILL_BUILD_DIR:-$repo/build}
 edgedistill="$build_dir/bin/edgedistill"
 run_dir=${1:-$repo/runs/quickstart}

@@ -4,7 +4,8 @@
 # what changed. Called first by scripts/quickstart.sh and scripts/test.sh.
 #
 # Environment: EDGEDISTILL_BUILD_DIR (default: build/ in the repository), EDGEDISTILL_BUILD_TYPE
-# (default: Release), EDGEDISTILL_JOBS (default: all cores).
+# (default: Release), EDGEDISTILL_JOBS (default: all cores), EDGEDISTILL_TARGETS (space-separated
+# targets to build; default: everything, tests included).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,5 +61,7 @@ fi
 mkdir -p "$build_dir"
 cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" > "$build_dir/configure.log" 2>&1 ||
   { cat "$build_dir/configure.log" >&2; exit 1; }
-echo "setup: building in $build_dir ($jobs jobs)"
-cmake --build "$build_dir" -j "$jobs"
+targets=${EDGEDISTILL_TARGETS:-}
+echo "setup: building ${targets:-everything} in $build_dir ($jobs jobs)"
+# shellcheck disable=SC2086 # the targets are words
+cmake --build "$build_dir" -j "$jobs" ${targets:+--target $targets}
