@@ -7,13 +7,14 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-
 #include <iostream>
+
 #include "cli/command.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "core/timing.h"
 #include "model/fused_kernels.h"
 #include "model/fused_ops.h"
 #include "model/llama.h"
@@ -25,6 +26,9 @@
 
 namespace edgedistill::cli {
 namespace {
+
+using core::median;
+using core::seconds_since;
 
 struct BenchOptions {
   std::string model;
@@ -42,16 +46,6 @@ struct BenchOptions {
   int64_t gemm_size = 2048;
   std::string report;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
 
 // Times one float32 n x n x n product through LibTorch; returns FLOP/s.
 class GemmProbe {

@@ -7,11 +7,14 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/threads.h"
+#include "core/timing.h"
 #include "runtime/llama_session.h"
 #include "runtime/sampler.h"
 
 namespace edgedistill::cli {
 namespace {
+
+using core::seconds_since;
 
 struct RunOptions {
   std::string model;
@@ -22,10 +25,6 @@ struct RunOptions {
   runtime::SamplerOptions sampler{0.8f, 40, 0.95f, 1234};
   bool stats = true;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 int run_generate(const RunOptions& options) {
   const runtime::LlamaModel model(options.model);

@@ -14,6 +14,7 @@
 
 #include "core/cpu_features.h"
 #include "core/error.h"
+#include "core/timing.h"
 #include "io/gguf_types.h"
 #include "io/half.h"
 #include "runtime/kernels.h"
@@ -22,6 +23,8 @@
 
 namespace edgedistill::runtime {
 namespace {
+
+using core::median;
 
 using Clock = std::chrono::steady_clock;
 
@@ -60,12 +63,6 @@ int64_t l3_cache_bytes() {
   bytes = std::max<int64_t>(bytes, sysconf(_SC_LEVEL3_CACHE_SIZE));
 #endif
   return bytes > 0 ? bytes : kFallbackL3;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
 // One untimed warm-up run, then up to `repeats` timed ones, each right after one run of `probe`
@@ -155,38 +152,6 @@ class BandwidthProbe {
   std::vector<double> seconds_;
 };
 
-int64_t row_bytes(io::GgmlType type, int64_t cols) {
-  switch (type) {
-    case io::GgmlType::f32:
-      return cols * 4;
-    case io::GgmlType::f16:
-      return cols * 2;
-    case io::GgmlType::q8_0:
-      return cols / io::kQuantBlock * static_cast<int64_t>(sizeof(io::Q8_0Block));
-    case io::GgmlType::q4_0:
-      return cols / io::kQuantBlock * static_cast<int64_t>(sizeof(io::Q4_0Block));
-    case io::GgmlType::q4_1:
-      return cols / io::kQuantBlock * static_cast<int64_t>(sizeof(io::Q4_1Block));
-  }
-  return 0;
-}
-
-const char* type_name(io::GgmlType type) {
-  switch (type) {
-    case io::GgmlType::f32:
-      return "f32";
-    case io::GgmlType::f16:
-      return "f16";
-    case io::GgmlType::q8_0:
-      return "q8_0";
-    case io::GgmlType::q4_0:
-      return "q4_0";
-    case io::GgmlType::q4_1:
-      return "q4_1";
-  }
-  return "?";
-}
-
 // A pseudo-random byte for position i (a 64-bit mix; the bench needs plausible, not random, data).
 uint8_t mixed_byte(uint64_t i) {
   i ^= i >> 33;
@@ -198,7 +163,7 @@ uint8_t mixed_byte(uint64_t i) {
 // A [rows, cols] matrix of `type` with varied quants and ordinary f16 scales (0.01): no NaN,
 // infinity or subnormal that could slow a kernel down.
 std::vector<uint8_t> bench_matrix(ThreadPool& pool, io::GgmlType type, int64_t rows, int64_t cols) {
-  const int64_t stride = row_bytes(type, cols);
+  const int64_t stride = static_cast<int64_t>(io::ggml_row_bytes(type, cols));
   std::vector<uint8_t> data(static_cast<size_t>(rows * stride));
   const uint16_t scale = io::float_to_f16(0.01f);
   pool.parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
@@ -290,7 +255,7 @@ nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& options) {
   for (const Timing& t : timings) {
     const double bytes_per_second = t.bytes / t.seconds;
     results.push_back({{"isa", t.isa},
-                       {"type", type_name(t.type)},
+                       {"type", std::string(io::ggml_type_traits(t.type).name)},
                        {"weight_mib", t.bytes / kMiB},
                        {"ms", t.seconds * 1e3},
                        {"gb_per_s", bytes_per_second / 1e9},

@@ -7,20 +7,14 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "core/timing.h"
 #include "runtime/llama_session.h"
 
 namespace edgedistill::runtime {
 namespace {
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+using core::median;
+using core::seconds_since;
 
 }  // namespace
 
