@@ -114,8 +114,19 @@ std::string default_model_name(const fs::path& model_dir) {
 
 }  // namespace
 
+std::vector<std::string> llama_matrix_names(const model::LlamaConfig& config) {
+  std::vector<std::string> names;
+  for (const TensorSpec& spec : llama_tensor_specs(config)) {
+    if (spec.shape.size() == 2) names.push_back(spec.name);
+  }
+  return names;
+}
+
 GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& options) {
   if (is_norm(name)) return GgmlType::f32;
+  if (const auto it = options.tensor_types.find(name); it != options.tensor_types.end()) {
+    return it->second;
+  }
   if (is_embedding_or_head(name)) {
     if (options.embedding_type) return *options.embedding_type;
     const bool four_bit = options.type == GgmlType::q4_0 || options.type == GgmlType::q4_1;
@@ -141,7 +152,8 @@ void check_export_widths(const model::LlamaConfig& config, const GgufExportOptio
 }
 
 GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportOptions& options,
-                                    const fs::path& out, const MatrixQuantizer& quantizer) {
+                                    const fs::path& out, const MatrixQuantizer& quantizer,
+                                    const TensorSource& source) {
   const model::CheckpointMeta meta = model::read_model_meta(model_dir);
   if (meta.config.arch != "llama") {
     throw InputError(str(model_dir.string(), " holds a '", meta.config.arch,
@@ -204,6 +216,7 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
   writer.set("edgedistill.source_sha256", GgufValue::string(summary.weights_sha256));
   writer.set("edgedistill.tokenizer_hash", GgufValue::string(tokenizer->hash()));
   writer.set("edgedistill.source_step", GgufValue::u64(static_cast<uint64_t>(meta.step)));
+  for (const auto& [key, value] : options.metadata) writer.set(key, GgufValue::string(value));
 
   const MatrixQuantizer& quantize = quantizer ? quantizer : MatrixQuantizer(round_to_nearest);
   bool any_quantized = false;
@@ -214,7 +227,9 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
                           nlohmann::json(view.shape).dump(), ", model.json implies ",
                           nlohmann::json(spec.shape).dump()));
     }
-    const std::vector<float> values = read_floats(view, weights_path);
+    const std::vector<float> values = source ? source(spec.name) : read_floats(view, weights_path);
+    ED_CHECK(values.size() == static_cast<size_t>(view.numel()), spec.name, ": the tensor source gave ",
+             values.size(), " values for ", view.numel());
     const GgmlType type = export_tensor_type(spec.name, options);
     const int64_t cols = spec.shape.back();
     const int64_t rows = static_cast<int64_t>(values.size()) / cols;

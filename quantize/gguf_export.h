@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +30,10 @@ struct GgufExportOptions {
   std::optional<io::GgmlType> embedding_type;
   std::string name;        // general.name; empty: the checkpoint directory's name
   fs::path tokenizer_dir;  // empty: <data_dir>/tokenizer from model.json
+  // Per-matrix types (a resolved mixed-precision plan, quant_plan.h); they win over the two above.
+  std::map<std::string, io::GgmlType> tensor_types;
+  // Extra string metadata (e.g. edgedistill.quantization.method).
+  std::map<std::string, std::string> metadata;
 };
 
 // The rows of a weight matrix, produced by a quantizer: `rows` x `cols` floats (row-major,
@@ -37,6 +42,10 @@ struct GgufExportOptions {
 using MatrixQuantizer = std::function<std::vector<uint8_t>(
     const std::string& name, io::GgmlType type, const float* data, int64_t rows, int64_t cols)>;
 
+// The float values of a checkpoint tensor by name (PyTorch shape, row-major). By default they are
+// read from weights.safetensors; a pass that changed the weights in memory (AWQ) supplies its own.
+using TensorSource = std::function<std::vector<float>(const std::string& name)>;
+
 struct GgufExportSummary {
   uint64_t file_bytes = 0;
   int64_t tensors = 0;
@@ -44,6 +53,10 @@ struct GgufExportSummary {
   std::string file_type;  // "q4_0" ...
   std::string weights_sha256;
 };
+
+// The weight matrices of a llama model in file order: token_embd, output (unless tied), then each
+// block's attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down.
+std::vector<std::string> llama_matrix_names(const model::LlamaConfig& config);
 
 // The type each tensor of a llama checkpoint gets under `options` (norms: f32).
 io::GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& options);
@@ -54,6 +67,7 @@ void check_export_widths(const model::LlamaConfig& config, const GgufExportOptio
 
 // Writes the checkpoint at `model_dir` (a checkpoint directory) to `out` (atomically).
 GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportOptions& options,
-                                    const fs::path& out, const MatrixQuantizer& quantizer = {});
+                                    const fs::path& out, const MatrixQuantizer& quantizer = {},
+                                    const TensorSource& source = {});
 
 }  // namespace edgedistill::quant

@@ -6,14 +6,12 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/reference_eval.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
-#include "core/progress.h"
-#include "data/prepared_data.h"
 #include "distill/teacher.h"
 #include "runtime/gates.h"
-#include "runtime/llama_session.h"
 #include "runtime/logit_compare.h"
 #include "runtime/model_bench.h"
 #include "train/setup.h"
@@ -71,69 +69,15 @@ int run_verify(const VerifyOptions& options) {
   const runtime::LlamaModel model(options.model);
   const distill::Teacher reference =
       distill::load_teacher(options.reference, torch::Device(torch::kCPU));
-  if (!reference.is_llama()) {
-    throw InputError(str("--reference ", options.reference, " is not a llama model"));
-  }
-  const auto& h = model.hparams();
-  const auto& config = reference.meta.config.llama;
-  if (config.vocab_size != h.vocab_size || config.dim != h.dim || config.n_layers != h.n_layers) {
-    throw InputError(str(options.model, " (vocab ", h.vocab_size, ", dim ", h.dim, ", ", h.n_layers,
-                         " layers) is not an export of ", reference.dir.string(), " (vocab ",
-                         config.vocab_size, ", dim ", config.dim, ", ", config.n_layers,
-                         " layers)"));
-  }
-  if (const auto* hash = model.file().find("edgedistill.tokenizer_hash");
-      hash != nullptr && !reference.meta.tokenizer_hash.empty() &&
-      hash->text != reference.meta.tokenizer_hash) {
-    throw InputError(str(options.model, " was exported with another tokenizer than ",
-                         reference.dir.string(), " was trained with"));
-  }
-
-  fs::path data_dir = options.data.empty() ? reference.meta.data_dir : fs::path(options.data);
-  if (data_dir.empty()) {
-    throw InputError(
-        str(reference.dir.string(), " records no data directory; pass --data DIR (prepared data)"));
-  }
-  const data::PreparedData data(data_dir);
-  const data::TokenShard shard = data.shard(options.split);
-  if (data.tokenizer().hash() != reference.meta.tokenizer_hash) {
-    throw InputError(str("the data at ", data_dir.string(), " uses another tokenizer than ",
-                         reference.dir.string(), "; pass the data it was trained on"));
-  }
-  const int64_t context = std::min<int64_t>(options.context, h.context_length);
-  const int64_t whole_split = (shard.size() - 1) / context;
-  const int64_t windows =
-      options.max_tokens > 0
-          ? std::min(whole_split, std::max<int64_t>(1, options.max_tokens / context))
-          : whole_split;
-  if (windows < 1) {
-    throw InputError(str("the ", options.split, " split of ", data_dir.string(), " has ",
-                         shard.size(), " tokens, fewer than one window of ", context + 1,
-                         "; lower --ctx"));
-  }
-
+  check_export_of(model, options.model, reference);
   runtime::ThreadPool pool(threads);
-  runtime::LlamaSession session(model, pool, context, context);
-  runtime::LogitComparison comparison;
-  std::vector<int64_t> window(context + 1);
-  std::vector<int32_t> window32(context + 1);
-  torch::NoGradGuard no_grad;
-  core::Progress progress("verify", windows, "windows");
-  for (int64_t w = 0; w < windows; ++w) {
-    shard.read(w * context, context + 1, window.data());
-    for (int64_t i = 0; i <= context; ++i) window32[i] = static_cast<int32_t>(window[i]);
-    session.reset();
-    const float* logits = session.forward(window32.data(), context, true);
-    const auto inputs = torch::from_blob(window.data(), {1, context}, torch::kInt64);
-    const auto ref = reference.llama().forward(inputs).logits.contiguous();
-    const float* ref_logits = ref.data_ptr<float>();
-    for (int64_t t = 0; t < context; ++t) {
-      comparison.add(logits + t * h.vocab_size, ref_logits + t * h.vocab_size, window32[t + 1],
-                     h.vocab_size);
-    }
-    progress.update(w + 1, str("ppl ", comparison.perplexity()));
-  }
-  progress.finish(windows);
+  ReferenceEvalOptions eval_options;
+  eval_options.data = options.data;
+  eval_options.split = options.split;
+  eval_options.context = options.context;
+  eval_options.max_tokens = options.max_tokens;
+  const ReferenceEval eval = evaluate_against_reference({&model}, pool, reference, eval_options);
+  const runtime::LogitComparison& comparison = eval.comparisons.front();
 
   std::map<std::string, double> metrics;
   metrics["perplexity"] = comparison.perplexity();
@@ -157,10 +101,10 @@ int run_verify(const VerifyOptions& options) {
   nlohmann::ordered_json report;
   report["model"] = options.model;
   report["reference"] = reference.dir.string();
-  report["data"] = data_dir.string();
+  report["data"] = eval.data_dir.string();
   report["split"] = options.split;
-  report["context"] = context;
-  report["windows"] = windows;
+  report["context"] = eval.context;
+  report["windows"] = eval.windows;
   report["threads"] = pool.size();
   report["isa"] = runtime::runtime_kernels().isa;
   report["model_type"] = model.dominant_type();

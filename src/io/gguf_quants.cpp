@@ -4,6 +4,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "core/error.h"
 #include "io/half.h"
@@ -30,69 +31,85 @@ void check_finite_block(const char* what, const float* x) {
   }
 }
 
-Q8_0Block quantize_block_q8_0(const float* x) {
-  check_finite_block("quantize_row_q8_0", x);
-  float amax = 0.0f;
-  for (int j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
-  const float d = amax / 127.0f;
-  // As llama.cpp's reference: multiply by the reciprocal (codes of x / d and x * (1 / d) differ
-  // only when x / d lies within an ulp of a half-integer).
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  Q8_0Block block;
-  block.d = float_to_f16(d);
-  for (int j = 0; j < kQuantBlock; ++j) {
-    block.qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));  // |x * id| <= 127 (+ rounding)
-  }
-  return block;
-}
-
-Q4_0Block quantize_block_q4_0(const float* x) {
-  check_finite_block("quantize_row_q4_0", x);
-  // The element of largest magnitude with its sign; the first one wins a tie. d = max / -8 maps
-  // it to code 0 exactly (value -8 * d), so the full range [-8, 7] is used on its side.
-  float amax = 0.0f;
-  float max = 0.0f;
-  for (int j = 0; j < kQuantBlock; ++j) {
-    if (amax < std::fabs(x[j])) {
-      amax = std::fabs(x[j]);
-      max = x[j];
+// The block's grid by the reference formulas (header comment).
+BlockGrid reference_grid(GgmlType type, const float* x) {
+  BlockGrid grid;
+  float d = 0.0f;
+  if (type == GgmlType::q8_0) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+    d = amax / 127.0f;
+  } else if (type == GgmlType::q4_0) {
+    // The element of largest magnitude with its sign; the first one wins a tie. d = max / -8 maps
+    // it to code 0 exactly (value -8 * d), so the full range [-8, 7] is used on its side.
+    float amax = 0.0f;
+    float max = 0.0f;
+    for (int j = 0; j < kQuantBlock; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
     }
+    d = max / -8.0f;
+  } else {
+    ED_CHECK(type == GgmlType::q4_1, "block_grid: ", ggml_type_traits(type).name,
+             " is not a block-quantized type");
+    float min = FLT_MAX;
+    float max = -FLT_MAX;
+    for (int j = 0; j < kQuantBlock; ++j) {
+      min = std::min(min, x[j]);
+      max = std::max(max, x[j]);
+    }
+    d = (max - min) / 15.0f;
+    grid.min = min;
+    grid.m = float_to_f16(min);
   }
-  const float d = max / -8.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  Q4_0Block block;
-  block.d = float_to_f16(d);
+  // As llama.cpp's reference: codes multiply by the reciprocal of the unrounded scale (codes of
+  // x / d and x * (1 / d) differ only when x / d lies within an ulp of a half-integer).
+  grid.inverse = d != 0.0f ? 1.0f / d : 0.0f;
+  grid.d = float_to_f16(d);
+  return grid;
+}
+
+// Clamped before the integer conversion, so weights off the grid (GPTQ's updated ones) get the
+// nearest end code instead of undefined behaviour; on the block's own values the clamps never
+// act and these are the reference expressions.
+int reference_code(GgmlType type, const BlockGrid& grid, float x) {
+  switch (type) {
+    case GgmlType::q8_0:
+      return static_cast<int>(std::roundf(std::clamp(x * grid.inverse, -128.0f, 127.0f)));
+    case GgmlType::q4_0:
+      // x * id + 8.5 is in [0.5, 16.5] on the block's values: truncation rounds half up after
+      // the + 0.5 and the bound clips the one code past the grid.
+      return static_cast<int>(std::clamp(x * grid.inverse + 8.5f, 0.0f, 15.0f));
+    case GgmlType::q4_1:
+      return static_cast<int>(std::clamp((x - grid.min) * grid.inverse + 0.5f, 0.0f, 15.0f));
+    default:
+      break;
+  }
+  ED_CHECK(false, "grid_code: ", ggml_type_traits(type).name, " is not a block-quantized type");
+  return 0;
+}
+
+template <class Block>
+Block pack_nibbles(const BlockGrid& grid, const int* codes) {
+  Block block;
+  block.d = grid.d;
+  if constexpr (std::is_same_v<Block, Q4_1Block>) block.m = grid.m;
   for (int j = 0; j < kHalfBlock; ++j) {
-    // x * id is in [-8, 8], so x * id + 8.5 is in [0.5, 16.5]: the int8 cast truncates (rounds
-    // half up after the + 0.5) and the min clips the one code past the grid.
-    const int low = std::min(15, static_cast<int>(static_cast<int8_t>(x[j] * id + 8.5f)));
-    const int high =
-        std::min(15, static_cast<int>(static_cast<int8_t>(x[j + kHalfBlock] * id + 8.5f)));
-    block.qs[j] = static_cast<uint8_t>(low | (high << 4));
+    block.qs[j] = static_cast<uint8_t>(codes[j] | (codes[j + kHalfBlock] << 4));
   }
   return block;
 }
 
-Q4_1Block quantize_block_q4_1(const float* x) {
-  check_finite_block("quantize_row_q4_1", x);
-  float min = FLT_MAX;
-  float max = -FLT_MAX;
-  for (int j = 0; j < kQuantBlock; ++j) {
-    min = std::min(min, x[j]);
-    max = std::max(max, x[j]);
-  }
-  const float d = (max - min) / 15.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  Q4_1Block block;
-  block.d = float_to_f16(d);
-  block.m = float_to_f16(min);
-  for (int j = 0; j < kHalfBlock; ++j) {
-    // (x - min) * id is in [0, 15]: + 0.5 and truncation round half up.
-    const int low = std::min(15, static_cast<int>(static_cast<int8_t>((x[j] - min) * id + 0.5f)));
-    const int high =
-        std::min(15, static_cast<int>(static_cast<int8_t>((x[j + kHalfBlock] - min) * id + 0.5f)));
-    block.qs[j] = static_cast<uint8_t>(low | (high << 4));
-  }
+template <class Block>
+Block quantize_block(GgmlType type, const char* what, const float* x) {
+  check_finite_block(what, x);
+  const BlockGrid grid = reference_grid(type, x);
+  int codes[kQuantBlock];
+  for (int j = 0; j < kQuantBlock; ++j) codes[j] = reference_code(type, grid, x[j]);
+  Block block;
+  pack_block(type, grid, codes, reinterpret_cast<uint8_t*>(&block));
   return block;
 }
 
@@ -173,19 +190,67 @@ void dequantize_one_row(GgmlType type, const uint8_t* data, int64_t cols, float*
 
 }  // namespace
 
+BlockGrid block_grid(GgmlType type, const float* x) {
+  return reference_grid(type, x);
+}
+
+int grid_code(GgmlType type, const BlockGrid& grid, float x) {
+  return reference_code(type, grid, x);
+}
+
+float grid_value(GgmlType type, const BlockGrid& grid, int code) {
+  switch (type) {
+    case GgmlType::q8_0:
+      return static_cast<float>(code) * f16_to_float(grid.d);
+    case GgmlType::q4_0:
+      return static_cast<float>(code - 8) * f16_to_float(grid.d);
+    case GgmlType::q4_1:
+      return static_cast<float>(code) * f16_to_float(grid.d) + f16_to_float(grid.m);
+    default:
+      break;
+  }
+  ED_CHECK(false, "grid_value: ", ggml_type_traits(type).name, " is not a block-quantized type");
+  return 0.0f;
+}
+
+void pack_block(GgmlType type, const BlockGrid& grid, const int* codes, uint8_t* out) {
+  switch (type) {
+    case GgmlType::q8_0: {
+      Q8_0Block block;
+      block.d = grid.d;
+      for (int j = 0; j < kQuantBlock; ++j) block.qs[j] = static_cast<int8_t>(codes[j]);
+      std::memcpy(out, &block, sizeof block);
+      return;
+    }
+    case GgmlType::q4_0: {
+      const auto block = pack_nibbles<Q4_0Block>(grid, codes);
+      std::memcpy(out, &block, sizeof block);
+      return;
+    }
+    case GgmlType::q4_1: {
+      const auto block = pack_nibbles<Q4_1Block>(grid, codes);
+      std::memcpy(out, &block, sizeof block);
+      return;
+    }
+    default:
+      break;
+  }
+  ED_CHECK(false, "pack_block: ", ggml_type_traits(type).name, " is not a block-quantized type");
+}
+
 void quantize_row_q8_0(const float* x, int64_t n, Q8_0Block* out) {
   check_row_length("quantize_row_q8_0", n);
-  for (int64_t b = 0; b < n / kQuantBlock; ++b) out[b] = quantize_block_q8_0(x + b * kQuantBlock);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) out[b] = quantize_block<Q8_0Block>(GgmlType::q8_0, "quantize_row_q8_0", x + b * kQuantBlock);
 }
 
 void quantize_row_q4_0(const float* x, int64_t n, Q4_0Block* out) {
   check_row_length("quantize_row_q4_0", n);
-  for (int64_t b = 0; b < n / kQuantBlock; ++b) out[b] = quantize_block_q4_0(x + b * kQuantBlock);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) out[b] = quantize_block<Q4_0Block>(GgmlType::q4_0, "quantize_row_q4_0", x + b * kQuantBlock);
 }
 
 void quantize_row_q4_1(const float* x, int64_t n, Q4_1Block* out) {
   check_row_length("quantize_row_q4_1", n);
-  for (int64_t b = 0; b < n / kQuantBlock; ++b) out[b] = quantize_block_q4_1(x + b * kQuantBlock);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) out[b] = quantize_block<Q4_1Block>(GgmlType::q4_1, "quantize_row_q4_1", x + b * kQuantBlock);
 }
 
 void dequantize_row_q8_0(const Q8_0Block* in, int64_t n, float* y) {

@@ -15,6 +15,27 @@
 
 namespace edgedistill::io {
 
+// A block's quantization grid, as the reference quantizer derives it from the block's 32 values.
+// Codes are measured with `inverse` (1 / the unrounded scale) and from `min` (Q4_1), as the
+// reference does; values are decoded from the f16 `d` and `m`, as the dequantizer does. GPTQ
+// quantizes weights it has updated on a grid fixed earlier, so the three steps are separate.
+struct BlockGrid {
+  uint16_t d = 0;        // the scale as stored (f16 bits)
+  uint16_t m = 0;        // Q4_1: the minimum as stored (f16 bits); else 0
+  float inverse = 0.0f;  // 1 / unrounded scale; 0 when the scale is 0
+  float min = 0.0f;      // Q4_1: the unrounded minimum
+};
+
+// The grid of the 32 values at x (q8_0, q4_0, q4_1).
+BlockGrid block_grid(GgmlType type, const float* x);
+// The code the reference gives x on `grid`, clamped to the type's codes (Q8_0 [-128, 127], Q4_0
+// and Q4_1 [0, 15]); x must be finite. On the block's own values this is the reference code.
+int grid_code(GgmlType type, const BlockGrid& grid, float x);
+// The value the dequantizer decodes `code` to, bit for bit.
+float grid_value(GgmlType type, const BlockGrid& grid, int code);
+// 32 codes and their grid -> one block's bytes (ggml_type_traits(type).block_bytes of them).
+void pack_block(GgmlType type, const BlockGrid& grid, const int* codes, uint8_t* out);
+
 // x [n] -> n / 32 blocks; n must be a multiple of 32 (checked).
 void quantize_row_q8_0(const float* x, int64_t n, Q8_0Block* out);
 void quantize_row_q4_0(const float* x, int64_t n, Q4_0Block* out);

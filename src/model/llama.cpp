@@ -42,9 +42,10 @@ LlamaBlockImpl::LlamaBlockImpl(const LlamaConfig& config)
   ffn_down = register_module("ffn_down", linear(config.ffn_dim, dim));
 }
 
-torch::Tensor LlamaBlockImpl::attention(const torch::Tensor& h, const torch::Tensor& cos,
-                                        const torch::Tensor& sin, const torch::Tensor& mask,
-                                        torch::Tensor* attention_out, AttentionInputs* inputs_out) {
+torch::Tensor LlamaBlockImpl::attention_context(const torch::Tensor& h, const torch::Tensor& cos,
+                                                const torch::Tensor& sin, const torch::Tensor& mask,
+                                                torch::Tensor* attention_out,
+                                                AttentionInputs* inputs_out) {
   const int64_t batch = h.size(0), length = h.size(1);
   const int64_t group = n_heads_ / n_kv_heads_;  // query heads per kv head
   // One GEMM for q, k and v: [B, T, dim] x [dim, (H + 2 Hk) D]. The weights stay separate
@@ -67,10 +68,36 @@ torch::Tensor LlamaBlockImpl::attention(const torch::Tensor& h, const torch::Ten
   if (attention_out != nullptr) *attention_out = probs.view({batch, n_heads_, length, length});
   const auto context = torch::bmm(probs, heads.v);  // [B*Hk, group*T, D]
   // -> [B, T, H*D] with head index kv*group + g.
-  const auto merged = context.view({batch, n_kv_heads_, group, length, head_dim_})
-                          .permute({0, 3, 1, 2, 4})
-                          .reshape({batch, length, n_heads_ * head_dim_});
-  return attn_output(merged);
+  return context.view({batch, n_kv_heads_, group, length, head_dim_})
+      .permute({0, 3, 1, 2, 4})
+      .reshape({batch, length, n_heads_ * head_dim_});
+}
+
+torch::Tensor LlamaBlockImpl::ffn_hidden(const torch::Tensor& h) {
+  // One GEMM for gate and up: [B, T, dim] x [dim, 2 F], read directly by the fused SwiGLU.
+  return swiglu(F::linear(h, torch::cat({ffn_gate->weight, ffn_up->weight})));
+}
+
+torch::Tensor LlamaBlockImpl::attention_branch(const torch::Tensor& h, const torch::Tensor& cos,
+                                               const torch::Tensor& sin,
+                                               const torch::Tensor& mask) {
+  return attn_output(attention_context(h, cos, sin, mask, nullptr, nullptr));
+}
+
+torch::Tensor LlamaBlockImpl::ffn_branch(const torch::Tensor& h) {
+  return ffn_down(ffn_hidden(h));
+}
+
+BlockTrace LlamaBlockImpl::trace(const torch::Tensor& x, const torch::Tensor& cos,
+                                 const torch::Tensor& sin, const torch::Tensor& mask) {
+  BlockTrace trace;
+  trace.attn_in = attn_norm(x);
+  trace.context = attention_context(trace.attn_in, cos, sin, mask, nullptr, nullptr);
+  const auto after_attention = x + attn_output(trace.context);
+  trace.ffn_in = ffn_norm(after_attention);
+  trace.ffn_hidden = ffn_hidden(trace.ffn_in);
+  trace.out = after_attention + ffn_down(trace.ffn_hidden);
+  return trace;
 }
 
 AttentionInputs LlamaBlockImpl::per_position_inputs(const AttentionHeads& heads, int64_t batch,
@@ -98,11 +125,8 @@ torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tenso
                                       const torch::Tensor& sin, const torch::Tensor& mask,
                                       torch::Tensor* attention_out, AttentionInputs* inputs_out) {
   const auto after_attention =
-      x + attention(attn_norm(x), cos, sin, mask, attention_out, inputs_out);
-  // One GEMM for gate and up: [B, T, dim] x [dim, 2 F], read directly by the fused SwiGLU.
-  const auto gate_up =
-      F::linear(ffn_norm(after_attention), torch::cat({ffn_gate->weight, ffn_up->weight}));
-  return after_attention + ffn_down(swiglu(gate_up));
+      x + attn_output(attention_context(attn_norm(x), cos, sin, mask, attention_out, inputs_out));
+  return after_attention + ffn_down(ffn_hidden(ffn_norm(after_attention)));
 }
 
 LlamaModelImpl::LlamaModelImpl(const LlamaConfig& config) : config_(config) {
@@ -149,6 +173,13 @@ const torch::Tensor& LlamaModelImpl::causal_mask(int64_t length, const torch::De
                 .triu(1);
   }
   return mask_;
+}
+
+LlamaModelImpl::BlockContext LlamaModelImpl::block_context(int64_t length,
+                                                           const torch::Device& device) {
+  ED_CHECK(length >= 1 && length <= config_.max_seq_len, "block_context: length ", length);
+  return {rope_cos_.narrow(0, 0, length).to(device), rope_sin_.narrow(0, 0, length).to(device),
+          causal_mask(length, device)};
 }
 
 ForwardOutput LlamaModelImpl::forward(const torch::Tensor& tokens, const ForwardOptions& options) {

@@ -61,6 +61,16 @@ struct AttentionInputs {
   torch::Tensor queries, keys, values;  // [B, T, n_heads * head_dim]
 };
 
+// The input of each linear layer of a block and the block's output, for post-training passes that
+// calibrate on activations (GPTQ, AWQ). All [B, T, width].
+struct BlockTrace {
+  torch::Tensor attn_in;     // attn_norm(x): the input of attn_q, attn_k, attn_v
+  torch::Tensor context;     // the merged attention heads: the input of attn_output
+  torch::Tensor ffn_in;      // ffn_norm(x + attention): the input of ffn_gate, ffn_up
+  torch::Tensor ffn_hidden;  // silu(gate) * up: the input of ffn_down
+  torch::Tensor out;         // the block's output
+};
+
 class LlamaBlockImpl : public torch::nn::Module {
  public:
   explicit LlamaBlockImpl(const LlamaConfig& config);
@@ -71,14 +81,30 @@ class LlamaBlockImpl : public torch::nn::Module {
                         const torch::Tensor& mask, torch::Tensor* attention_out,
                         AttentionInputs* inputs_out);
 
+  // forward() with every linear layer's input kept (same arithmetic).
+  BlockTrace trace(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                   const torch::Tensor& mask);
+  // The two residual branches on their (already normalised) inputs: attn_output(attention(h)) and
+  // ffn_down(swiglu(gate, up)(h)).
+  torch::Tensor attention_branch(const torch::Tensor& h, const torch::Tensor& cos,
+                                 const torch::Tensor& sin, const torch::Tensor& mask);
+  torch::Tensor ffn_branch(const torch::Tensor& h);
+  torch::Tensor ffn_hidden(const torch::Tensor& h);  // silu(gate(h)) * up(h): ffn_down's input
+  // The merged attention heads on normalised h: attn_output's input [B, T, n_heads * head_dim].
+  torch::Tensor attention_context(const torch::Tensor& h, const torch::Tensor& cos,
+                                  const torch::Tensor& sin, const torch::Tensor& mask) {
+    return attention_context(h, cos, sin, mask, nullptr, nullptr);
+  }
+
   RMSNorm attn_norm{nullptr}, ffn_norm{nullptr};
   torch::nn::Linear attn_q{nullptr}, attn_k{nullptr}, attn_v{nullptr}, attn_output{nullptr};
   torch::nn::Linear ffn_gate{nullptr}, ffn_up{nullptr}, ffn_down{nullptr};
 
  private:
-  torch::Tensor attention(const torch::Tensor& h, const torch::Tensor& cos,
-                          const torch::Tensor& sin, const torch::Tensor& mask,
-                          torch::Tensor* attention_out, AttentionInputs* inputs_out);
+  // The merged heads [B, T, n_heads * head_dim], before attn_output.
+  torch::Tensor attention_context(const torch::Tensor& h, const torch::Tensor& cos,
+                                  const torch::Tensor& sin, const torch::Tensor& mask,
+                                  torch::Tensor* attention_out, AttentionInputs* inputs_out);
   // The heads as split_attention_heads lays them out -> ForwardOutput's per-position layout.
   AttentionInputs per_position_inputs(const AttentionHeads& heads, int64_t batch, int64_t length,
                                       double q_scale) const;
@@ -95,6 +121,13 @@ class LlamaModelImpl : public torch::nn::Module {
   ForwardOutput forward(const torch::Tensor& tokens, const ForwardOptions& options = {});
 
   const LlamaConfig& config() const { return config_; }
+
+  // What forward() hands every block for sequences of `length`: RoPE tables [length, head_dim/2]
+  // and the additive causal mask [length, length].
+  struct BlockContext {
+    torch::Tensor cos, sin, mask;
+  };
+  BlockContext block_context(int64_t length, const torch::Device& device);
 
   torch::nn::Embedding token_embd{nullptr};
   torch::nn::ModuleList blk{nullptr};

@@ -1,0 +1,59 @@
+// Mixed-precision plans: which GGUF type each weight matrix of a llama model gets.
+//
+// A plan file is JSON:
+//   {
+//     "description": "optional text",
+//     "tensors": [
+//       {"pattern": "token_embd.weight", "type": "q8_0"},
+//       {"pattern": "output.weight", "type": "q8_0"},
+//       {"pattern": "blk.{first}.ffn_down.weight", "type": "q8_0"},
+//       {"pattern": "blk.{last}.ffn_down.weight", "type": "q8_0"}
+//     ]
+//   }
+// A pattern is a tensor name in which `*` matches any run of characters and `?` one character;
+// {first} and {last} stand for the first and last block's index. The first rule that matches a
+// matrix sets its type; matrices no rule matches get the command's --type. Norms are always f32.
+// A pattern that matches no matrix of the model, an unknown type, or an unknown key is an error.
+//
+// Without a plan file the default plan applies: token_embd and output at q8_0 when --type is a
+// 4-bit type (they are the most sensitive tensors and a small share of the model), nothing else.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/gguf_types.h"
+#include "model/model_config.h"
+
+namespace edgedistill::quant {
+
+namespace fs = std::filesystem;
+
+struct PlanRule {
+  std::string pattern;
+  io::GgmlType type;
+};
+
+struct QuantPlan {
+  std::string source;  // the file, or "default"
+  std::string description;
+  std::vector<PlanRule> rules;
+};
+
+QuantPlan default_plan(io::GgmlType type);
+// Reads and checks a plan file (syntax, keys, types); InputError naming the file and key.
+QuantPlan read_plan(const fs::path& file);
+QuantPlan parse_plan(const std::string& text, const std::string& source);
+
+// True when `name` matches `pattern` (glob: * and ?; {first}/{last} substituted beforehand).
+bool glob_match(const std::string& pattern, const std::string& name);
+
+// Every matrix of the model (token_embd, output unless tied, and each block's seven linear
+// layers) -> its type under `plan` with `type` as the default. A rule that matches no matrix is an
+// InputError naming it and listing the model's matrices by example.
+std::map<std::string, io::GgmlType> resolve_plan(const QuantPlan& plan, io::GgmlType type,
+                                                 const model::LlamaConfig& config);
+
+}  // namespace edgedistill::quant
