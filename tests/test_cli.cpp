@@ -4,6 +4,7 @@
 
 #include <sys/wait.h>
 
+#include <cmath>
 #include <fstream>
 #include <regex>
 
@@ -400,6 +401,115 @@ TEST_CASE("a trained model is exported then inspected and run and benchmarked an
   CHECK(misspelt.exit_code == 2);
   CHECK(misspelt.err.find("min_top1_agrement") != std::string::npos);
   CHECK(misspelt.err.find("min_top1_agreement") != std::string::npos);
+}
+
+TEST_CASE("a trained model is quantized with GPTQ then run and verified and bad input exits 2") {
+  test::TempDir dir;
+  const auto recipe = tiny_recipe(dir.path(), 60).string();
+  const auto run = dir.path() / "run";
+  REQUIRE(run_edgedistill({"train", "--config", recipe, "--run-dir", run.string()}, dir.path())
+              .exit_code == 0);
+  const fs::path out = dir.path() / "gptq.gguf";
+  const auto quantized = run_edgedistill(
+      {"quantize", "--model", run.string(), "--method", "gptq", "--type", "q4_0", "--baseline",
+       "--calib-tokens", "1024", "--calib-ctx", "32", "--eval-ctx", "32", "--out", out.string()},
+      dir.path());
+  INFO(quantized.out << quantized.err);
+  REQUIRE(quantized.exit_code == 0);
+  REQUIRE(fs::exists(out));
+  const fs::path report_path = dir.path() / "gptq.quant.json";
+  REQUIRE(fs::exists(report_path));
+  // The round-to-nearest baseline was scored from a temporary file, removed afterwards.
+  int gguf_files = 0;
+  for (const auto& entry : fs::directory_iterator(dir.path())) {
+    gguf_files += entry.path().extension() == ".gguf";
+  }
+  CHECK(gguf_files == 1);
+
+  const auto report = core::read_json_file(report_path, "report");
+  CHECK(report["method"] == "gptq");
+  CHECK(report["calibration"]["tokens"].get<int64_t>() == 1024);
+  // Every block matrix (2 blocks x 7) rounded by GPTQ, the embedding and output at q8_0 by the
+  // default plan.
+  int gptq_layers = 0;
+  for (const auto& layer : report["layers"]) {
+    INFO(layer.dump());
+    const std::string name = layer["name"];
+    if (name.rfind("blk.", 0) == 0) {
+      CHECK(layer["rounding"] == "gptq");
+      CHECK(layer["type"] == "q4_0");
+      CHECK(layer["error"]["output"].is_number());
+      gptq_layers += layer["rounding"] == "gptq";
+    } else {
+      CHECK(layer["type"] == "q8_0");
+    }
+  }
+  CHECK(gptq_layers == 14);
+  const auto& models = report["evaluation"]["models"];
+  REQUIRE(models.contains("rtn q4_0"));
+  REQUIRE(models.contains("gptq q4_0"));
+  for (const auto& [label, scores] : models.items()) {
+    INFO(label);
+    CHECK(scores["positions"].get<double>() > 100);
+    CHECK(std::isfinite(scores["perplexity"].get<double>()));
+    CHECK(scores["top1_agreement"].get<double>() > 0.5);
+  }
+
+  const auto generated = run_edgedistill(
+      {"run", "--model", out.string(), "--prompt", "the cat", "-n", "8", "--temp", "0"},
+      dir.path());
+  INFO(generated.err);
+  CHECK(generated.exit_code == 0);
+  CHECK(generated.out.rfind("the cat", 0) == 0);
+  const auto verified = run_edgedistill(
+      {"verify", "--model", out.string(), "--reference", run.string(), "--ctx", "32", "--no-bench"},
+      dir.path());
+  INFO(verified.out << verified.err);
+  CHECK(verified.exit_code == 0);
+
+  // Bad input: exit 2 and one error line naming the thing, before any calibration.
+  auto plan = [&](const std::string& name, const std::string& text) {
+    core::write_file_atomic(dir.path() / name, text);
+    return (dir.path() / name).string();
+  };
+  struct Bad {
+    std::vector<std::string> arguments;
+    std::string fragment;
+  };
+  const std::vector<std::string> base = {"quantize", "--no-eval", "--out",
+                                         (dir.path() / "bad.gguf").string()};
+  for (const auto& bad : std::vector<Bad>{
+           {{"--model", run.string(), "--plan",
+             plan("stray.json",
+                  R"({"tensors": [{"pattern": "blk.9.attn_q.weight", "type": "q8_0"}]})")},
+            "blk.9.attn_q.weight"},
+           {{"--model", run.string(), "--plan",
+             plan("q3k.json", R"({"tensors": [{"pattern": "output.weight", "type": "q3_k"}]})")},
+            "q3_k"},
+           {{"--model", run.string(), "--plan",
+             plan("key.json", R"({"tensors": [], "precision": "q4_0"})")},
+            "precision"},
+           {{"--model", (dir.path() / "no-such-run").string()}, "no-such-run"}}) {
+    auto arguments = base;
+    arguments.insert(arguments.end(), bad.arguments.begin(), bad.arguments.end());
+    const auto result = run_edgedistill(arguments, dir.path());
+    INFO(bad.fragment << ": " << result.err);
+    CHECK(result.exit_code == 2);
+    const auto errors = error_lines(result.err);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].find(bad.fragment) != std::string::npos);
+  }
+  // A value outside an option's choices is a usage error from CLI11: its line names the option
+  // and the value (then "Run with --help"), without the "error:" prefix of input errors.
+  auto arguments = base;
+  arguments.insert(arguments.end(), {"--model", run.string(), "--method", "bogus"});
+  const auto usage = run_edgedistill(arguments, dir.path());
+  INFO(usage.err);
+  CHECK(usage.exit_code == 2);
+  const std::string first_line = usage.err.substr(0, usage.err.find('\n'));
+  CHECK(first_line.find("--method") != std::string::npos);
+  CHECK(first_line.find("bogus") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir.path() / "bad.gguf"));
 }
 
 TEST_CASE("a damaged GGUF file is bad input with one line naming it") {
