@@ -36,7 +36,6 @@ struct QuantizeOptions {
   GptqOptions gptq;
   AwqOptions awq;
   int64_t chunk_windows = 16;  // calibration windows per forward pass
-  bool progress = true;
 };
 
 // One matrix. Both errors are measured in the float model's coordinates (AWQ's scales undone) on

@@ -2,8 +2,9 @@
 # The main job on the bundled default data: set up, build, prepare the King James corpus
 # (SentencePiece 4096 tokenizer, token shards), train the teacher language model and distill the
 # student from it, export the teacher to a q4_0 GGUF and verify it against the float model in
-# edgedistill's runtime (perplexity, KL, top-1 agreement, speed, gates), generate a few lines
-# with it, then print a summary: sizes, perplexities, speeds, and where the artifacts are.
+# edgedistill's runtime (perplexity, KL, top-1 agreement, speed, gates), quantize the student
+# with GPTQ to q4_0 beside round-to-nearest, generate a few lines with the teacher, then print a
+# summary: sizes, perplexities, speeds, and where the artifacts are.
 #
 # Usage: scripts/quickstart.sh [RUN_DIR]   (default: runs/quickstart)
 # Running it again resumes the same run (a finished run just prints its summary again).
@@ -42,6 +43,10 @@ verify_status=0
 if ((verify_status > 1)); then exit "$verify_status"; fi
 "$edgedistill" bench --model "$gguf" --report "$artifacts/teacher-q4_0.bench.json"
 echo
+echo "== quantizing the student with GPTQ to q4_0, scored beside round-to-nearest"
+student_gguf="$artifacts/student-gptq-q4_0.gguf"
+"$edgedistill" quantize --model "$run_dir/student" --method gptq --type q4_0 --baseline --out "$student_gguf"
+echo
 echo "== generating with the q4_0 teacher (greedy, then sampled)"
 "$edgedistill" run --model "$gguf" --prompt "In the beginning God" -n 40 --temp 0
 "$edgedistill" run --model "$gguf" --prompt "And the LORD said unto Moses," -n 40 --temp 0.8 --seed 7
@@ -70,10 +75,21 @@ print(f"   {m['file_mb']:>7.2f}MB {m['perplexity']:>9.2f} {m['reference_perplexi
       f"{bench['decode_tokens_per_s']:>13,.1f}")
 failed = [g["key"] for g in verify["gates"] if not g["passed"]]
 print(f"   gates (configs/gates/quickstart-q4_0.json): {'all passed' if not failed else 'FAILED: ' + ', '.join(failed)}")
+quant = json.load(open(os.path.join(run_dir, "artifacts", "student-gptq-q4_0.quant.json")))
+e = quant["evaluation"]
+print()
+print(f"   student quantized to q4_0, {e['split']} split ({e['tokens']:,} tokens), against the float student:")
+print(f"   {'rounding':<10} {'file':>9} {'test ppl':>9} {'vs float':>9} {'KL':>8} {'top-1':>7}")
+first = next(iter(e["models"].values()))
+print(f"   {'float32':<10} {quant['float_bytes'] / 1e6:>7.2f}MB {first['reference_perplexity']:>9.3f}")
+for label, r in e["models"].items():
+    print(f"   {label.split()[0]:<10} {r['file_bytes'] / 1e6:>7.2f}MB {r['perplexity']:>9.3f} "
+          f"{r['ppl_increase_pct']:>+8.3f}% {r['mean_kl']:>8.5f} {100 * r['top1_agreement']:>6.2f}%")
 PY
 echo "   teacher:      $run_dir/teacher/final (model.json, weights.safetensors)"
 echo "   student:      $run_dir/student/final (distilled from the teacher)"
 echo "   gguf:         $gguf (runs in llama.cpp unchanged; verify report beside it)"
+echo "   student gguf: $student_gguf (GPTQ q4_0; per-layer report: ${student_gguf%.gguf}.quant.json)"
 echo "   metrics:      $run_dir/{teacher,student}/metrics.jsonl"
 echo "   inspect with: $edgedistill inspect $run_dir/student; $edgedistill inspect $gguf"
 exit "$verify_status"

@@ -547,7 +547,6 @@ TEST_CASE("quantize_llama leaves the model holding what its codes decode to") {
   quant::QuantizeOptions options;
   options.tensor_types =
       quant::resolve_plan(quant::default_plan(GgmlType::q4_0), GgmlType::q4_0, config);
-  options.progress = false;
 
   for (const auto method : {quant::QuantMethod::gptq, quant::QuantMethod::rtn,
                             quant::QuantMethod::awq, quant::QuantMethod::awq_gptq}) {
@@ -636,7 +635,6 @@ TEST_CASE("quantize_llama rounds to nearest without calibration") {
   options.method = quant::QuantMethod::rtn;
   options.tensor_types =
       quant::resolve_plan(quant::default_plan(GgmlType::q4_1), GgmlType::q4_1, config);
-  options.progress = false;
   const auto result = quant::quantize_llama(*net, torch::Tensor(), options);
   CHECK(result.calibration_tokens == 0);
   CHECK(result.bytes.count("output.weight") == 0);  // tied

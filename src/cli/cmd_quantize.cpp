@@ -92,14 +92,22 @@ void print_summary(const nlohmann::ordered_json& report) {
   auto cell = [](const nlohmann::json& v) { return v.is_null() ? NAN : v.get<double>(); };
   double sum_ratio = 0.0;
   int ratios = 0;
+  // "0.0123/0.0456", or "-" where there is no value (the embedding has no output error).
+  auto pair = [](double a, double b) {
+    if (!std::isfinite(a) || !std::isfinite(b)) return std::string("-");
+    char text[48];
+    std::snprintf(text, sizeof text, "%.4f/%.4f", a, b);
+    return std::string(text);
+  };
   for (const auto& layer : report["layers"]) {
     const double out_this = cell(layer["error"]["output"]), out_rtn = cell(layer["rtn_error"]["output"]);
-    std::printf("  %-26s %-5s %5lldx%-5lld %-5s %10.4f/%-10.4f %10.4f/%-10.4f\n",
-                layer["name"].get<std::string>().c_str(), layer["type"].get<std::string>().c_str(),
+    std::printf("  %-26s %-5s %5lldx%-5lld %-5s %21s %21s\n", layer["name"].get<std::string>().c_str(),
+                layer["type"].get<std::string>().c_str(),
                 static_cast<long long>(layer["rows"].get<int64_t>()),
                 static_cast<long long>(layer["cols"].get<int64_t>()),
-                layer["rounding"].get<std::string>().c_str(), cell(layer["error"]["weight"]),
-                cell(layer["rtn_error"]["weight"]), out_this, out_rtn);
+                layer["rounding"].get<std::string>().c_str(),
+                pair(cell(layer["error"]["weight"]), cell(layer["rtn_error"]["weight"])).c_str(),
+                pair(out_this, out_rtn).c_str());
     if (std::isfinite(out_this) && std::isfinite(out_rtn) && out_rtn > 0) {
       sum_ratio += out_this / out_rtn;
       ++ratios;
