@@ -12,6 +12,7 @@
 #include "data/data_config.h"
 #include "distill/distill_config.h"
 #include "model/model_config.h"
+#include "quantize/quant_plan.h"
 #include "runtime/gates.h"
 #include "test_util.h"
 #include "train/train_config.h"
@@ -282,8 +283,16 @@ TEST_CASE("every shipped config loads and validates") {
       CHECK_NOTHROW(core::load_config<train::TrainRecipe>(entry.path(), {}));
     } else if (kind == "gates") {
       CHECK(!runtime::read_gates(entry.path()).empty());
+    } else if (kind == "quant") {
+      // Plans resolve against the shipped teacher (every pattern must match one of its matrices).
+      const auto teacher = core::load_config<model::ModelConfig>(
+          test::source_dir() / "configs" / "models" / "teacher-s.json", {});
+      const auto plan = quant::read_plan(entry.path());
+      CHECK(!plan.rules.empty());
+      CHECK_NOTHROW(quant::resolve_plan(plan, io::GgmlType::q4_0, teacher.llama));
     } else {
-      FAIL("a config outside configs/data, configs/models, configs/recipes and configs/gates: "
+      FAIL("a config outside configs/data, configs/models, configs/recipes, configs/gates and "
+           "configs/quant: "
            << entry.path());
     }
     ++loaded;
