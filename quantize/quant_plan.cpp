@@ -115,13 +115,16 @@ bool glob_match(const std::string& pattern, const std::string& name) {
 std::map<std::string, io::GgmlType> resolve_plan(const QuantPlan& plan, io::GgmlType type,
                                                  const model::LlamaConfig& config) {
   const std::vector<std::string> matrices = llama_matrix_names(config);
+  // A tied model's head is token_embd itself: a rule naming output.weight is valid (the same plan
+  // serves tied and untied models) but has nothing of its own to set.
+  std::vector<std::string> known = matrices;
+  if (config.tie_embeddings) known.push_back("output.weight");
   std::vector<std::string> patterns;
   for (size_t i = 0; i < plan.rules.size(); ++i) {
     patterns.push_back(substitute_blocks(plan.rules[i].pattern, config.n_layers));
     bool matches = false;
-    for (const std::string& name : matrices) matches = matches || glob_match(patterns[i], name);
-    // The default plan names output.weight, which tied models lack.
-    if (!matches && plan.source != "default") {
+    for (const std::string& name : known) matches = matches || glob_match(patterns[i], name);
+    if (!matches) {
       throw ConfigError(str(plan.source, ": tensors[", i, "]: pattern '", plan.rules[i].pattern,
                             "' matches no weight matrix of this model (", config.n_layers,
                             " blocks; names like token_embd.weight, output.weight, "

@@ -13,7 +13,9 @@
 // A pattern is a tensor name in which `*` matches any run of characters and `?` one character;
 // {first} and {last} stand for the first and last block's index. The first rule that matches a
 // matrix sets its type; matrices no rule matches get the command's --type. Norms are always f32.
-// A pattern that matches no matrix of the model, an unknown type, or an unknown key is an error.
+// A pattern that matches no matrix of the model, an unknown type, or an unknown key is an error
+// (output.weight counts as a matrix of a tied model too, so one plan serves both kinds; the
+// head of a tied model is token_embd and takes token_embd's type).
 //
 // Without a plan file the default plan applies: token_embd and output at q8_0 when --type is a
 // 4-bit type (they are the most sensitive tensors and a small share of the model), nothing else.
