@@ -162,12 +162,17 @@ class Pass {
     }
     progress.finish(config.n_layers);
 
+    // The head, on the last block's normalised output. Tied to the embedding, the one matrix
+    // is rounded for the head (a lookup has no input correlations to exploit, the head does);
+    // untied, the embedding is rounded to nearest.
+    const auto head_in = stage([&](const torch::Tensor& c) { return model_.output_norm(c); }, x);
     if (model_.output) {
-      const auto head_in = stage([&](const torch::Tensor& c) { return model_.output_norm(c); }, x);
       round("output.weight", model_.output->weight, hessian_of(head_in, "output.weight"), nullptr);
+      round("token_embd.weight", model_.token_embd->weight, torch::Tensor(), nullptr);
+    } else {
+      round("token_embd.weight", model_.token_embd->weight,
+            hessian_of(head_in, "token_embd.weight (the tied head)"), nullptr);
     }
-    // The embedding is a lookup (its "input" is one-hot): round-to-nearest.
-    round("token_embd.weight", model_.token_embd->weight, torch::Tensor(), nullptr);
   }
 
  private:
