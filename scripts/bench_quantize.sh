@@ -6,8 +6,10 @@
 # docs/results/quantization.md.
 #
 # Usage: scripts/bench_quantize.sh [QUICKSTART_RUN_DIR]   (default: runs/quickstart)
-# Environment: MODELS (default "teacher student"), REPORT_ONLY=1 to rewrite the table from the
-# last run's reports, EVAL_TOKENS (default 0: the whole test split).
+# Environment: MODELS (default "teacher student"), ONLY (row names to rerun, e.g. "q4_0-awq";
+# default all), REPORT_ONLY=1 to rewrite the table from the last run's reports, EVAL_TOKENS
+# (default 0: the whole test split). Run it on an otherwise idle machine: the time column is
+# wall-clock.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,6 +41,7 @@ for model in $models; do
   [[ -d $run_dir/$model/final ]] || { echo "no $run_dir/$model/final: run scripts/quickstart.sh first" >&2; exit 2; }
   for config in "${configs[@]}"; do
     IFS='|' read -r name type method plan <<< "$config"
+    [[ -z ${ONLY:-} || " $ONLY " == *" $name "* ]] || continue
     echo "== $model $name"
     # shellcheck disable=SC2086 # method may carry a flag (--act-order)
     "$edgedistill" -q quantize --model "$run_dir/$model" --type "$type" --method $method \
