@@ -82,7 +82,7 @@ print(f"   student quantized to q4_0, {e['split']} split ({e['tokens']:,} tokens
 print(f"   {'rounding':<10} {'file':>9} {'test ppl':>9} {'vs float':>9} {'KL':>8} {'top-1':>7}")
 first = next(iter(e["models"].values()))
 print(f"   {'float32':<10} {quant['float_bytes'] / 1e6:>7.2f}MB {first['reference_perplexity']:>9.3f}")
-for label, r in e["models"].items():
+for label, r in sorted(e["models"].items(), key=lambda item: not item[0].startswith("rtn")):
     print(f"   {label.split()[0]:<10} {r['file_bytes'] / 1e6:>7.2f}MB {r['perplexity']:>9.3f} "
           f"{r['ppl_increase_pct']:>+8.3f}% {r['mean_kl']:>8.5f} {100 * r['top1_agreement']:>6.2f}%")
 PY
