@@ -19,7 +19,8 @@ bool is_block_type(io::GgmlType type) {
 
 // The scale for one group of layers sharing input x: the alpha whose scaled, pseudo-quantized
 // weights change inspect(x) least (mean squared error). Leaves the weights as they were.
-torch::Tensor search_scale(const torch::Tensor& x, const std::vector<std::pair<std::string, Linear*>>& layers,
+torch::Tensor search_scale(const torch::Tensor& x,
+                           const std::vector<std::pair<std::string, Linear*>>& layers,
                            const BlockTypes& types,
                            const std::function<torch::Tensor(const torch::Tensor&)>& inspect,
                            const AwqOptions& options, double& best_alpha) {
@@ -33,7 +34,8 @@ torch::Tensor search_scale(const torch::Tensor& x, const std::vector<std::pair<s
   const auto mean_abs = x.abs().reshape({-1, cols}).mean(0);
   const auto reference = inspect(x);
   std::vector<torch::Tensor> originals;
-  for (const auto& [layer, type] : quantized) originals.push_back((*layer)->weight.detach().clone());
+  for (const auto& [layer, type] : quantized)
+    originals.push_back((*layer)->weight.detach().clone());
   double best_loss = std::numeric_limits<double>::infinity();
   torch::Tensor best_scale = torch::ones({cols});
   for (int step = 0; step < options.alpha_steps; ++step) {
@@ -41,7 +43,8 @@ torch::Tensor search_scale(const torch::Tensor& x, const std::vector<std::pair<s
     auto s = mean_abs.pow(alpha).clamp_min(1e-4);
     s = s / (s.max() * s.min()).sqrt();
     for (size_t i = 0; i < quantized.size(); ++i) {
-      (*quantized[i].first)->weight.copy_(pseudo_quantize(originals[i] * s, quantized[i].second) / s);
+      (*quantized[i].first)
+          ->weight.copy_(pseudo_quantize(originals[i] * s, quantized[i].second) / s);
     }
     const double loss = (inspect(x) - reference).pow(2).mean().item<double>();
     if (loss < best_loss) {
@@ -56,17 +59,19 @@ torch::Tensor search_scale(const torch::Tensor& x, const std::vector<std::pair<s
 
 }  // namespace
 
-double clip_to_hessian(torch::nn::LinearImpl& layer, io::GgmlType type, const torch::Tensor& hessian,
-                       const AwqOptions& options) {
+double clip_to_hessian(torch::nn::LinearImpl& layer, io::GgmlType type,
+                       const torch::Tensor& hessian, const AwqOptions& options) {
   torch::NoGradGuard no_grad;
   const int64_t rows = layer.weight.size(0), cols = layer.weight.size(1);
   const int64_t groups = cols / io::kQuantBlock;
   // The 32 x 32 diagonal blocks of H, one per group: [G, 32, 32].
-  const auto h_groups =
-      hessian.view({groups, io::kQuantBlock, groups, io::kQuantBlock}).diagonal(0, 0, 2).permute({2, 0, 1});
+  const auto h_groups = hessian.view({groups, io::kQuantBlock, groups, io::kQuantBlock})
+                            .diagonal(0, 0, 2)
+                            .permute({2, 0, 1});
   const auto w = layer.weight.detach().view({rows, groups, io::kQuantBlock});
   const auto amax = w.abs().amax(-1, true);
-  auto best_error = torch::full({rows, groups}, std::numeric_limits<double>::infinity(), torch::kFloat64);
+  auto best_error =
+      torch::full({rows, groups}, std::numeric_limits<double>::infinity(), torch::kFloat64);
   auto best_ratio = torch::ones({rows, groups, 1});
   for (int step = 0; step <= options.clip_steps; ++step) {
     const double ratio = 1.0 - options.max_shrink * step / options.clip_steps;
@@ -77,7 +82,8 @@ double clip_to_hessian(torch::nn::LinearImpl& layer, io::GgmlType type, const to
     const auto error = torch::einsum("rgi,gij,rgj->rg", {delta, h_groups, delta});
     const auto better = error < best_error;
     best_error = torch::where(better, error, best_error);
-    best_ratio = torch::where(better.unsqueeze(-1), torch::full_like(best_ratio, ratio), best_ratio);
+    best_ratio =
+        torch::where(better.unsqueeze(-1), torch::full_like(best_ratio, ratio), best_ratio);
   }
   const auto limit = amax * best_ratio;
   layer.weight.copy_(torch::max(torch::min(w, limit), -limit).reshape({rows, cols}));
@@ -128,9 +134,8 @@ std::map<std::string, AwqLinear> awq_block(model::LlamaBlockImpl& block,
   // The search runs the block branches once per alpha: on a subset of the windows.
   const torch::Tensor x = x_all.narrow(0, 0, std::min(options.search_windows, x_all.size(0)));
   const std::vector<std::pair<std::string, Linear*>> all = {
-      {"attn_q", &block.attn_q},           {"attn_k", &block.attn_k},
-      {"attn_v", &block.attn_v},           {"attn_output", &block.attn_output},
-      {"ffn_gate", &block.ffn_gate},       {"ffn_up", &block.ffn_up},
+      {"attn_q", &block.attn_q},           {"attn_k", &block.attn_k},     {"attn_v", &block.attn_v},
+      {"attn_output", &block.attn_output}, {"ffn_gate", &block.ffn_gate}, {"ffn_up", &block.ffn_up},
       {"ffn_down", &block.ffn_down}};
   std::map<std::string, AwqLinear> result;
   for (const auto& [name, layer] : all) {
@@ -139,8 +144,8 @@ std::map<std::string, AwqLinear> awq_block(model::LlamaBlockImpl& block,
     entry.input_scale = torch::ones({(*layer)->weight.size(1)});
     entry.output_scale = torch::ones({(*layer)->weight.size(0)});
   }
-  auto record = [&](const std::vector<std::pair<std::string, Linear*>>& layers, const torch::Tensor& s,
-                    double alpha) {
+  auto record = [&](const std::vector<std::pair<std::string, Linear*>>& layers,
+                    const torch::Tensor& s, double alpha) {
     for (const auto& [name, layer] : layers) {
       result[name].input_scale = result[name].input_scale * s;
       result[name].alpha = alpha;
@@ -157,23 +162,25 @@ std::map<std::string, AwqLinear> awq_block(model::LlamaBlockImpl& block,
   const std::vector<std::pair<std::string, Linear*>> qkv = {
       {"attn_q", &block.attn_q}, {"attn_k", &block.attn_k}, {"attn_v", &block.attn_v}};
   double alpha = 0.0;
-  auto s = search_scale(map_chunks(x, chunk, [&](const torch::Tensor& c) { return block.attn_norm(c); }),
-                        qkv, types, attention, options, alpha);
+  auto s =
+      search_scale(map_chunks(x, chunk, [&](const torch::Tensor& c) { return block.attn_norm(c); }),
+                   qkv, types, attention, options, alpha);
   fold_scale_into_norm(*block.attn_norm, {&block.attn_q, &block.attn_k, &block.attn_v}, s);
   record(qkv, s, alpha);
 
   // gate and up read ffn_norm's output.
   const auto ffn_in = map_chunks(x, chunk, [&](const torch::Tensor& c) {
-    return block.ffn_norm(c + block.attention_branch(block.attn_norm(c), context.cos, context.sin,
-                                                     context.mask));
+    return block.ffn_norm(
+        c + block.attention_branch(block.attn_norm(c), context.cos, context.sin, context.mask));
   });
   const std::vector<std::pair<std::string, Linear*>> gate_up = {{"ffn_gate", &block.ffn_gate},
                                                                 {"ffn_up", &block.ffn_up}};
-  s = search_scale(ffn_in, gate_up, types,
-                   [&](const torch::Tensor& h) {
-                     return map_chunks(h, chunk, [&](const torch::Tensor& c) { return block.ffn_branch(c); });
-                   },
-                   options, alpha);
+  s = search_scale(
+      ffn_in, gate_up, types,
+      [&](const torch::Tensor& h) {
+        return map_chunks(h, chunk, [&](const torch::Tensor& c) { return block.ffn_branch(c); });
+      },
+      options, alpha);
   fold_scale_into_norm(*block.ffn_norm, {&block.ffn_gate, &block.ffn_up}, s);
   record(gate_up, s, alpha);
 
@@ -184,8 +191,9 @@ std::map<std::string, AwqLinear> awq_block(model::LlamaBlockImpl& block,
     });
   };
   const std::vector<std::pair<std::string, Linear*>> down = {{"ffn_down", &block.ffn_down}};
-  s = search_scale(traced(&model::BlockTrace::ffn_hidden), down, types,
-                   [&](const torch::Tensor& h) { return block.ffn_down(h); }, options, alpha);
+  s = search_scale(
+      traced(&model::BlockTrace::ffn_hidden), down, types,
+      [&](const torch::Tensor& h) { return block.ffn_down(h); }, options, alpha);
   fold_scale_into_linear(*block.ffn_up, *block.ffn_down, s);
   record(down, s, alpha);
   result["ffn_up"].output_scale = result["ffn_up"].output_scale / s;

@@ -24,12 +24,13 @@
 namespace edgedistill::quant {
 
 struct AwqOptions {
-  int alpha_steps = 20;     // alpha = 0, 1/steps, ..., (steps - 1)/steps
-  int clip_steps = 10;      // shrink ratios 1, 1 - 0.5/steps, ..., 0.5
-  double max_shrink = 0.5;  // the smallest ratio is 1 - max_shrink
+  int alpha_steps = 20;         // alpha = 0, 1/steps, ..., (steps - 1)/steps
+  int clip_steps = 10;          // shrink ratios 1, 1 - 0.5/steps, ..., 0.5
+  double max_shrink = 0.5;      // the smallest ratio is 1 - max_shrink
   int64_t search_windows = 32;  // calibration windows the alpha search runs on (the first ones)
   int64_t chunk_windows = 16;
-  bool clip = true;  // the clipping search (off when GPTQ rounds after AWQ: GPTQ would fit the clip)
+  bool clip =
+      true;  // the clipping search (off when GPTQ rounds after AWQ: GPTQ would fit the clip)
 };
 
 // What AWQ did to one linear layer: before clipping, its weights are
@@ -57,8 +58,8 @@ std::map<std::string, AwqLinear> awq_block(model::LlamaBlockImpl& block,
 // clipped to the shrink ratio of its largest magnitude that minimises the group's output error
 // (w - Q(clip(w)))^T H_g (w - Q(clip(w))), H_g the group's block of the layer's input Hessian.
 // Returns the mean ratio chosen.
-double clip_to_hessian(torch::nn::LinearImpl& layer, io::GgmlType type, const torch::Tensor& hessian,
-                       const AwqOptions& options);
+double clip_to_hessian(torch::nn::LinearImpl& layer, io::GgmlType type,
+                       const torch::Tensor& hessian, const AwqOptions& options);
 
 // The folds, exact up to float rounding: norm.weight /= s and each next layer's columns *= s;
 // prev's rows /= s and next's columns *= s.

@@ -7,10 +7,12 @@ namespace edgedistill::quant {
 
 torch::Tensor calibration_windows(const data::TokenShard& shard, int64_t tokens, int64_t context,
                                   uint64_t seed, const std::string& what) {
-  ED_CHECK(tokens > 0 && context > 0, "calibration_windows: tokens ", tokens, ", context ", context);
+  ED_CHECK(tokens > 0 && context > 0, "calibration_windows: tokens ", tokens, ", context ",
+           context);
   if (shard.size() < context) {
-    throw InputError(str(what, " has ", shard.size(), " tokens, fewer than one calibration window of ",
-                         context, "; lower --calib-ctx or calibrate on more data (--calib)"));
+    throw InputError(str(what, " has ", shard.size(),
+                         " tokens, fewer than one calibration window of ", context,
+                         "; lower --calib-ctx or calibrate on more data (--calib)"));
   }
   const int64_t windows = (tokens + context - 1) / context;
   auto out = torch::empty({windows, context}, torch::kInt64);

@@ -228,8 +228,8 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
                           nlohmann::json(spec.shape).dump()));
     }
     const std::vector<float> values = source ? source(spec.name) : read_floats(view, weights_path);
-    ED_CHECK(values.size() == static_cast<size_t>(view.numel()), spec.name, ": the tensor source gave ",
-             values.size(), " values for ", view.numel());
+    ED_CHECK(values.size() == static_cast<size_t>(view.numel()), spec.name,
+             ": the tensor source gave ", values.size(), " values for ", view.numel());
     const GgmlType type = export_tensor_type(spec.name, options);
     const int64_t cols = spec.shape.back();
     const int64_t rows = static_cast<int64_t>(values.size()) / cols;

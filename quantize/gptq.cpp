@@ -37,7 +37,8 @@ std::vector<int64_t> column_order(const torch::Tensor& hessian, bool act_order) 
 
 // The upper Cholesky factor of (H + damp * mean(diag H) I)^-1, raising damp tenfold (up to four
 // times) while the damped H is not numerically positive definite.
-torch::Tensor inverse_cholesky(const torch::Tensor& hessian, double& damp, const std::string& name) {
+torch::Tensor inverse_cholesky(const torch::Tensor& hessian, double& damp,
+                               const std::string& name) {
   const double mean_diag = hessian.diagonal().mean().item<double>();
   const auto eye = torch::eye(hessian.size(0), hessian.options());
   for (int attempt = 0; attempt < 5; ++attempt, damp *= 10.0) {
@@ -53,7 +54,8 @@ torch::Tensor inverse_cholesky(const torch::Tensor& hessian, double& damp, const
     core::warn("gptq: ", name, ": the calibration Hessian with damping ", damp,
                " is not positive definite; raising the damping to ", damp * 10.0);
   }
-  throw InputError(str(name, ": the calibration Hessian is singular even with damping ", damp / 10.0,
+  throw InputError(str(name, ": the calibration Hessian is singular even with damping ",
+                       damp / 10.0,
                        " of its mean diagonal; calibrate on more tokens (--calib-tokens) or use "
                        "--method rtn"));
 }
@@ -98,12 +100,14 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   ED_CHECK(hessian.dim() == 2 && hessian.size(0) == cols && hessian.size(1) == cols, name,
            ": the Hessian must be [", cols, ", ", cols, "]");
   if (!torch::isfinite(weight).all().item<bool>()) {
-    throw InputError(str(name, ": the weights are not finite (NaN or infinity); the checkpoint is "
-                               "damaged or its training diverged"));
+    throw InputError(str(name,
+                         ": the weights are not finite (NaN or infinity); the checkpoint is "
+                         "damaged or its training diverged"));
   }
   if (!torch::isfinite(hessian).all().item<bool>()) {
-    throw InputError(str(name, ": the calibration Hessian is not finite; the float model overflows "
-                               "on the calibration data"));
+    throw InputError(str(name,
+                         ": the calibration Hessian is not finite; the float model overflows "
+                         "on the calibration data"));
   }
 
   GptqResult result;
@@ -180,7 +184,8 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
     }
     if (i2 < cols) {
       // The batch's errors reach the later columns in one product (the "lazy batch" update).
-      w.narrow(1, i2, cols - i2).sub_(torch::matmul(errors, u.narrow(0, i1, count).narrow(1, i2, cols - i2)));
+      w.narrow(1, i2, cols - i2)
+          .sub_(torch::matmul(errors, u.narrow(0, i1, count).narrow(1, i2, cols - i2)));
     }
   }
 

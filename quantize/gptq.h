@@ -18,9 +18,9 @@
 namespace edgedistill::quant {
 
 struct GptqOptions {
-  int block_size = 128;     // columns per lazy batch (a multiple of 32)
-  double damp = 0.01;       // added to the diagonal: damp * mean(diag H)
-  bool act_order = false;   // columns by descending diag H, with static groups
+  int block_size = 128;    // columns per lazy batch (a multiple of 32)
+  double damp = 0.01;      // added to the diagonal: damp * mean(diag H)
+  bool act_order = false;  // columns by descending diag H, with static groups
 };
 
 struct GptqResult {

@@ -19,14 +19,15 @@ io::GgmlType plan_type(const nlohmann::json& value, const std::string& at) {
     for (const auto& traits : io::known_ggml_types()) {
       names += (names.empty() ? "" : ", ") + std::string(traits.name);
     }
-    throw ConfigError(str(at, ": unknown type '", value.get<std::string>(), "'; use one of ", names));
+    throw ConfigError(
+        str(at, ": unknown type '", value.get<std::string>(), "'; use one of ", names));
   }
   return *type;
 }
 
 std::string substitute_blocks(std::string pattern, int n_layers) {
-  for (const auto& [token, value] :
-       {std::pair<std::string, int>{"{first}", 0}, std::pair<std::string, int>{"{last}", n_layers - 1}}) {
+  for (const auto& [token, value] : {std::pair<std::string, int>{"{first}", 0},
+                                     std::pair<std::string, int>{"{last}", n_layers - 1}}) {
     for (size_t at = pattern.find(token); at != std::string::npos; at = pattern.find(token)) {
       pattern.replace(at, token.size(), std::to_string(value));
     }
@@ -70,7 +71,8 @@ QuantPlan parse_plan(const std::string& text, const std::string& source) {
         if (!rule.is_object()) throw ConfigError(str(at, ": expected {\"pattern\", \"type\"}"));
         for (const auto& [rule_key, unused] : rule.items()) {
           if (rule_key != "pattern" && rule_key != "type") {
-            throw ConfigError(str(at, ": unknown key '", rule_key, "'; a rule has pattern and type"));
+            throw ConfigError(
+                str(at, ": unknown key '", rule_key, "'; a rule has pattern and type"));
           }
         }
         if (!rule.contains("pattern") || !rule["pattern"].is_string() ||
@@ -78,10 +80,12 @@ QuantPlan parse_plan(const std::string& text, const std::string& source) {
           throw ConfigError(str(at, ".pattern: expected a non-empty tensor name pattern"));
         }
         if (!rule.contains("type")) throw ConfigError(str(at, ".type: missing"));
-        plan.rules.push_back({rule["pattern"].get<std::string>(), plan_type(rule["type"], at + ".type")});
+        plan.rules.push_back(
+            {rule["pattern"].get<std::string>(), plan_type(rule["type"], at + ".type")});
       }
     } else {
-      throw ConfigError(str(source, ": unknown key '", key, "'; a plan has tensors and description"));
+      throw ConfigError(
+          str(source, ": unknown key '", key, "'; a plan has tensors and description"));
     }
   }
   return plan;
@@ -128,8 +132,8 @@ std::map<std::string, io::GgmlType> resolve_plan(const QuantPlan& plan, io::Ggml
       throw ConfigError(str(plan.source, ": tensors[", i, "]: pattern '", plan.rules[i].pattern,
                             "' matches no weight matrix of this model (", config.n_layers,
                             " blocks; names like token_embd.weight, output.weight, "
-                            "blk.0.attn_q.weight, blk.", config.n_layers - 1,
-                            ".ffn_down.weight; norms are always f32)"));
+                            "blk.0.attn_q.weight, blk.",
+                            config.n_layers - 1, ".ffn_down.weight; norms are always f32)"));
     }
   }
   std::map<std::string, io::GgmlType> types;

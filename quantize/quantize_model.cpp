@@ -129,11 +129,12 @@ class Pass {
       const std::string prefix = str("blk.", layer, ".");
       std::map<std::string, AwqLinear> awq;
       if (uses_awq(options_.method)) {
-        awq = awq_block(block, context_, x,
-                        [&](const std::string& linear) {
-                          return options_.tensor_types.at(prefix + linear + ".weight");
-                        },
-                        options_.awq);
+        awq = awq_block(
+            block, context_, x,
+            [&](const std::string& linear) {
+              return options_.tensor_types.at(prefix + linear + ".weight");
+            },
+            options_.awq);
       }
       const auto attn_in = stage([&](const torch::Tensor& c) { return block.attn_norm(c); }, x);
       round_group(prefix, attn_in,
@@ -146,13 +147,15 @@ class Pass {
           attn_in);
       round_group(prefix, context, {{"attn_output", &block.attn_output}}, awq);
       torch::Tensor after_attention;
-      if (calibrated) after_attention = x + map_chunks(context, chunk, [&](const torch::Tensor& c) {
-                                          return block.attn_output(c);
-                                        });
-      const auto ffn_in = stage([&](const torch::Tensor& c) { return block.ffn_norm(c); },
-                                after_attention);
+      if (calibrated)
+        after_attention = x + map_chunks(context, chunk, [&](const torch::Tensor& c) {
+                            return block.attn_output(c);
+                          });
+      const auto ffn_in =
+          stage([&](const torch::Tensor& c) { return block.ffn_norm(c); }, after_attention);
       round_group(prefix, ffn_in, {{"ffn_gate", &block.ffn_gate}, {"ffn_up", &block.ffn_up}}, awq);
-      const auto hidden = stage([&](const torch::Tensor& c) { return block.ffn_hidden(c); }, ffn_in);
+      const auto hidden =
+          stage([&](const torch::Tensor& c) { return block.ffn_hidden(c); }, ffn_in);
       round_group(prefix, hidden, {{"ffn_down", &block.ffn_down}}, awq);
       if (calibrated) {
         x = after_attention +

@@ -291,9 +291,10 @@ TEST_CASE("every shipped config loads and validates") {
       CHECK(!plan.rules.empty());
       CHECK_NOTHROW(quant::resolve_plan(plan, io::GgmlType::q4_0, teacher.llama));
     } else {
-      FAIL("a config outside configs/data, configs/models, configs/recipes, configs/gates and "
-           "configs/quant: "
-           << entry.path());
+      FAIL(
+          "a config outside configs/data, configs/models, configs/recipes, configs/gates and "
+          "configs/quant: "
+          << entry.path());
     }
     ++loaded;
   }

@@ -100,9 +100,10 @@ void print_summary(const nlohmann::ordered_json& report) {
     return std::string(text);
   };
   for (const auto& layer : report["layers"]) {
-    const double out_this = cell(layer["error"]["output"]), out_rtn = cell(layer["rtn_error"]["output"]);
-    std::printf("  %-26s %-5s %5lldx%-5lld %-5s %21s %21s\n", layer["name"].get<std::string>().c_str(),
-                layer["type"].get<std::string>().c_str(),
+    const double out_this = cell(layer["error"]["output"]),
+                 out_rtn = cell(layer["rtn_error"]["output"]);
+    std::printf("  %-26s %-5s %5lldx%-5lld %-5s %21s %21s\n",
+                layer["name"].get<std::string>().c_str(), layer["type"].get<std::string>().c_str(),
                 static_cast<long long>(layer["rows"].get<int64_t>()),
                 static_cast<long long>(layer["cols"].get<int64_t>()),
                 layer["rounding"].get<std::string>().c_str(),
@@ -135,7 +136,8 @@ void print_summary(const nlohmann::ordered_json& report) {
                   m["mean_kl"].get<double>(), 100 * m["top1_agreement"].get<double>());
     }
   }
-  std::printf("\n  time: quantize %.1f s, export %.1f s", report["seconds"]["quantize"].get<double>(),
+  std::printf("\n  time: quantize %.1f s, export %.1f s",
+              report["seconds"]["quantize"].get<double>(),
               report["seconds"]["export"].get<double>());
   if (report["seconds"].contains("evaluate")) {
     std::printf(", evaluate %.1f s", report["seconds"]["evaluate"].get<double>());
@@ -189,12 +191,14 @@ int run_quantize(const QuantizeCliOptions& options) {
     if (options.calib_tokens <= 0) {
       throw InputError(str("--method ", options.method, " needs calibration: --calib-tokens > 0"));
     }
-    const fs::path data_dir = options.calib.empty() ? loaded.meta.data_dir : fs::path(options.calib);
+    const fs::path data_dir =
+        options.calib.empty() ? loaded.meta.data_dir : fs::path(options.calib);
     if (data_dir.empty()) {
       throw InputError(str(model_dir.string(), " records no data directory; pass --calib DIR"));
     }
     const data::PreparedData data(data_dir);
-    if (!loaded.meta.tokenizer_hash.empty() && data.tokenizer().hash() != loaded.meta.tokenizer_hash) {
+    if (!loaded.meta.tokenizer_hash.empty() &&
+        data.tokenizer().hash() != loaded.meta.tokenizer_hash) {
       throw InputError(str("the data at ", data_dir.string(), " uses another tokenizer than ",
                            model_dir.string(), "; calibrate on data with its tokenizer"));
     }
@@ -203,8 +207,8 @@ int run_quantize(const QuantizeCliOptions& options) {
         data.shard(options.calib_split), options.calib_tokens, context, options.seed,
         str("the ", options.calib_split, " split of ", data_dir.string()));
     calibration = {{"data", data_dir.string()}, {"split", options.calib_split},
-                   {"tokens", windows.numel()},  {"windows", windows.size(0)},
-                   {"context", context},         {"seed", options.seed}};
+                   {"tokens", windows.numel()}, {"windows", windows.size(0)},
+                   {"context", context},        {"seed", options.seed}};
   }
 
   core::info("quantize: ", model_dir.string(), " -> ", options.out, " (", options.method, ", ",
@@ -228,14 +232,16 @@ int run_quantize(const QuantizeCliOptions& options) {
       },
       [&](const std::string& name) {
         const auto tensor = parameters.at(name).detach().to(torch::kFloat32).contiguous();
-        return std::vector<float>(tensor.data_ptr<float>(), tensor.data_ptr<float>() + tensor.numel());
+        return std::vector<float>(tensor.data_ptr<float>(),
+                                  tensor.data_ptr<float>() + tensor.numel());
       });
   const double export_seconds = core::seconds_since(export_start);
 
   nlohmann::ordered_json report;
   report["model"] = model_dir.string();
   report["out"] = options.out;
-  const fs::path report_path = options.report.empty() ? default_report_path(options.out) : fs::path(options.report);
+  const fs::path report_path =
+      options.report.empty() ? default_report_path(options.out) : fs::path(options.report);
   report["report"] = report_path.string();
   report["method"] = options.method;
   report["type"] = options.type;
@@ -244,7 +250,8 @@ int run_quantize(const QuantizeCliOptions& options) {
     rules.push_back({{"pattern", rule.pattern}, {"type", io::ggml_type_traits(rule.type).name}});
   }
   report["plan"] = {{"source", plan.source}, {"rules", rules}};
-  report["gptq"] = {{"act_order", options.act_order}, {"block_size", options.block_size}, {"damp", options.damp}};
+  report["gptq"] = {
+      {"act_order", options.act_order}, {"block_size", options.block_size}, {"damp", options.damp}};
   report["calibration"] = calibration;
   report["threads"] = threads;
   report["parameters"] = summary.parameters;
@@ -332,10 +339,15 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
       "and score the result against the float model");
   command->add_option("--model", options->model, "checkpoint directory or run directory (final/)")
       ->required();
-  command->add_option("--method", options->method, "rtn, gptq, awq, or awq+gptq (AWQ scaling, then GPTQ rounding)")
+  command
+      ->add_option("--method", options->method,
+                   "rtn, gptq, awq, or awq+gptq (AWQ scaling, then GPTQ rounding)")
       ->check(CLI::IsMember(quant::quant_method_names()))
       ->capture_default_str();
-  command->add_option("--type", options->type, "type of the weight matrices: q4_0, q4_1 or q8_0 (a plan may override per tensor)")
+  command
+      ->add_option(
+          "--type", options->type,
+          "type of the weight matrices: q4_0, q4_1 or q8_0 (a plan may override per tensor)")
       ->check(CLI::IsMember({"q4_0", "q4_1", "q8_0"}))
       ->capture_default_str();
   command->add_option("--plan", options->plan,
@@ -343,44 +355,55 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
                       "token_embd and output at q8_0 for 4-bit types");
   command->add_option("--calib", options->calib,
                       "prepared data to calibrate on (default: the data the model was trained on)");
-  command->add_option("--calib-split", options->calib_split, "split of --calib to draw windows from")
+  command
+      ->add_option("--calib-split", options->calib_split, "split of --calib to draw windows from")
       ->check(CLI::IsMember({"train", "valid", "test"}))
       ->capture_default_str();
-  command->add_option("--calib-tokens", options->calib_tokens,
-                      "calibration tokens (0 with --method rtn: no calibration, weight errors only)")
+  command
+      ->add_option("--calib-tokens", options->calib_tokens,
+                   "calibration tokens (0 with --method rtn: no calibration, weight errors only)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   command->add_option("--calib-ctx", options->calib_context, "tokens per calibration window")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("--seed", options->seed, "seed of the calibration window draw")->capture_default_str();
+  command->add_option("--seed", options->seed, "seed of the calibration window draw")
+      ->capture_default_str();
   command->add_flag("--act-order", options->act_order,
                     "GPTQ: round columns by decreasing Hessian diagonal (with static groups)");
-  command->add_option("--block-size", options->block_size, "GPTQ: columns per lazy batch (a multiple of 32)")
+  command
+      ->add_option("--block-size", options->block_size,
+                   "GPTQ: columns per lazy batch (a multiple of 32)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("--damp", options->damp, "GPTQ: damping, a share of the Hessian's mean diagonal")
+  command
+      ->add_option("--damp", options->damp, "GPTQ: damping, a share of the Hessian's mean diagonal")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   command->add_option("--eval-split", options->eval_split, "split the result is scored on")
       ->check(CLI::IsMember({"train", "valid", "test"}))
       ->capture_default_str();
-  command->add_option("--eval-tokens", options->eval_tokens, "score at most this many tokens; 0: the whole split")
+  command
+      ->add_option("--eval-tokens", options->eval_tokens,
+                   "score at most this many tokens; 0: the whole split")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   command->add_option("--eval-ctx", options->eval_context, "tokens per scored window")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_flag("--no-eval", options->no_eval, "skip scoring the result against the float model");
+  command->add_flag("--no-eval", options->no_eval,
+                    "skip scoring the result against the float model");
   command->add_flag("--baseline", options->baseline,
                     "also score round-to-nearest with the same plan, side by side");
   command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--tokenizer", options->tokenizer,
                       "tokenizer directory (default: the model's data directory's tokenizer/)");
-  command->add_option("--name", options->name, "general.name (default: the run's or the directory's name)");
+  command->add_option("--name", options->name,
+                      "general.name (default: the run's or the directory's name)");
   command->add_option("-o,--out", options->out, "the GGUF file to write")->required();
-  command->add_option("--report", options->report, "the JSON report (default: OUT with .quant.json)");
+  command->add_option("--report", options->report,
+                      "the JSON report (default: OUT with .quant.json)");
   command->add_flag("--json", options->json, "print the JSON report instead of the summary");
   command->callback([options, &exit_code] {
     if (options->block_size % 32 != 0) {

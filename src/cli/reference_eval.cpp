@@ -52,7 +52,8 @@ ReferenceEval evaluate_against_reference(const std::vector<const runtime::LlamaM
   }
   const int64_t vocab = models.front()->hparams().vocab_size;
   int64_t context = options.context;
-  for (const auto* model : models) context = std::min<int64_t>(context, model->hparams().context_length);
+  for (const auto* model : models)
+    context = std::min<int64_t>(context, model->hparams().context_length);
   const int64_t whole_split = (shard.size() - 1) / context;
   eval.context = context;
   eval.windows = options.max_tokens > 0

@@ -17,8 +17,8 @@ namespace edgedistill::cli {
 struct ReferenceEvalOptions {
   std::filesystem::path data;  // empty: the data the reference was trained on
   std::string split = "test";
-  int64_t context = 128;       // tokens per scored window (capped by the model's context)
-  int64_t max_tokens = 0;      // 0: the whole split
+  int64_t context = 128;   // tokens per scored window (capped by the model's context)
+  int64_t max_tokens = 0;  // 0: the whole split
 };
 
 struct ReferenceEval {

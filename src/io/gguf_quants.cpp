@@ -240,17 +240,20 @@ void pack_block(GgmlType type, const BlockGrid& grid, const int* codes, uint8_t*
 
 void quantize_row_q8_0(const float* x, int64_t n, Q8_0Block* out) {
   check_row_length("quantize_row_q8_0", n);
-  for (int64_t b = 0; b < n / kQuantBlock; ++b) out[b] = quantize_block<Q8_0Block>(GgmlType::q8_0, "quantize_row_q8_0", x + b * kQuantBlock);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b)
+    out[b] = quantize_block<Q8_0Block>(GgmlType::q8_0, "quantize_row_q8_0", x + b * kQuantBlock);
 }
 
 void quantize_row_q4_0(const float* x, int64_t n, Q4_0Block* out) {
   check_row_length("quantize_row_q4_0", n);
-  for (int64_t b = 0; b < n / kQuantBlock; ++b) out[b] = quantize_block<Q4_0Block>(GgmlType::q4_0, "quantize_row_q4_0", x + b * kQuantBlock);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b)
+    out[b] = quantize_block<Q4_0Block>(GgmlType::q4_0, "quantize_row_q4_0", x + b * kQuantBlock);
 }
 
 void quantize_row_q4_1(const float* x, int64_t n, Q4_1Block* out) {
   check_row_length("quantize_row_q4_1", n);
-  for (int64_t b = 0; b < n / kQuantBlock; ++b) out[b] = quantize_block<Q4_1Block>(GgmlType::q4_1, "quantize_row_q4_1", x + b * kQuantBlock);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b)
+    out[b] = quantize_block<Q4_1Block>(GgmlType::q4_1, "quantize_row_q4_1", x + b * kQuantBlock);
 }
 
 void dequantize_row_q8_0(const Q8_0Block* in, int64_t n, float* y) {

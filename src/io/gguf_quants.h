@@ -1,8 +1,8 @@
 // The reference (round-to-nearest) quantizers and the dequantizers of the GGUF block types, as
 // ../shared/specs/gguf.md states them (llama.cpp's own reference formulas):
 //   Q8_0: d = max|x| / 127, q = round(x / d)
-//   Q4_0: m = the element with the largest |x| (sign kept), d = m / -8, q = min(15, trunc(x / d + 8.5))
-//   Q4_1: d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5))
+//   Q4_0: m = the element with the largest |x| (sign kept), d = m / -8, q = min(15, trunc(x / d
+//   + 8.5)) Q4_1: d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5))
 // d and m are rounded to f16 when stored; the codes are computed from the unrounded d, as the
 // reference does. These are the baseline (RTN) and the specification the runtime's kernels and
 // the GPTQ/AWQ packers are tested against.
