@@ -509,16 +509,18 @@ TEST_CASE("a trained model is quantized with GPTQ then run and verified and bad 
     REQUIRE(errors.size() == 1);
     CHECK(errors[0].find(bad.fragment) != std::string::npos);
   }
-  // A value outside an option's choices is a usage error from CLI11: its line names the option
-  // and the value (then "Run with --help"), without the "error:" prefix of input errors.
+  // A value outside an option's choices is a usage error from CLI11: one error line naming the
+  // option, the value and the help to read.
   auto arguments = base;
   arguments.insert(arguments.end(), {"--model", run.string(), "--method", "bogus"});
   const auto usage = run_edgedistill(arguments, dir.path());
   INFO(usage.err);
   CHECK(usage.exit_code == 2);
-  const std::string first_line = usage.err.substr(0, usage.err.find('\n'));
-  CHECK(first_line.find("--method") != std::string::npos);
-  CHECK(first_line.find("bogus") != std::string::npos);
+  const auto usage_errors = error_lines(usage.err);
+  REQUIRE(usage_errors.size() == 1);
+  CHECK(usage_errors[0].find("--method") != std::string::npos);
+  CHECK(usage_errors[0].find("bogus") != std::string::npos);
+  CHECK(usage_errors[0].find("edgedistill quantize --help") != std::string::npos);
   CHECK_FALSE(fs::exists(dir.path() / "bad.gguf"));
 }
 

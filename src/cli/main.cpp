@@ -45,6 +45,14 @@ int main(int argc, char** argv) {
       "Run 'edgedistill COMMAND --help' for a command's options. Exit codes: 0 ok, "
       "1 a verification gate failed, 2 bad input, 3 internal error.");
 
+  // Usage errors (unknown option, a value outside an option's choices, a missing required
+  // option) print as one line like every other bad input, naming the help to read.
+  app.failure_message([](const CLI::App* top, const CLI::Error& e) {
+    std::string command = "edgedistill";
+    for (const auto* sub : top->get_subcommands()) command += " " + sub->get_name();
+    return std::string("edgedistill: error: ") + e.what() + "; see '" + command + " --help'\n";
+  });
+
   int exit_code = 0;
   cli::add_data_command(app, exit_code);
   cli::add_train_command(app, exit_code);
