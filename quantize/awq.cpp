@@ -13,10 +13,6 @@ namespace {
 
 using Linear = torch::nn::Linear;
 
-bool is_block_type(io::GgmlType type) {
-  return io::ggml_type_traits(type).quantized;
-}
-
 // The scale for one group of layers sharing input x: the alpha whose scaled, pseudo-quantized
 // weights change inspect(x) least (mean squared error). Leaves the weights as they were.
 torch::Tensor search_scale(const torch::Tensor& x,
@@ -28,7 +24,7 @@ torch::Tensor search_scale(const torch::Tensor& x,
   best_alpha = 0.0;
   std::vector<std::pair<Linear*, io::GgmlType>> quantized;
   for (const auto& [name, layer] : layers) {
-    if (is_block_type(types(name))) quantized.emplace_back(layer, types(name));
+    if (io::ggml_type_traits(types(name)).quantized) quantized.emplace_back(layer, types(name));
   }
   if (quantized.empty()) return torch::ones({cols});
   const auto mean_abs = x.abs().reshape({-1, cols}).mean(0);
@@ -128,9 +124,8 @@ void fold_scale_into_linear(torch::nn::LinearImpl& prev, torch::nn::LinearImpl& 
 std::map<std::string, AwqLinear> awq_block(model::LlamaBlockImpl& block,
                                            const model::LlamaModelImpl::BlockContext& context,
                                            const torch::Tensor& x_all, const BlockTypes& types,
-                                           const AwqOptions& options) {
+                                           const AwqOptions& options, int64_t chunk) {
   torch::NoGradGuard no_grad;
-  const int64_t chunk = options.chunk_windows;
   // The search runs the block branches once per alpha: on a subset of the windows.
   const torch::Tensor x = x_all.narrow(0, 0, std::min(options.search_windows, x_all.size(0)));
   const std::vector<std::pair<std::string, Linear*>> all = {

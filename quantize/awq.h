@@ -28,9 +28,9 @@ struct AwqOptions {
   int clip_steps = 10;          // shrink ratios 1, 1 - 0.5/steps, ..., 0.5
   double max_shrink = 0.5;      // the smallest ratio is 1 - max_shrink
   int64_t search_windows = 32;  // calibration windows the alpha search runs on (the first ones)
-  int64_t chunk_windows = 16;
-  bool clip =
-      true;  // the clipping search (off when GPTQ rounds after AWQ: GPTQ would fit the clip)
+  // The clipping search (clip_to_hessian), applied by the pass with --method awq only: when GPTQ
+  // rounds after AWQ it would fit the clipped weights instead of the originals.
+  bool clip = true;
 };
 
 // What AWQ did to one linear layer: before clipping, its weights are
@@ -48,11 +48,12 @@ struct AwqLinear {
 using BlockTypes = std::function<io::GgmlType(const std::string& linear)>;
 
 // Searches and folds the scales of one block on its calibration input x [N, T, dim] (changes
-// `block`). Returns all seven layers, by short name (mean_clip stays 1: see clip_to_hessian).
+// `block`), running the block `chunk` windows at a time. Returns all seven layers, by short name
+// (mean_clip stays 1: see clip_to_hessian).
 std::map<std::string, AwqLinear> awq_block(model::LlamaBlockImpl& block,
                                            const model::LlamaModelImpl::BlockContext& context,
                                            const torch::Tensor& x, const BlockTypes& types,
-                                           const AwqOptions& options);
+                                           const AwqOptions& options, int64_t chunk = 16);
 
 // The clipping search for one layer about to be rounded: each 32-element group of each row is
 // clipped to the shrink ratio of its largest magnitude that minimises the group's output error

@@ -125,10 +125,10 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   const std::vector<int64_t> order = column_order(h, options.act_order);
   const int64_t groups = cols / kQuantBlock;
   std::vector<io::BlockGrid> grids(static_cast<size_t>(rows * groups));
-  auto group_grid = [&](const double* row, int64_t stride, int64_t r, int64_t g) {
+  auto group_grid = [&](const double* row, int64_t r, int64_t g) {
     float block[kQuantBlock];
     for (int j = 0; j < kQuantBlock; ++j) {
-      block[j] = static_cast<float>(row[j * stride]);
+      block[j] = static_cast<float>(row[j]);
       if (!std::isfinite(block[j])) {
         throw InputError(str(name, ": GPTQ's error feedback produced non-finite weights (row ", r,
                              ", group ", g, "); raise the damping (--damp) or use --method rtn"));
@@ -140,7 +140,7 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
     // Static groups: every group's grid from the original weights, before any column moves.
     const double* w0 = w_all.data_ptr<double>();
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t g = 0; g < groups; ++g) group_grid(w0 + r * cols + g * kQuantBlock, 1, r, g);
+      for (int64_t g = 0; g < groups; ++g) group_grid(w0 + r * cols + g * kQuantBlock, r, g);
     }
   }
 
@@ -165,7 +165,7 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
       if (!options.act_order && column % kQuantBlock == 0) {
         // The group starts: its grid from the weights as updated so far (j == column here, and
         // the block size is a multiple of 32, so the group lies inside this block).
-        for (int64_t r = 0; r < rows; ++r) group_grid(w_data + r * cols + j, 1, r, g);
+        for (int64_t r = 0; r < rows; ++r) group_grid(w_data + r * cols + j, r, g);
       }
       const double* u_row = u_data + j * cols;
       const double pivot = u_row[j];

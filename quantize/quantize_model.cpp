@@ -11,10 +11,6 @@
 namespace edgedistill::quant {
 namespace {
 
-bool is_block_type(io::GgmlType type) {
-  return io::ggml_type_traits(type).quantized;
-}
-
 bool uses_awq(QuantMethod method) {
   return method == QuantMethod::awq || method == QuantMethod::awq_gptq;
 }
@@ -32,7 +28,7 @@ class Pass {
   void round(const std::string& name, torch::Tensor& weight, const torch::Tensor& hessian,
              const AwqLinear* awq) {
     const io::GgmlType type = options_.tensor_types.at(name);
-    if (!is_block_type(type)) return;  // f32/f16 matrices keep their float weights
+    if (!io::ggml_type_traits(type).quantized) return;  // f32/f16 matrices stay float
     const auto start = std::chrono::steady_clock::now();
     LayerReport report;
     report.name = name;
@@ -66,8 +62,13 @@ class Pass {
       }
     }
     report.method = rounding_error(original, rounded_original, h);
-    report.rtn = rounding_error(
-        original, dequantize_bytes(rtn_bytes(original, type), type, report.rows, report.cols), h);
+    // Plain round-to-nearest of unscaled weights is its own baseline.
+    report.rtn =
+        report.rounding == "rtn" && awq == nullptr
+            ? report.method
+            : rounding_error(
+                  original,
+                  dequantize_bytes(rtn_bytes(original, type), type, report.rows, report.cols), h);
     {
       torch::NoGradGuard no_grad;
       weight.copy_(rounded);
@@ -95,8 +96,9 @@ class Pass {
       AwqLinear* entry = it == awq.end() ? nullptr : &it->second;
       // AWQ's clipping search, on the inputs the layer is rounded for (not q and k: their error
       // is amplified by the softmax, which a per-layer output error does not see).
-      if (entry != nullptr && options_.awq.clip && hessian.defined() && linear != "attn_q" &&
-          linear != "attn_k" && is_block_type(options_.tensor_types.at(name))) {
+      if (entry != nullptr && options_.method == QuantMethod::awq && options_.awq.clip &&
+          hessian.defined() && linear != "attn_q" && linear != "attn_k" &&
+          io::ggml_type_traits(options_.tensor_types.at(name)).quantized) {
         entry->mean_clip =
             clip_to_hessian(**module, options_.tensor_types.at(name), hessian, options_.awq);
       }
@@ -134,7 +136,7 @@ class Pass {
             [&](const std::string& linear) {
               return options_.tensor_types.at(prefix + linear + ".weight");
             },
-            options_.awq);
+            options_.awq, chunk);
       }
       const auto attn_in = stage([&](const torch::Tensor& c) { return block.attn_norm(c); }, x);
       round_group(prefix, attn_in,

@@ -174,9 +174,6 @@ int run_quantize(const QuantizeCliOptions& options) {
   qopts.gptq.act_order = options.act_order;
   qopts.gptq.block_size = options.block_size;
   qopts.gptq.damp = options.damp;
-  // AWQ's clipping search fits round-to-nearest; when GPTQ rounds after AWQ it would only make
-  // GPTQ fit the clipped weights (measured: see quantize/README.md), so awq+gptq scales only.
-  qopts.awq.clip = *method == quant::QuantMethod::awq;
   quant::GgufExportOptions export_options;
   export_options.type = *type;
   export_options.tensor_types = qopts.tensor_types;

@@ -31,66 +31,6 @@ void check_finite_block(const char* what, const float* x) {
   }
 }
 
-// The block's grid by the reference formulas (header comment).
-BlockGrid reference_grid(GgmlType type, const float* x) {
-  BlockGrid grid;
-  float d = 0.0f;
-  if (type == GgmlType::q8_0) {
-    float amax = 0.0f;
-    for (int j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
-    d = amax / 127.0f;
-  } else if (type == GgmlType::q4_0) {
-    // The element of largest magnitude with its sign; the first one wins a tie. d = max / -8 maps
-    // it to code 0 exactly (value -8 * d), so the full range [-8, 7] is used on its side.
-    float amax = 0.0f;
-    float max = 0.0f;
-    for (int j = 0; j < kQuantBlock; ++j) {
-      if (amax < std::fabs(x[j])) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
-    }
-    d = max / -8.0f;
-  } else {
-    ED_CHECK(type == GgmlType::q4_1, "block_grid: ", ggml_type_traits(type).name,
-             " is not a block-quantized type");
-    float min = FLT_MAX;
-    float max = -FLT_MAX;
-    for (int j = 0; j < kQuantBlock; ++j) {
-      min = std::min(min, x[j]);
-      max = std::max(max, x[j]);
-    }
-    d = (max - min) / 15.0f;
-    grid.min = min;
-    grid.m = float_to_f16(min);
-  }
-  // As llama.cpp's reference: codes multiply by the reciprocal of the unrounded scale (codes of
-  // x / d and x * (1 / d) differ only when x / d lies within an ulp of a half-integer).
-  grid.inverse = d != 0.0f ? 1.0f / d : 0.0f;
-  grid.d = float_to_f16(d);
-  return grid;
-}
-
-// Clamped before the integer conversion, so weights off the grid (GPTQ's updated ones) get the
-// nearest end code instead of undefined behaviour; on the block's own values the clamps never
-// act and these are the reference expressions.
-int reference_code(GgmlType type, const BlockGrid& grid, float x) {
-  switch (type) {
-    case GgmlType::q8_0:
-      return static_cast<int>(std::roundf(std::clamp(x * grid.inverse, -128.0f, 127.0f)));
-    case GgmlType::q4_0:
-      // x * id + 8.5 is in [0.5, 16.5] on the block's values: truncation rounds half up after
-      // the + 0.5 and the bound clips the one code past the grid.
-      return static_cast<int>(std::clamp(x * grid.inverse + 8.5f, 0.0f, 15.0f));
-    case GgmlType::q4_1:
-      return static_cast<int>(std::clamp((x - grid.min) * grid.inverse + 0.5f, 0.0f, 15.0f));
-    default:
-      break;
-  }
-  ED_CHECK(false, "grid_code: ", ggml_type_traits(type).name, " is not a block-quantized type");
-  return 0;
-}
-
 template <class Block>
 Block pack_nibbles(const BlockGrid& grid, const int* codes) {
   Block block;
@@ -105,9 +45,9 @@ Block pack_nibbles(const BlockGrid& grid, const int* codes) {
 template <class Block>
 Block quantize_block(GgmlType type, const char* what, const float* x) {
   check_finite_block(what, x);
-  const BlockGrid grid = reference_grid(type, x);
+  const BlockGrid grid = block_grid(type, x);
   int codes[kQuantBlock];
-  for (int j = 0; j < kQuantBlock; ++j) codes[j] = reference_code(type, grid, x[j]);
+  for (int j = 0; j < kQuantBlock; ++j) codes[j] = grid_code(type, grid, x[j]);
   Block block;
   pack_block(type, grid, codes, reinterpret_cast<uint8_t*>(&block));
   return block;
@@ -190,12 +130,64 @@ void dequantize_one_row(GgmlType type, const uint8_t* data, int64_t cols, float*
 
 }  // namespace
 
+// The block's grid by the reference formulas (header comment).
 BlockGrid block_grid(GgmlType type, const float* x) {
-  return reference_grid(type, x);
+  BlockGrid grid;
+  float d = 0.0f;
+  if (type == GgmlType::q8_0) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+    d = amax / 127.0f;
+  } else if (type == GgmlType::q4_0) {
+    // The element of largest magnitude with its sign; the first one wins a tie. d = max / -8 maps
+    // it to code 0 exactly (value -8 * d), so the full range [-8, 7] is used on its side.
+    float amax = 0.0f;
+    float max = 0.0f;
+    for (int j = 0; j < kQuantBlock; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    d = max / -8.0f;
+  } else {
+    ED_CHECK(type == GgmlType::q4_1, "block_grid: ", ggml_type_traits(type).name,
+             " is not a block-quantized type");
+    float min = FLT_MAX;
+    float max = -FLT_MAX;
+    for (int j = 0; j < kQuantBlock; ++j) {
+      min = std::min(min, x[j]);
+      max = std::max(max, x[j]);
+    }
+    d = (max - min) / 15.0f;
+    grid.min = min;
+    grid.m = float_to_f16(min);
+  }
+  // As llama.cpp's reference: codes multiply by the reciprocal of the unrounded scale (codes of
+  // x / d and x * (1 / d) differ only when x / d lies within an ulp of a half-integer).
+  grid.inverse = d != 0.0f ? 1.0f / d : 0.0f;
+  grid.d = float_to_f16(d);
+  return grid;
 }
 
+// Clamped before the integer conversion, so weights off the grid (GPTQ's updated ones) get the
+// nearest end code instead of undefined behaviour; on the block's own values the clamps never
+// act and these are the reference expressions.
 int grid_code(GgmlType type, const BlockGrid& grid, float x) {
-  return reference_code(type, grid, x);
+  switch (type) {
+    case GgmlType::q8_0:
+      return static_cast<int>(std::roundf(std::clamp(x * grid.inverse, -128.0f, 127.0f)));
+    case GgmlType::q4_0:
+      // x * id + 8.5 is in [0.5, 16.5] on the block's values: truncation rounds half up after
+      // the + 0.5 and the bound clips the one code past the grid.
+      return static_cast<int>(std::clamp(x * grid.inverse + 8.5f, 0.0f, 15.0f));
+    case GgmlType::q4_1:
+      return static_cast<int>(std::clamp((x - grid.min) * grid.inverse + 0.5f, 0.0f, 15.0f));
+    default:
+      break;
+  }
+  ED_CHECK(false, "grid_code: ", ggml_type_traits(type).name, " is not a block-quantized type");
+  return 0;
 }
 
 float grid_value(GgmlType type, const BlockGrid& grid, int code) {
