@@ -1,5 +1,7 @@
 #include "distill/distill_config.h"
 
+#include <algorithm>
+
 namespace edgedistill::distill {
 
 using core::config_fail;
@@ -45,8 +47,112 @@ void DistillSection::validate(const std::string& at) const {
   }
 }
 
+void LayerDropConfig::validate(const std::string& at) const {
+  if (!(theta_bar > 0 && theta_bar <= 1)) config_fail(key_path(at, "theta_bar"), "must be in (0, 1]");
+  if (!(gamma >= 0)) config_fail(key_path(at, "gamma"), "must be >= 0");
+}
+
+void LayerRemovalConfig::validate(const std::string& at) const {
+  if (target_layers < 0) config_fail(key_path(at, "target_layers"), "must be >= 0 (0: no removal)");
+  if (every_steps < 0) config_fail(key_path(at, "every_steps"), "must be >= 0");
+  if (held_out_tokens <= 0) config_fail(key_path(at, "held_out_tokens"), "must be positive");
+  if (!enabled()) return;
+  if (at_steps.empty() == (every_steps == 0)) {
+    config_fail(key_path(at, "at_steps"),
+                "give either at_steps (e.g. [100, 200]) or every_steps, not both and not neither");
+  }
+  for (size_t i = 0; i < at_steps.size(); ++i) {
+    if (at_steps[i] <= 0 || (i > 0 && at_steps[i] <= at_steps[i - 1])) {
+      config_fail(key_path(at, "at_steps"), "must be positive and increasing");
+    }
+  }
+}
+
+void QueryConfig::validate(const std::string& at) const {
+  if (!(budget >= 0 && budget <= 1)) config_fail(key_path(at, "budget"), "must be in [0, 1]");
+  if (window <= 0) config_fail(key_path(at, "window"), "must be positive");
+  if (!(dropout > 0 && dropout < 1)) config_fail(key_path(at, "dropout"), "must be in (0, 1)");
+  if (window_items <= 0) config_fail(key_path(at, "window_items"), "must be positive");
+  if (bandit_every <= 0) config_fail(key_path(at, "bandit_every"), "must be positive");
+  if (held_out_tokens <= 0) config_fail(key_path(at, "held_out_tokens"), "must be positive");
+}
+
+namespace {
+
+// The checks between the training-time techniques, the model and the loss terms.
+void validate_techniques(const DistillRecipe& recipe, const std::string& at) {
+  const auto& d = recipe.distill;
+  const bool llama = recipe.base.model.arch == "llama";
+  auto has_term = [&](const char* kind) {
+    return std::any_of(d.losses.begin(), d.losses.end(),
+                       [&](const LossTerm& term) { return term.kind == kind; });
+  };
+  for (const auto& [on, key] : {std::pair{d.layer_drop.enabled, "layer_drop"},
+                                std::pair{d.layer_removal.enabled(), "layer_removal"},
+                                std::pair{d.queries.enabled(), "queries"}}) {
+    if (on && !llama) {
+      config_fail(key_path(at, str("distill.", key)),
+                  "applies to llama students; an mlp classifier distils without it");
+    }
+  }
+  if (d.layer_drop.enabled && has_term("attention_relation")) {
+    config_fail(key_path(at, "distill.layer_drop"),
+                "cannot drop the block an attention_relation term reads; drop one of the two");
+  }
+  const auto& removal = d.layer_removal;
+  if (removal.enabled()) {
+    const int layers = recipe.base.model.llama.n_layers;
+    const auto steps = recipe.base.train.steps;
+    if (removal.target_layers >= layers) {
+      config_fail(key_path(at, "distill.layer_removal.target_layers"),
+                  str(removal.target_layers, " is not below the student's ", layers,
+                      " layers; give fewer"));
+    }
+    const int64_t removals = layers - removal.target_layers;
+    if (!removal.at_steps.empty() && static_cast<int64_t>(removal.at_steps.size()) != removals) {
+      config_fail(key_path(at, "distill.layer_removal.at_steps"),
+                  str("has ", removal.at_steps.size(), " steps but going from ", layers, " to ",
+                      removal.target_layers, " layers takes ", removals, " removals"));
+    }
+    const int64_t last =
+        removal.at_steps.empty() ? removal.every_steps * removals : removal.at_steps.back();
+    if (last >= steps) {
+      config_fail(key_path(at, "distill.layer_removal"),
+                  str("the last removal would come at step ", last, ", not before train.steps = ",
+                      steps, "; remove earlier or train longer"));
+    }
+    if (has_term("hidden") || has_term("attention_relation")) {
+      config_fail(key_path(at, "distill.layer_removal"),
+                  "cannot renumber the student blocks a hidden or attention_relation term maps; "
+                  "drop one of the two");
+    }
+  }
+  const auto& queries = d.queries;
+  if (queries.enabled()) {
+    if (recipe.needs_live_teacher()) {
+      config_fail(key_path(at, "distill.queries"),
+                  "works with ce and the logit terms; hidden, attention_relation and contrastive "
+                  "need the teacher on every item");
+    }
+    if (!std::any_of(d.losses.begin(), d.losses.end(),
+                     [](const LossTerm& term) { return term.is_logit_term(); })) {
+      config_fail(key_path(at, "distill.queries"),
+                  "decides which items get the teacher's logits, but no loss term uses them; add "
+                  "a logit term such as forward_kl");
+    }
+    if (queries.unit == "window" && recipe.base.train.seq_len % queries.window != 0) {
+      config_fail(key_path(at, "distill.queries.window"),
+                  str(queries.window, " does not divide train.seq_len = ",
+                      recipe.base.train.seq_len));
+    }
+  }
+}
+
+}  // namespace
+
 void DistillRecipe::validate(const std::string& at) const {
   base.validate(at);
+  validate_techniques(*this, at);
   if (base.model.arch == "mlp") {
     for (size_t i = 0; i < distill.losses.size(); ++i) {
       const auto& term = distill.losses[i];

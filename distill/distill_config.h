@@ -94,12 +94,94 @@ struct StudentInit {
   void validate(const std::string& at) const;
 };
 
+// Progressive layer dropping (Zhang & He 2020): each step keeps block l of L (1-based) with
+// probability p_l = 1 - (l / L) (1 - theta(t)), theta(t) = (1 - theta_bar) exp(-gamma t) +
+// theta_bar; a dropped block does not run, a kept one's residual branch is scaled by 1 / p_l.
+struct LayerDropConfig {
+  bool enabled = false;
+  double theta_bar = 0.5;
+  double gamma = 0.001;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("enabled", enabled, "drop student blocks at random while training (true turns it on)");
+    v.field("theta_bar", theta_bar, "the keep ratio theta(t) decays towards (the last block's)");
+    v.field("gamma", gamma, "decay rate of theta(t) per optimizer step");
+  }
+  void validate(const std::string& at) const;
+};
+
+// Progressive layer removal: one student block deleted for good at each scheduled step, the one
+// whose removal hurts least on held-out data, until target_layers remain.
+struct LayerRemovalConfig {
+  int target_layers = 0;
+  std::vector<int64_t> at_steps;
+  int64_t every_steps = 0;
+  std::string criterion = "influence";
+  int64_t held_out_tokens = 8192;
+
+  bool enabled() const { return target_layers > 0; }
+
+  template <class V>
+  void visit(V& v) {
+    v.field("target_layers", target_layers, "the student's final depth; 0: no removal");
+    v.field("at_steps", at_steps, "the steps after which one block is removed each");
+    v.field("every_steps", every_steps, "or: remove one block every this many steps");
+    v.choice("criterion", criterion, {"influence", "loss"},
+             "influence: lowest 1 - cos(block input, output); loss: least distillation-loss "
+             "increase when the block is skipped");
+    v.field("held_out_tokens", held_out_tokens,
+            "valid-split tokens the criterion is measured on");
+  }
+  void validate(const std::string& at) const;
+};
+
+// Teacher queries: the student scores each item (sequence or token window) by its uncertainty and
+// only the items above an online threshold, a `budget` share of them, go through the teacher.
+struct QueryConfig {
+  std::string policy = "none";
+  double budget = 0.25;
+  std::string unit = "sequence";
+  int window = 32;
+  double dropout = 0.1;
+  int64_t window_items = 128;
+  int64_t bandit_every = 10;
+  int64_t held_out_tokens = 4096;
+
+  bool enabled() const { return policy != "none"; }
+
+  template <class V>
+  void visit(V& v) {
+    v.choice("policy", policy,
+             {"none", "entropy", "margin", "dropout_disagreement", "random", "learned"},
+             "which items the student sends to the teacher; none: all of them (plain "
+             "distillation)");
+    v.field("budget", budget, "the share of items sent to the teacher, in [0, 1]");
+    v.choice("unit", unit, {"sequence", "window"},
+             "an item is a training sequence or a window of `window` tokens");
+    v.field("window", window, "tokens per item when unit = window; divides train.seq_len");
+    v.field("dropout", dropout, "dropout_disagreement: dropout rate of the two student passes");
+    v.field("window_items", window_items,
+            "the online threshold is a quantile of this many recent item scores");
+    v.field("bandit_every", bandit_every, "learned: optimizer steps per bandit round");
+    v.field("held_out_tokens", held_out_tokens,
+            "learned: valid-split tokens whose loss rewards each round");
+  }
+  void validate(const std::string& at) const;
+};
+
 struct DistillSection {
   std::vector<LossTerm> losses = {LossTerm{}};
+  LayerDropConfig layer_drop;
+  LayerRemovalConfig layer_removal;
+  QueryConfig queries;
 
   template <class V>
   void visit(V& v) {
     v.field("losses", losses, "weighted loss terms, each logged on its own in metrics.jsonl");
+    v.field("layer_drop", layer_drop, "progressive layer dropping of the student's blocks");
+    v.field("layer_removal", layer_removal, "progressive removal of the student's blocks");
+    v.field("queries", queries, "which items the student asks the teacher about");
   }
   void validate(const std::string& at) const;
 };

@@ -1,9 +1,16 @@
 #include "distill/distill_task.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iomanip>
+#include <map>
 
 #include "core/log.h"
+#include "core/rng.h"
+#include "model/fused_ops.h"
 #include "data/prepare.h"
+#include "distill/layer_drop.h"
+#include "distill/layer_removal.h"
 #include "distill/logit_losses.h"
 #include "distill/student_init.h"
 #include "train/setup.h"
@@ -24,8 +31,38 @@ LanguageModelDistillTask::LanguageModelDistillTask(model::LlamaModel student,
             teacher != nullptr ? teacher->meta.config : recipe.base.model),
       run_teacher_(teacher != nullptr &&
                    (recipe.needs_live_teacher() || (loss_.needs_teacher_logits() && !cache))),
-      device_(device) {
+      device_(device),
+      seed_(core::derive_seed(static_cast<uint64_t>(recipe.base.seed), 0x706c64ULL)),
+      grad_accum_(recipe.base.train.grad_accum),
+      layer_drop_(recipe.distill.layer_drop),
+      removal_(recipe.distill.layer_removal),
+      query_config_(recipe.distill.queries) {
   if (loss_.modules() != nullptr) loss_.modules()->to(device);
+  if (query_config_.enabled()) {
+    ED_CHECK(teacher != nullptr, "queries need the live teacher (checked by prepare_distillation)");
+    queries_ = std::make_unique<TeacherQueries>(query_config_, seed_);
+  }
+}
+
+void LanguageModelDistillTask::begin_step(int64_t step) {
+  step_ = step;
+  micro_ = 0;
+  theta_ = layer_drop_.enabled ? keep_ratio(layer_drop_, step) : 1.0;
+  if (queries_ && queries_->round_due(step)) {
+    queries_->next_round(train::language_model_loss(*student_, base_.shard("valid"),
+                                                    base_.seq_len(), base_.batch_size(),
+                                                    query_config_.held_out_tokens, device_)
+                             .first);
+  }
+}
+
+void LanguageModelDistillTask::count_teacher(int64_t rows, int64_t length, int64_t full_rows,
+                                             int64_t full_length) {
+  const auto& config = teacher_->meta.config.llama;
+  teacher_tokens_ += rows * length;
+  teacher_tokens_full_ += full_rows * full_length;
+  teacher_flops_ += rows > 0 ? model::forward_flops(config, rows, length) : 0.0;
+  teacher_flops_full_ += model::forward_flops(config, full_rows, full_length);
 }
 
 train::MicroBatchLoss LanguageModelDistillTask::next_micro_batch_loss() {
@@ -33,28 +70,296 @@ train::MicroBatchLoss LanguageModelDistillTask::next_micro_batch_loss() {
   const auto batch = base_.next_batch(&starts);
   const int64_t seq_len = base_.seq_len();
   const auto inputs = batch.narrow(1, 0, seq_len);
-  const auto student_out = student_->forward(inputs, loss_.student_options());
-  const int64_t vocab = student_out.logits.size(-1);
-  DistillBatch distill_batch;
-  distill_batch.student_logits = student_out.logits.reshape({-1, vocab});
-  distill_batch.targets = batch.narrow(1, 1, seq_len).reshape({-1});
-  distill_batch.student = &student_out;
-  model::ForwardOutput teacher_out;
-  TopKDistribution top_k;
-  if (run_teacher_) {
-    torch::NoGradGuard no_grad;
-    teacher_out = teacher_->llama().forward(inputs, loss_.teacher_options());
-    distill_batch.teacher_logits = teacher_out.logits.reshape({-1, vocab});
-    distill_batch.teacher = &teacher_out;
-  } else if (cache_ != nullptr && loss_.needs_teacher_logits()) {
-    top_k = cache_->lookup(starts, seq_len);
-    top_k.ids = top_k.ids.to(device_);
-    top_k.logprobs = top_k.logprobs.to(device_);
-    top_k.tail = top_k.tail.to(device_);
-    distill_batch.teacher_top_k = &top_k;
+  // Each micro-batch's draws (dropped blocks, random scores) come from its own counter.
+  const auto draw = static_cast<uint64_t>(step_ * grad_accum_ + micro_++);
+  auto options = loss_.student_options();
+  std::vector<train::Metric> technique_terms;
+  if (layer_drop_.enabled) {
+    const int layers = student_->config().n_layers;
+    options.block_scales = draw_block_scales(theta_, layers, seed_, draw);
+    const auto run = std::count_if(options.block_scales.begin(), options.block_scales.end(),
+                                   [](double scale) { return scale != 0; });
+    blocks_run_ += run;
+    block_slots_ += layers;
+    technique_terms = {{"pld_theta", theta_}, {"pld_layers_run", static_cast<double>(run)}};
   }
-  auto out = loss_.compute(distill_batch);
+  const auto student_out = student_->forward(inputs, options);
+  const auto targets = batch.narrow(1, 1, seq_len).reshape({-1});
+  train::MicroBatchLoss out;
+  if (queries_ && query_config_.budget < 1.0) {
+    out = queried_loss(inputs, targets, student_out, starts, draw);
+  } else {
+    // Plain distillation (a query budget of 1 sends every item: the same arithmetic).
+    const int64_t vocab = student_out.logits.size(-1);
+    DistillBatch distill_batch;
+    distill_batch.student_logits = student_out.logits.reshape({-1, vocab});
+    distill_batch.targets = targets;
+    distill_batch.student = &student_out;
+    model::ForwardOutput teacher_out;
+    TopKDistribution top_k;
+    if (run_teacher_) {
+      torch::NoGradGuard no_grad;
+      teacher_out = teacher_->llama().forward(inputs, loss_.teacher_options());
+      distill_batch.teacher_logits = teacher_out.logits.reshape({-1, vocab});
+      distill_batch.teacher = &teacher_out;
+      count_teacher(inputs.size(0), seq_len, inputs.size(0), seq_len);
+    } else if (cache_ != nullptr && loss_.needs_teacher_logits()) {
+      top_k = cache_->lookup(starts, seq_len);
+      top_k.ids = top_k.ids.to(device_);
+      top_k.logprobs = top_k.logprobs.to(device_);
+      top_k.tail = top_k.tail.to(device_);
+      distill_batch.teacher_top_k = &top_k;
+    }
+    out = loss_.compute(distill_batch);
+    if (queries_) out.terms.emplace_back("query_rate", 1.0);
+  }
+  for (auto& term : technique_terms) out.terms.push_back(std::move(term));
   out.items = inputs.numel();
+  return out;
+}
+
+torch::Tensor LanguageModelDistillTask::choose_items(const torch::Tensor& inputs,
+                                                     const model::ForwardOutput& student_out,
+                                                     int64_t window, uint64_t draw) {
+  const int64_t rows = inputs.size(0), items = inputs.size(1) / window;
+  if (query_config_.budget <= 0) return torch::zeros({rows, items}, torch::kBool);
+  std::map<std::string, torch::Tensor> scores;
+  for (const auto& policy : queries_->needed_scores()) {
+    if (policy == "entropy") {
+      scores[policy] = entropy_scores(student_out.logits.detach(), window);
+    } else if (policy == "margin") {
+      scores[policy] = margin_scores(student_out.logits.detach(), window);
+    } else if (policy == "random") {
+      scores[policy] = queries_->random_scores(rows, items, draw);
+    } else if (policy == "dropout_disagreement") {
+      torch::NoGradGuard no_grad;
+      model::ForwardOptions noisy;
+      noisy.residual_dropout = query_config_.dropout;
+      const auto a = student_->forward(inputs, noisy).logits;
+      const auto b = student_->forward(inputs, noisy).logits;
+      scores[policy] = disagreement_scores(a, b, window);
+    }
+  }
+  return queries_->decide(scores);
+}
+
+train::MicroBatchLoss LanguageModelDistillTask::queried_loss(
+    const torch::Tensor& inputs, const torch::Tensor& targets,
+    const model::ForwardOutput& student_out, const std::vector<int64_t>& starts, uint64_t draw) {
+  const int64_t rows = inputs.size(0), seq_len = inputs.size(1);
+  const int64_t window = query_config_.unit == "sequence" ? seq_len : query_config_.window;
+  const int64_t items = seq_len / window;
+  const auto queried = choose_items(inputs, student_out, window, draw);
+  const auto flags = queried.accessor<bool, 2>();
+
+  // The teacher runs once per distinct prefix: a row goes in up to the end of its last queried
+  // item (the teacher needs the item's left context, not the tokens after it).
+  std::map<int64_t, std::vector<int64_t>> rows_by_end;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t last = -1;
+    for (int64_t j = 0; j < items; ++j) {
+      if (flags[r][j]) last = j;
+    }
+    if (last >= 0) rows_by_end[(last + 1) * window].push_back(r);
+  }
+  std::vector<int64_t> asked_positions;  // flattened token positions, in teacher-logit order
+  std::vector<torch::Tensor> teacher_logits;
+  int64_t teacher_tokens = 0;
+  double teacher_flops = 0;
+  for (const auto& [end, group] : rows_by_end) {
+    torch::NoGradGuard no_grad;
+    const auto index = torch::tensor(group, torch::kInt64).to(device_);
+    const auto logits = teacher_->llama().forward(inputs.index_select(0, index).narrow(1, 0, end)).logits;
+    teacher_tokens += static_cast<int64_t>(group.size()) * end;
+    teacher_flops += model::forward_flops(teacher_->meta.config.llama,
+                                          static_cast<int64_t>(group.size()), end);
+    for (size_t i = 0; i < group.size(); ++i) {
+      for (int64_t j = 0; j < items; ++j) {
+        if (!flags[group[i]][j]) continue;
+        teacher_logits.push_back(logits[static_cast<int64_t>(i)].narrow(0, j * window, window));
+        for (int64_t t = 0; t < window; ++t) {
+          asked_positions.push_back(group[i] * seq_len + j * window + t);
+        }
+      }
+    }
+  }
+  teacher_tokens_ += teacher_tokens;
+  teacher_tokens_full_ += rows * seq_len;
+  teacher_flops_ += teacher_flops;
+  teacher_flops_full_ += model::forward_flops(teacher_->meta.config.llama, rows, seq_len);
+
+  const int64_t vocab = student_out.logits.size(-1);
+  const auto logits = student_out.logits.reshape({-1, vocab});
+  const auto total = static_cast<double>(rows * seq_len);
+  const auto asked = static_cast<double>(asked_positions.size());
+  train::MicroBatchLoss out;
+  torch::Tensor loss;
+  if (!asked_positions.empty()) {
+    const auto index = torch::tensor(asked_positions, torch::kInt64).to(device_);
+    DistillBatch part;
+    part.student_logits = logits.index_select(0, index);
+    part.targets = targets.index_select(0, index);
+    part.teacher_logits = torch::cat(teacher_logits);
+    auto asked_loss = loss_.compute(part);
+    loss = asked_loss.loss * (asked / total);
+    out.terms = std::move(asked_loss.terms);
+  }
+  if (asked_positions.size() < static_cast<size_t>(rows * seq_len)) {
+    // The items the teacher did not see: hard labels, or the cached teacher when there is one.
+    std::vector<bool> is_asked(static_cast<size_t>(rows * seq_len), false);
+    for (int64_t p : asked_positions) is_asked[static_cast<size_t>(p)] = true;
+    std::vector<int64_t> rest;
+    for (int64_t p = 0; p < rows * seq_len; ++p) {
+      if (!is_asked[static_cast<size_t>(p)]) rest.push_back(p);
+    }
+    torch::Tensor rest_loss;
+    if (asked_positions.empty() && cache_ == nullptr) {
+      rest_loss = model::cross_entropy(logits, targets);  // as hard-label training computes it
+    } else if (cache_ != nullptr) {
+      const auto index = torch::tensor(rest, torch::kInt64);
+      auto top_k = cache_->lookup(starts, seq_len);
+      top_k.ids = top_k.ids.index_select(0, index).to(device_);
+      top_k.logprobs = top_k.logprobs.index_select(0, index).to(device_);
+      top_k.tail = top_k.tail.index_select(0, index).to(device_);
+      DistillBatch part;
+      part.student_logits = logits.index_select(0, index.to(device_));
+      part.targets = targets.index_select(0, index.to(device_));
+      part.teacher_top_k = &top_k;
+      rest_loss = loss_.compute(part).loss;
+    } else {
+      const auto index = torch::tensor(rest, torch::kInt64).to(device_);
+      rest_loss = model::cross_entropy(logits.index_select(0, index), targets.index_select(0, index));
+    }
+    out.terms.emplace_back(cache_ != nullptr ? "loss_unqueried_cache" : "loss_unqueried_ce",
+                           rest_loss.item<double>());
+    const auto weighted = rest_loss * ((total - asked) / total);
+    loss = loss.defined() ? loss + weighted : weighted;
+  }
+  out.loss = loss;
+  out.terms.emplace_back("query_rate", asked / total);
+  for (const auto& metric : queries_->batch_metrics()) out.terms.push_back(metric);
+  out.terms.emplace_back("teacher_tokens", static_cast<double>(teacher_tokens));
+  return out;
+}
+
+const std::vector<torch::Tensor>& LanguageModelDistillTask::held_out_batches() {
+  if (held_out_.empty()) {
+    const auto& shard = base_.shard("valid");
+    const int64_t windows =
+        train::evaluation_window_count(shard, base_.seq_len(), removal_.held_out_tokens);
+    for (int64_t first = 0; first < windows; first += base_.batch_size()) {
+      const int64_t rows = std::min<int64_t>(base_.batch_size(), windows - first);
+      held_out_.push_back(
+          train::evaluation_windows(shard, base_.seq_len(), first, rows).to(device_));
+    }
+  }
+  return held_out_;
+}
+
+std::vector<double> LanguageModelDistillTask::removal_scores() {
+  const auto& batches = held_out_batches();
+  if (removal_.criterion == "influence") return block_influence(*student_, batches);
+  // The distillation loss on the held-out batches with a block skipped; the teacher's logits are
+  // computed once for all blocks.
+  torch::NoGradGuard no_grad;
+  const int64_t seq_len = base_.seq_len();
+  std::vector<torch::Tensor> teacher_logits;
+  for (const auto& batch : batches) {
+    const auto logits = teacher_->llama().forward(batch.narrow(1, 0, seq_len)).logits;
+    teacher_logits.push_back(logits.reshape({-1, logits.size(-1)}));
+  }
+  return skip_loss_increase(
+      student_->config().n_layers, [&](const std::vector<double>& scales) {
+        model::ForwardOptions options;
+        options.block_scales = scales;
+        double sum = 0;
+        int64_t tokens = 0;
+        for (size_t b = 0; b < batches.size(); ++b) {
+          const auto logits = student_->forward(batches[b].narrow(1, 0, seq_len), options).logits;
+          DistillBatch part;
+          part.student_logits = logits.reshape({-1, logits.size(-1)});
+          part.targets = batches[b].narrow(1, 1, seq_len).reshape({-1});
+          part.teacher_logits = teacher_logits[b];
+          const int64_t n = part.targets.size(0);
+          sum += loss_.compute(part).loss.item<double>() * static_cast<double>(n);
+          tokens += n;
+        }
+        return sum / static_cast<double>(std::max<int64_t>(1, tokens));
+      });
+}
+
+train::TrainingTask::StepEvent LanguageModelDistillTask::end_step(int64_t done) {
+  StepEvent event;
+  const int layers = student_->config().n_layers;
+  if (!removal_.enabled() || layers <= removal_.target_layers) return event;
+  const bool due = removal_.at_steps.empty()
+                       ? done % removal_.every_steps == 0
+                       : std::find(removal_.at_steps.begin(), removal_.at_steps.end(), done) !=
+                             removal_.at_steps.end();
+  if (!due) return event;
+  const auto scores = removal_scores();
+  const int block =
+      static_cast<int>(std::min_element(scores.begin(), scores.end()) - scores.begin());
+  student_->remove_block(block);
+  removed_.push_back(block);
+  event.parameters_changed = true;
+  event.metrics = {{"removed_block", block},
+                   {"n_layers", layers - 1},
+                   {"removal_score", scores[block]}};
+  std::string listed;
+  for (int b = 0; b < layers; ++b) {
+    event.metrics.emplace_back(str("block_score_", b), scores[b]);
+    listed += str(b == 0 ? "" : " ", std::setprecision(3), scores[b]);
+  }
+  event.message = str("removed block ", block, " of ", layers, " by ", removal_.criterion, " (",
+                      listed, "); ", layers - 1, " blocks remain");
+  return event;
+}
+
+nlohmann::json LanguageModelDistillTask::state() const {
+  nlohmann::json state = {{"removed_blocks", removed_},
+                          {"teacher_tokens", teacher_tokens_},
+                          {"teacher_tokens_full", teacher_tokens_full_},
+                          {"teacher_flops", teacher_flops_},
+                          {"teacher_flops_full", teacher_flops_full_},
+                          {"blocks_run", blocks_run_},
+                          {"block_slots", block_slots_}};
+  if (queries_) state["queries"] = queries_->state();
+  return state;
+}
+
+void LanguageModelDistillTask::restore_state(const nlohmann::json& state) {
+  for (int block : state.at("removed_blocks").get<std::vector<int>>()) {
+    student_->remove_block(block);
+    removed_.push_back(block);
+  }
+  teacher_tokens_ = state.at("teacher_tokens").get<int64_t>();
+  teacher_tokens_full_ = state.at("teacher_tokens_full").get<int64_t>();
+  teacher_flops_ = state.at("teacher_flops").get<double>();
+  teacher_flops_full_ = state.at("teacher_flops_full").get<double>();
+  blocks_run_ = state.at("blocks_run").get<int64_t>();
+  block_slots_ = state.at("block_slots").get<int64_t>();
+  if (queries_) queries_->restore(state.at("queries"));
+}
+
+std::vector<train::Metric> LanguageModelDistillTask::summary() const {
+  std::vector<train::Metric> out;
+  if (teacher_tokens_full_ > 0) {
+    out = {{"teacher_tokens", static_cast<double>(teacher_tokens_)},
+           {"teacher_tokens_full", static_cast<double>(teacher_tokens_full_)},
+           {"teacher_flops", teacher_flops_},
+           {"teacher_flops_saved", teacher_flops_full_ - teacher_flops_}};
+  }
+  if (block_slots_ > 0) {
+    out.emplace_back("pld_blocks_run_share",
+                     static_cast<double>(blocks_run_) / static_cast<double>(block_slots_));
+  }
+  if (removal_.enabled()) {
+    out.emplace_back("n_layers", student_->config().n_layers);
+  }
+  if (queries_) {
+    for (const auto& metric : queries_->summary()) out.push_back(metric);
+  }
   return out;
 }
 
@@ -135,6 +440,17 @@ void check_teacher_sources(const DistillRecipe& recipe) {
     throw InputError(
         "a teacher cache holds language-model logits; an image classifier distills "
         "from a live --teacher");
+  }
+  if (recipe.distill.queries.enabled() && !teacher) {
+    throw InputError(
+        "distill.queries sends the items the student picks to the live teacher; give --teacher "
+        "DIR");
+  }
+  if (recipe.distill.layer_removal.enabled() && recipe.distill.layer_removal.criterion == "loss" &&
+      !teacher) {
+    throw InputError(
+        "distill.layer_removal.criterion = loss measures the distillation loss on held-out data, "
+        "which needs the live teacher; give --teacher DIR or use criterion influence");
   }
   if (recipe.student.init == "teacher-layers" && (!teacher || !llama)) {
     throw InputError(

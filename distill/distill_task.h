@@ -11,6 +11,7 @@
 #include "distill/distill_loss.h"
 #include "distill/teacher.h"
 #include "distill/teacher_cache.h"
+#include "distill/teacher_queries.h"
 #include "train/image_classifier_task.h"
 #include "train/language_model_task.h"
 
@@ -40,7 +41,27 @@ class LanguageModelDistillTask : public train::TrainingTask {
   }
   torch::nn::Module* auxiliary() override { return loss_.modules(); }
 
+  // Layer dropping's keep ratio, the learned query policy's rounds, layer removal.
+  void begin_step(int64_t step) override;
+  StepEvent end_step(int64_t done) override;
+  nlohmann::json state() const override;
+  void restore_state(const nlohmann::json& state) override;
+  // Teacher tokens and FLOPs spent (and what running it on every item would have cost), the
+  // blocks run under layer dropping, the query statistics.
+  std::vector<train::Metric> summary() const override;
+
  private:
+  // The teacher sees only the queried items (distill.queries) of the batch; the rest train on
+  // hard labels or the cache.
+  train::MicroBatchLoss queried_loss(const torch::Tensor& inputs, const torch::Tensor& targets,
+                                     const model::ForwardOutput& student_out,
+                                     const std::vector<int64_t>& starts, uint64_t draw);
+  torch::Tensor choose_items(const torch::Tensor& inputs, const model::ForwardOutput& student_out,
+                             int64_t window, uint64_t draw);
+  std::vector<double> removal_scores();
+  const std::vector<torch::Tensor>& held_out_batches();
+  void count_teacher(int64_t rows, int64_t length, int64_t full_rows, int64_t full_length);
+
   train::LanguageModelTask base_;
   model::LlamaModel student_;
   const Teacher* teacher_;
@@ -49,6 +70,21 @@ class LanguageModelDistillTask : public train::TrainingTask {
   bool run_teacher_;  // the live teacher runs on training batches
   torch::Device device_;
   std::map<std::string, double> teacher_ppl_;  // per split, computed once
+  uint64_t seed_;
+  int grad_accum_;
+  LayerDropConfig layer_drop_;
+  LayerRemovalConfig removal_;
+  QueryConfig query_config_;
+  std::unique_ptr<TeacherQueries> queries_;
+  int64_t step_ = 0;
+  int micro_ = 0;        // micro-batch within the step
+  double theta_ = 1.0;   // layer dropping's keep ratio at this step
+  std::vector<int> removed_;  // blocks removed so far, each as numbered when it went
+  std::vector<torch::Tensor> held_out_;
+  // Totals for the summary.
+  int64_t teacher_tokens_ = 0, teacher_tokens_full_ = 0;
+  double teacher_flops_ = 0, teacher_flops_full_ = 0;
+  int64_t blocks_run_ = 0, block_slots_ = 0;
 };
 
 class ImageDistillTask : public train::TrainingTask {

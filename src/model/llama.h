@@ -41,7 +41,18 @@ struct ForwardOptions {
   // The layer (0-based block index) whose attention inputs fill ForwardOutput::queries, keys and
   // values, as MiniLM-style relation losses need them; -1: none.
   int relation_layer = -1;
+  // Training-time changes to the blocks (progressive layer dropping, uncertainty passes). Per
+  // block: 0 skips it (its output is its input and none of it runs), s > 0 scales its residual
+  // branch, x + s * (block(x) - x). Empty: every block runs as is.
+  std::vector<double> block_scales;
+  // Dropout at this rate on each block's residual branch (inverted scaling; torch's generator).
+  double residual_dropout = 0;
 };
+
+// Multiply-add FLOPs (2 per multiply-add) of one forward pass over [batch, length] tokens as
+// forward() computes it: every linear layer, the head, and the full T x T score and context
+// products of each head (the causal mask does not skip work). Norms and softmax are left out.
+double forward_flops(const LlamaConfig& config, int64_t batch, int64_t length);
 
 struct ForwardOutput {
   torch::Tensor logits;  // [B, T, vocab]
@@ -81,6 +92,10 @@ class LlamaBlockImpl : public torch::nn::Module {
                         const torch::Tensor& mask, torch::Tensor* attention_out,
                         AttentionInputs* inputs_out);
 
+  // The residual branch alone, block(x) - x = attention + ffn, computed without the cancellation
+  // of subtracting x.
+  torch::Tensor residual(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                         const torch::Tensor& mask);
   // forward() with every linear layer's input kept (same arithmetic).
   BlockTrace trace(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                    const torch::Tensor& mask);
@@ -121,6 +136,10 @@ class LlamaModelImpl : public torch::nn::Module {
   ForwardOutput forward(const torch::Tensor& tokens, const ForwardOptions& options = {});
 
   const LlamaConfig& config() const { return config_; }
+
+  // Deletes block `index` for good; the blocks after it move up one (blk.N names follow) and keep
+  // their parameter tensors, so an optimizer can carry their state over (AdamW::rebind).
+  void remove_block(int index);
 
   // What forward() hands every block for sequences of `length`: RoPE tables [length, head_dim/2]
   // and the additive causal mask [length, length].

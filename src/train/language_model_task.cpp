@@ -96,6 +96,7 @@ std::vector<Metric> LanguageModelTask::evaluate(const std::string& split) {
 model::CheckpointMeta LanguageModelTask::checkpoint_meta(int64_t step) const {
   model::CheckpointMeta meta;
   meta.config = model_config_;
+  meta.config.llama = model_->config();  // the depth may have changed (layer removal)
   meta.tokenizer_hash = data_.tokenizer().hash();
   meta.data_dir = data_.dir();
   meta.step = step;

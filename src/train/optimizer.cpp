@@ -29,6 +29,22 @@ AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> named_parameters
   }
 }
 
+void AdamW::rebind(const std::vector<std::pair<std::string, torch::Tensor>>& named_parameters) {
+  std::vector<Slot> slots;
+  for (const auto& [name, parameter] : named_parameters) {
+    const auto same = std::find_if(slots_.begin(), slots_.end(), [&](const Slot& slot) {
+      return slot.parameter.unsafeGetTensorImpl() == parameter.unsafeGetTensorImpl();
+    });
+    if (same != slots_.end()) {
+      slots.push_back({name, parameter, same->exp_avg, same->exp_avg_sq, same->decay});
+    } else {
+      slots.push_back({name, parameter, torch::zeros_like(parameter), torch::zeros_like(parameter),
+                       parameter.dim() >= 2});
+    }
+  }
+  slots_ = std::move(slots);
+}
+
 void AdamW::zero_grad() {
   // Dropping the gradients (rather than filling them with zeros) lets backward write fresh ones:
   // one memory pass less per parameter per step.

@@ -28,6 +28,11 @@ class AdamW {
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> named_parameters,
         const OptimizerConfig& config);
 
+  // Follows a changed parameter set (a removed block, renamed blocks): parameters already here
+  // (the same tensors, whatever their new names) keep their moments, new ones start at zero, and
+  // those no longer given are forgotten.
+  void rebind(const std::vector<std::pair<std::string, torch::Tensor>>& named_parameters);
+
   void zero_grad();
   // Global L2 norm of all gradients; rescales them to grad_clip when above it (and clip > 0).
   double clip_gradients();

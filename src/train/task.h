@@ -44,6 +44,28 @@ class TrainingTask {
   // Provenance written beside the weights (model.json).
   virtual model::CheckpointMeta checkpoint_meta(int64_t step) const = 0;
 
+  // Step hooks for methods that change the model or the data flow as training goes on (layer
+  // dropping, layer removal, teacher queries). begin_step runs before the micro-batches of the
+  // 0-based step `step`, including the first step after a resume.
+  virtual void begin_step(int64_t /*step*/) {}
+  // What end_step reports: metrics worth a metrics.jsonl record of their own, a line for the
+  // user, and whether the model's parameter set changed (a block removed), in which case the loop
+  // rebinds the optimizer, keeping the moments of the parameters that remain.
+  struct StepEvent {
+    std::vector<Metric> metrics;
+    std::string message;
+    bool parameters_changed = false;
+  };
+  // Runs after optimizer step `done` (1-based) has been taken.
+  virtual StepEvent end_step(int64_t /*done*/) { return {}; }
+  // State besides the weights, the optimizer and the data cursor that a resume needs (blocks
+  // removed so far, online thresholds); null when there is none. restore_state runs before the
+  // checkpoint's weights are loaded, since it may change the model's shape.
+  virtual nlohmann::json state() const { return nullptr; }
+  virtual void restore_state(const nlohmann::json& /*state*/) {}
+  // Totals over the run for result.json (e.g. teacher tokens processed).
+  virtual std::vector<Metric> summary() const { return {}; }
+
   // Modules trained with the model but not part of it (a distillation loss's projections and
   // heads): optimised, saved in step checkpoints for --resume, left out of final/. May be null.
   virtual torch::nn::Module* auxiliary() { return nullptr; }

@@ -2,6 +2,7 @@
 
 #include <csignal>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -121,6 +122,7 @@ void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
   meta["step"] = step;
   meta["data_cursor"] = task.data_cursor();
   meta["train_seconds"] = train_seconds;
+  if (const auto task_state = task.state(); !task_state.is_null()) meta["task_state"] = task_state;
   core::write_json_atomic(staging / "trainer.json", meta);
   core::replace_directory(staging, target);
 }
@@ -140,6 +142,10 @@ ResumePoint load_checkpoint(const fs::path& dir, TrainingTask& task, AdamW& opti
     throw FileError(str("'", (dir / "trainer.json").string(), "' has version ",
                         meta.value("version", 0), "; this edgedistill reads version ",
                         kTrainerStateVersion, "; upgrade it"));
+  }
+  if (meta.contains("task_state")) {
+    task.restore_state(meta.at("task_state"));
+    optimizer.rebind(trained_parameters(task));  // the model may have lost blocks
   }
   model::load_weights(dir / model::kWeightsFileName, task.model());
   if (auto* auxiliary = task.auxiliary()) load_auxiliary(dir / kAuxiliaryFileName, *auxiliary);
@@ -161,16 +167,26 @@ ResumePoint load_checkpoint(const fs::path& dir, TrainingTask& task, AdamW& opti
   return point;
 }
 
-// Adds value * scale to the metric `name` of `metrics`, appending it when absent.
-void accumulate(std::vector<Metric>& metrics, const std::string& name, double value, double scale) {
-  auto it = std::find_if(metrics.begin(), metrics.end(),
-                         [&](const Metric& m) { return m.first == name; });
-  if (it == metrics.end()) {
-    metrics.emplace_back(name, value * scale);
-  } else {
-    it->second += value * scale;
+// Weighted means of named terms. A term a micro-batch or step did not report (e.g. the mean score
+// of asked items when none was asked) is averaged over those that did.
+class TermMeans {
+ public:
+  void add(const std::string& name, double value, double weight) {
+    auto it = std::find_if(sums_.begin(), sums_.end(),
+                           [&](const auto& entry) { return entry.first == name; });
+    if (it == sums_.end()) it = sums_.insert(sums_.end(), {name, {0.0, 0.0}});
+    it->second.first += value * weight;
+    it->second.second += weight;
   }
-}
+  std::vector<Metric> means() const {
+    std::vector<Metric> out;
+    for (const auto& [name, sum] : sums_) out.emplace_back(name, sum.first / sum.second);
+    return out;
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::pair<double, double>>> sums_;  // name, {sum, weight}
+};
 
 [[noreturn]] void diverged(const fs::path& run_dir, const std::string& what, double value,
                            int64_t step, const std::string& fix) {
@@ -190,11 +206,10 @@ struct LogWindow {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   int64_t items = 0, steps = 0;
   double loss = 0, side_seconds = 0;
-  std::vector<Metric> terms;
+  TermMeans terms;
 
-  double rate() const {
-    return static_cast<double>(items) / std::max(1e-9, seconds_since(start) - side_seconds);
-  }
+  double training_seconds() const { return std::max(1e-9, seconds_since(start) - side_seconds); }
+  double rate() const { return static_cast<double>(items) / training_seconds(); }
   void reset() { *this = LogWindow(); }
 };
 
@@ -280,7 +295,8 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
     const double lr = learning_rate(config.optimizer, step, config.steps);
     optimizer.zero_grad();
     double step_loss = 0;
-    std::vector<Metric> step_terms;
+    TermMeans step_terms;
+    task.begin_step(step);
     const double share = 1.0 / config.grad_accum;  // of each micro-batch in the step's gradient
     for (int micro = 0; micro < config.grad_accum; ++micro) {
       MicroBatchLoss micro_loss = task.next_micro_batch_loss();
@@ -294,7 +310,7 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
       step_loss += value * share;
       items_this_run += micro_loss.items;
       window.items += micro_loss.items;
-      for (const auto& [name, term] : micro_loss.terms) accumulate(step_terms, name, term, share);
+      for (const auto& [name, term] : micro_loss.terms) step_terms.add(name, term, 1.0);
     }
     const double grad_norm = optimizer.clip_gradients();
     if (!std::isfinite(grad_norm)) {
@@ -302,9 +318,13 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
     }
     optimizer.step(lr);
     result.step = done;
+    const auto event = task.end_step(done);
+    if (event.parameters_changed) optimizer.rebind(trained_parameters(task));
+    if (!event.metrics.empty()) metrics.write(metrics_record(done, event.metrics));
+    if (!event.message.empty()) core::info("step ", done, ": ", event.message);
     window.loss += step_loss;
     ++window.steps;
-    for (const auto& [name, term] : step_terms) accumulate(window.terms, name, term, 1.0);
+    for (const auto& [name, term] : step_terms.means()) window.terms.add(name, term, 1.0);
 
     progress.update(done, str("loss ", format_number(step_loss), "  lr ", format_number(lr, 3),
                               "  ", core::format_count(static_cast<int64_t>(window.rate())), " ",
@@ -313,12 +333,11 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
       nlohmann::ordered_json record;
       record["step"] = done;
       record["loss"] = window.loss / static_cast<double>(window.steps);
-      for (const auto& [name, value] : window.terms) {
-        record[name] = value / static_cast<double>(window.steps);
-      }
+      for (const auto& [name, value] : window.terms.means()) record[name] = value;
       record["lr"] = lr;
       record["grad_norm"] = grad_norm;
       record[task.item_unit() + "_per_s"] = window.rate();
+      record["step_s"] = window.training_seconds() / static_cast<double>(window.steps);
       record["elapsed_s"] = start.train_seconds + seconds_since(began);
       metrics.write(record);
       window.reset();
@@ -369,6 +388,9 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   for (const auto& [name, value] : result.final_metrics) summary[name] = value;
   summary["train_seconds"] = start.train_seconds + result.wall_s;
   summary[task.item_unit() + "_per_s"] = result.items_per_s;
+  summary["step_s"] = (result.wall_s - side_seconds) /
+                      static_cast<double>(std::max<int64_t>(1, result.step - start.step));
+  for (const auto& [name, value] : task.summary()) summary[name] = value;
   summary["final_dir"] = result.final_dir.string();
   core::write_json_atomic(run_dir / "result.json", summary);
   result.finished = true;
