@@ -71,9 +71,14 @@ struct TokenizerConfig {
   double character_coverage = 1.0;
   int64_t max_sentences = 2000000;
   int64_t seed = 1234;
+  fs::path from;
 
   template <class V>
   void visit(V& v) {
+    v.field("from", from,
+            "reuse the tokenizer of this prepared data directory (or tokenizer directory) instead "
+            "of training one, e.g. to score a model on another corpus; the other keys are then "
+            "ignored");
     v.choice("kind", kind, {"sentencepiece", "byte"},
              "sentencepiece: trained on the train split (GGUF 'llama' vocabulary); byte: 256 "
              "byte tokens plus <unk>, <s>, </s>");

@@ -239,7 +239,9 @@ void build_text_data(const DataConfig& config, const fs::path& dir) {
   std::vector<std::string> training_texts;
   training_texts.reserve(split.train.size());
   for (const int64_t i : split.train) training_texts.push_back(corpus[static_cast<size_t>(i)].text);
-  const std::unique_ptr<Tokenizer> tokenizer = train_tokenizer(config.tokenizer, training_texts);
+  const std::unique_ptr<Tokenizer> tokenizer =
+      config.tokenizer.from.empty() ? train_tokenizer(config.tokenizer, training_texts)
+                                    : load_tokenizer(reused_tokenizer_dir(config.tokenizer.from));
   training_texts = {};
   check_llama_vocab(*tokenizer);
   save_tokenizer(*tokenizer, dir / "tokenizer");

@@ -84,6 +84,17 @@ std::unique_ptr<Tokenizer> train_tokenizer(const TokenizerConfig& config,
   return SentencePieceTokenizer::train(config, training_documents);
 }
 
+fs::path reused_tokenizer_dir(const fs::path& from) {
+  std::error_code ec;
+  const fs::path dir = fs::is_directory(from / "tokenizer", ec) ? from / "tokenizer" : from;
+  if (!fs::exists(dir / kTokenizerJsonName, ec)) {
+    throw InputError(str("tokenizer.from: '", from.string(),
+                         "' is neither prepared data (with tokenizer/) nor a tokenizer directory; "
+                         "give the data directory a model was trained on"));
+  }
+  return dir;
+}
+
 void save_tokenizer(const Tokenizer& tokenizer, const fs::path& dir) {
   core::create_directories(dir, "tokenizer directory");
   nlohmann::ordered_json description = {

@@ -88,6 +88,10 @@ void save_tokenizer(const Tokenizer& tokenizer, const fs::path& dir);
 // re-run.
 std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& dir);
 
+// The tokenizer directory a `tokenizer.from` path names: prepared data (its tokenizer/) or a
+// tokenizer directory itself; an InputError for anything else.
+fs::path reused_tokenizer_dir(const fs::path& from);
+
 // Checks the rules a GGUF "llama" vocabulary must satisfy to load in llama.cpp: unique non-empty
 // valid UTF-8 pieces, <unk>/<s>/</s> at 0/1/2 typed unknown/control/control, all 256 byte pieces
 // "<0xNN>" (uppercase hex) typed byte, and no plain ASCII space in a piece (SentencePiece spells a
