@@ -29,18 +29,16 @@ rows=(
   "full|distill-kjv|"
   "pld|distill-kjv-pld|"
   "removal|distill-kjv-removal|"
-  "removal-pld|distill-kjv-removal|--set distill.layer_drop.enabled=true --set distill.layer_drop.gamma=0.01"
   "scratch-3|distill-kjv-3layer|"
-  "q-entropy-10|distill-kjv-queries|--set distill.queries.budget=0.1"
   "q-entropy-25|distill-kjv-queries|"
+  "q-random-25|distill-kjv-queries|--set distill.queries.policy=random"
+  "q-learned-25|distill-kjv-queries|--set distill.queries.policy=learned"
+  "q-entropy-10|distill-kjv-queries|--set distill.queries.budget=0.1"
   "q-entropy-50|distill-kjv-queries|--set distill.queries.budget=0.5"
   "q-random-10|distill-kjv-queries|--set distill.queries.policy=random --set distill.queries.budget=0.1"
-  "q-random-25|distill-kjv-queries|--set distill.queries.policy=random"
   "q-random-50|distill-kjv-queries|--set distill.queries.policy=random --set distill.queries.budget=0.5"
   "q-margin-25|distill-kjv-queries|--set distill.queries.policy=margin"
   "q-dropout-25|distill-kjv-queries|--set distill.queries.policy=dropout_disagreement"
-  "q-learned-25|distill-kjv-queries|--set distill.queries.policy=learned"
-  "q-entropy-window-25|distill-kjv-queries|--set distill.queries.unit=window --set distill.queries.window=32"
 )
 
 selected() { [[ -z ${ONLY:-} || " $ONLY " == *" $1 "* ]]; }
@@ -54,6 +52,10 @@ if [[ -z ${REPORT_ONLY:-} ]]; then
   # The out-of-distribution split: WordNet's glosses in the teacher's (KJV) tokenizer.
   kjv_data=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data_dir"])' \
     "$teacher/final/model.json")
+  # The teacher may have been trained with another data cache; the same config has the same name.
+  if [[ ! -d $kjv_data/tokenizer ]]; then
+    kjv_data=${EDGEDISTILL_CACHE_DIR:-$HOME/.cache/edgedistill}/data/$(basename "$kjv_data")
+  fi
   ood=$root/wordnet-kjv-tokenizer
   if [[ ! -f $ood/data.json ]]; then
     "$edgedistill" data --config "$repo/configs/data/wordnet.json" --set name=wordnet-kjv-tokenizer \

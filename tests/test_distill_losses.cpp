@@ -14,6 +14,7 @@
 #include "distill/top_k.h"
 #include "model/checkpoint.h"
 #include "test_util.h"
+#include "distill_fixtures.h"
 #include "tiny_recipe.h"
 #include "train/setup.h"
 #include "train/trainer.h"
@@ -312,54 +313,6 @@ TEST_CASE("a student initialised from teacher layers reproduces the copied block
                     Catch::Contains("model.dim is 32"));
 }
 
-namespace {
-
-// Trains the tiny teacher once for the end-to-end tests (in a directory of its own that lives as
-// long as the test process).
-fs::path tiny_teacher() {
-  static test::TempDir dir_holder;
-  static fs::path trained;
-  const fs::path& dir = dir_holder.path();
-  if (trained.empty()) {
-    auto recipe = test::tiny_recipe(dir);
-    auto setup = train::prepare_training(recipe, dir / "cache");
-    train::TrainOptions options;
-    options.run_dir = dir / "teacher";
-    REQUIRE(train::run_training(recipe.train, core::to_json(setup.recipe), *setup.task, options)
-                .finished);
-    trained = dir / "teacher";
-  }
-  return trained;
-}
-
-DistillRecipe tiny_distill_recipe(const fs::path& dir, const fs::path& teacher) {
-  DistillRecipe recipe;
-  recipe.base = test::tiny_recipe(dir);
-  recipe.base.name = "tiny-student";
-  recipe.base.model.llama.dim = 32;
-  recipe.base.model.llama.n_heads = 1;
-  recipe.base.model.llama.ffn_dim = 64;
-  recipe.base.model.llama.n_layers = 1;
-  recipe.base.train.steps = 60;
-  recipe.base.train.optimizer.lr = 1e-2;
-  recipe.teacher = teacher;
-  recipe.distill.losses[0].kind = "forward_kl";
-  return recipe;
-}
-
-// Runs a prepared distillation through the training loop into `run_dir`.
-train::TrainResult train_distill(DistillSetup& setup, const fs::path& run_dir,
-                                 int64_t stop_at_step = 0, bool resume = false) {
-  train::TrainOptions options;
-  options.run_dir = run_dir;
-  options.stop_at_step = stop_at_step;
-  options.resume = resume;
-  options.seed = static_cast<uint64_t>(setup.recipe.base.seed);
-  return train::run_training(setup.recipe.base.train, core::to_json(setup.recipe), *setup.task,
-                             options);
-}
-
-}  // namespace
 
 TEST_CASE("distilling a tiny student lowers its KL to the teacher below training from scratch") {
   test::TempDir dir;
