@@ -48,7 +48,8 @@ void DistillSection::validate(const std::string& at) const {
 }
 
 void LayerDropConfig::validate(const std::string& at) const {
-  if (!(theta_bar > 0 && theta_bar <= 1)) config_fail(key_path(at, "theta_bar"), "must be in (0, 1]");
+  if (!(theta_bar > 0 && theta_bar <= 1))
+    config_fail(key_path(at, "theta_bar"), "must be in (0, 1]");
   if (!(gamma >= 0)) config_fail(key_path(at, "gamma"), "must be >= 0");
 }
 
@@ -118,8 +119,8 @@ void validate_techniques(const DistillRecipe& recipe, const std::string& at) {
         removal.at_steps.empty() ? removal.every_steps * removals : removal.at_steps.back();
     if (last >= steps) {
       config_fail(key_path(at, "distill.layer_removal"),
-                  str("the last removal would come at step ", last, ", not before train.steps = ",
-                      steps, "; remove earlier or train longer"));
+                  str("the last removal would come at step ", last,
+                      ", not before train.steps = ", steps, "; remove earlier or train longer"));
     }
     if (has_term("hidden") || has_term("attention_relation")) {
       config_fail(key_path(at, "distill.layer_removal"),
@@ -141,9 +142,9 @@ void validate_techniques(const DistillRecipe& recipe, const std::string& at) {
                   "a logit term such as forward_kl");
     }
     if (queries.unit == "window" && recipe.base.train.seq_len % queries.window != 0) {
-      config_fail(key_path(at, "distill.queries.window"),
-                  str(queries.window, " does not divide train.seq_len = ",
-                      recipe.base.train.seq_len));
+      config_fail(
+          key_path(at, "distill.queries.window"),
+          str(queries.window, " does not divide train.seq_len = ", recipe.base.train.seq_len));
     }
   }
 }

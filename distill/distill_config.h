@@ -130,8 +130,7 @@ struct LayerRemovalConfig {
     v.choice("criterion", criterion, {"influence", "loss"},
              "influence: lowest 1 - cos(block input, output); loss: least distillation-loss "
              "increase when the block is skipped");
-    v.field("held_out_tokens", held_out_tokens,
-            "valid-split tokens the criterion is measured on");
+    v.field("held_out_tokens", held_out_tokens, "valid-split tokens the criterion is measured on");
   }
   void validate(const std::string& at) const;
 };

@@ -7,12 +7,12 @@
 
 #include "core/log.h"
 #include "core/rng.h"
-#include "model/fused_ops.h"
 #include "data/prepare.h"
 #include "distill/layer_drop.h"
 #include "distill/layer_removal.h"
 #include "distill/logit_losses.h"
 #include "distill/student_init.h"
+#include "model/fused_ops.h"
 #include "train/setup.h"
 #include "train/token_windows.h"
 
@@ -169,10 +169,11 @@ train::MicroBatchLoss LanguageModelDistillTask::queried_loss(
   for (const auto& [end, group] : rows_by_end) {
     torch::NoGradGuard no_grad;
     const auto index = torch::tensor(group, torch::kInt64).to(device_);
-    const auto logits = teacher_->llama().forward(inputs.index_select(0, index).narrow(1, 0, end)).logits;
+    const auto logits =
+        teacher_->llama().forward(inputs.index_select(0, index).narrow(1, 0, end)).logits;
     teacher_tokens += static_cast<int64_t>(group.size()) * end;
-    teacher_flops += model::forward_flops(teacher_->meta.config.llama,
-                                          static_cast<int64_t>(group.size()), end);
+    teacher_flops +=
+        model::forward_flops(teacher_->meta.config.llama, static_cast<int64_t>(group.size()), end);
     for (size_t i = 0; i < group.size(); ++i) {
       for (int64_t j = 0; j < items; ++j) {
         if (!flags[group[i]][j]) continue;
@@ -228,7 +229,8 @@ train::MicroBatchLoss LanguageModelDistillTask::queried_loss(
       rest_loss = loss_.compute(part).loss;
     } else {
       const auto index = torch::tensor(rest, torch::kInt64).to(device_);
-      rest_loss = model::cross_entropy(logits.index_select(0, index), targets.index_select(0, index));
+      rest_loss =
+          model::cross_entropy(logits.index_select(0, index), targets.index_select(0, index));
     }
     out.terms.emplace_back(cache_ != nullptr ? "loss_unqueried_cache" : "loss_unqueried_ce",
                            rest_loss.item<double>());
@@ -268,24 +270,23 @@ std::vector<double> LanguageModelDistillTask::removal_scores() {
     const auto logits = teacher_->llama().forward(batch.narrow(1, 0, seq_len)).logits;
     teacher_logits.push_back(logits.reshape({-1, logits.size(-1)}));
   }
-  return skip_loss_increase(
-      student_->config().n_layers, [&](const std::vector<double>& scales) {
-        model::ForwardOptions options;
-        options.block_scales = scales;
-        double sum = 0;
-        int64_t tokens = 0;
-        for (size_t b = 0; b < batches.size(); ++b) {
-          const auto logits = student_->forward(batches[b].narrow(1, 0, seq_len), options).logits;
-          DistillBatch part;
-          part.student_logits = logits.reshape({-1, logits.size(-1)});
-          part.targets = batches[b].narrow(1, 1, seq_len).reshape({-1});
-          part.teacher_logits = teacher_logits[b];
-          const int64_t n = part.targets.size(0);
-          sum += loss_.compute(part).loss.item<double>() * static_cast<double>(n);
-          tokens += n;
-        }
-        return sum / static_cast<double>(std::max<int64_t>(1, tokens));
-      });
+  return skip_loss_increase(student_->config().n_layers, [&](const std::vector<double>& scales) {
+    model::ForwardOptions options;
+    options.block_scales = scales;
+    double sum = 0;
+    int64_t tokens = 0;
+    for (size_t b = 0; b < batches.size(); ++b) {
+      const auto logits = student_->forward(batches[b].narrow(1, 0, seq_len), options).logits;
+      DistillBatch part;
+      part.student_logits = logits.reshape({-1, logits.size(-1)});
+      part.targets = batches[b].narrow(1, 1, seq_len).reshape({-1});
+      part.teacher_logits = teacher_logits[b];
+      const int64_t n = part.targets.size(0);
+      sum += loss_.compute(part).loss.item<double>() * static_cast<double>(n);
+      tokens += n;
+    }
+    return sum / static_cast<double>(std::max<int64_t>(1, tokens));
+  });
 }
 
 train::TrainingTask::StepEvent LanguageModelDistillTask::end_step(int64_t done) {
@@ -303,9 +304,8 @@ train::TrainingTask::StepEvent LanguageModelDistillTask::end_step(int64_t done) 
   student_->remove_block(block);
   removed_.push_back(block);
   event.parameters_changed = true;
-  event.metrics = {{"removed_block", block},
-                   {"n_layers", layers - 1},
-                   {"removal_score", scores[block]}};
+  event.metrics = {
+      {"removed_block", block}, {"n_layers", layers - 1}, {"removal_score", scores[block]}};
   std::string listed;
   for (int b = 0; b < layers; ++b) {
     event.metrics.emplace_back(str("block_score_", b), scores[b]);

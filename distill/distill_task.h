@@ -77,8 +77,8 @@ class LanguageModelDistillTask : public train::TrainingTask {
   QueryConfig query_config_;
   std::unique_ptr<TeacherQueries> queries_;
   int64_t step_ = 0;
-  int micro_ = 0;        // micro-batch within the step
-  double theta_ = 1.0;   // layer dropping's keep ratio at this step
+  int micro_ = 0;             // micro-batch within the step
+  double theta_ = 1.0;        // layer dropping's keep ratio at this step
   std::vector<int> removed_;  // blocks removed so far, each as numbered when it went
   std::vector<torch::Tensor> held_out_;
   // Totals for the summary.

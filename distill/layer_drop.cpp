@@ -21,9 +21,9 @@ std::vector<double> draw_block_scales(double theta, int layers, uint64_t seed, u
   for (int block = 0; block < layers; ++block) {
     const double p = keep_probability(theta, block, layers);
     // 53 random bits -> a uniform double in [0, 1).
-    const double u = static_cast<double>(core::splitmix64(stream + static_cast<uint64_t>(block)) >>
-                                         11) *
-                     0x1.0p-53;
+    const double u =
+        static_cast<double>(core::splitmix64(stream + static_cast<uint64_t>(block)) >> 11) *
+        0x1.0p-53;
     scales[block] = u < p ? 1.0 / p : 0.0;
   }
   return scales;

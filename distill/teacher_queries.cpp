@@ -101,8 +101,8 @@ torch::Tensor TeacherQueries::random_scores(int64_t rows, int64_t items, uint64_
   auto scores = torch::empty({rows, items}, torch::kFloat64);
   auto* out = scores.data_ptr<double>();
   for (int64_t i = 0; i < rows * items; ++i) {
-    out[i] = static_cast<double>(core::splitmix64(stream + static_cast<uint64_t>(i)) >> 11) *
-             0x1.0p-53;
+    out[i] =
+        static_cast<double>(core::splitmix64(stream + static_cast<uint64_t>(i)) >> 11) * 0x1.0p-53;
   }
   return scores;
 }
@@ -177,8 +177,8 @@ void TeacherQueries::next_round(double held_out_loss) {
   if (round_open_) {
     const double reward = (round_start_loss_ - held_out_loss) /
                           static_cast<double>(std::max<int64_t>(1, round_queries_));
-    reward_scale_ = reward_scale_ == 0 ? std::abs(reward)
-                                       : 0.9 * reward_scale_ + 0.1 * std::abs(reward);
+    reward_scale_ =
+        reward_scale_ == 0 ? std::abs(reward) : 0.9 * reward_scale_ + 0.1 * std::abs(reward);
     for (size_t k = 0; k < arms_.size(); ++k) {
       pulls_[k] *= kBanditDiscount;
       rewards_[k] *= kBanditDiscount;
@@ -202,8 +202,8 @@ std::vector<train::Metric> TeacherQueries::summary() const {
     if (samples->empty()) continue;
     const std::string prefix = str("query_score_", name, "_");
     out.emplace_back(prefix + "mean", mean_of(*samples));
-    for (const auto& [label, q] : {std::pair{"p10", 0.1}, std::pair{"p50", 0.5},
-                                   std::pair{"p90", 0.9}}) {
+    for (const auto& [label, q] :
+         {std::pair{"p10", 0.1}, std::pair{"p50", 0.5}, std::pair{"p90", 0.9}}) {
       out.emplace_back(prefix + label, quantile(*samples, q));
     }
   }

@@ -52,7 +52,7 @@ inline DistillRecipe tiny_distill_recipe(const fs::path& dir, const fs::path& te
 
 // Runs a prepared distillation through the training loop into `run_dir`.
 inline train::TrainResult train_distill(DistillSetup& setup, const fs::path& run_dir,
-                                 int64_t stop_at_step = 0, bool resume = false) {
+                                        int64_t stop_at_step = 0, bool resume = false) {
   train::TrainOptions options;
   options.run_dir = run_dir;
   options.stop_at_step = stop_at_step;
@@ -61,6 +61,5 @@ inline train::TrainResult train_distill(DistillSetup& setup, const fs::path& run
   return train::run_training(setup.recipe.base.train, core::to_json(setup.recipe), *setup.task,
                              options);
 }
-
 
 }  // namespace edgedistill::distill

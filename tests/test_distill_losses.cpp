@@ -12,9 +12,9 @@
 #include "distill/logit_losses.h"
 #include "distill/student_init.h"
 #include "distill/top_k.h"
+#include "distill_fixtures.h"
 #include "model/checkpoint.h"
 #include "test_util.h"
-#include "distill_fixtures.h"
 #include "tiny_recipe.h"
 #include "train/setup.h"
 #include "train/trainer.h"
@@ -312,7 +312,6 @@ TEST_CASE("a student initialised from teacher layers reproduces the copied block
   CHECK_THROWS_WITH(init_from_teacher_layers(*narrow, *teacher, init),
                     Catch::Contains("model.dim is 32"));
 }
-
 
 TEST_CASE("distilling a tiny student lowers its KL to the teacher below training from scratch") {
   test::TempDir dir;

@@ -289,7 +289,8 @@ TEST_CASE("the online query threshold converges to the budget on a stationary st
   }
 }
 
-TEST_CASE("teacher queries at budget 1 equal plain distillation and at budget 0 hard-label training") {
+TEST_CASE(
+    "teacher queries at budget 1 equal plain distillation and at budget 0 hard-label training") {
   test::TempDir dir;
   train::configure_threads(0, false);
   const auto teacher = tiny_teacher();
@@ -345,7 +346,8 @@ TEST_CASE("windowed queries send only each asked window's prefix to the teacher"
   CHECK(tokens >= rate * full - 1e-9);
   CHECK(tokens < full);
   const auto metrics = core::read_file(dir.path() / "run" / "metrics.jsonl", "metrics");
-  for (const char* name : {"query_rate", "query_threshold", "teacher_tokens", "loss_unqueried_ce"}) {
+  for (const char* name :
+       {"query_rate", "query_threshold", "teacher_tokens", "loss_unqueried_ce"}) {
     CHECK(metrics.find(name) != std::string::npos);
   }
 }
@@ -396,8 +398,7 @@ TEST_CASE("the techniques' config errors name the key and the fix") {
   test::TempDir dir;
   auto base = tiny_distill_recipe(dir.path(), tiny_teacher());
   auto fails = [](DistillRecipe recipe, const std::string& message) {
-    CHECK_THROWS_WITH(core::Validator::validate_config(recipe, "recipe"),
-                      Catch::Contains(message));
+    CHECK_THROWS_WITH(core::Validator::validate_config(recipe, "recipe"), Catch::Contains(message));
   };
   auto removal = base;
   removal.distill.layer_removal.target_layers = 1;  // the student has 1 layer
@@ -437,7 +438,8 @@ TEST_CASE("forward_flops counts every weight's multiply-adds and the full attent
   // 2 FLOPs per weight per token for every matrix (the blocks' and the head), plus QK^T and PV.
   double weights = 0;
   for (const auto& item : model->named_parameters()) {
-    if (item.value().dim() == 2 && item.key() != "token_embd.weight") weights += item.value().numel();
+    if (item.value().dim() == 2 && item.key() != "token_embd.weight")
+      weights += item.value().numel();
   }
   const int64_t batch = 3, length = 10;
   const double attention = 2.0 * 2 * batch * config.n_heads * length * length * config.head_dim();

@@ -121,8 +121,13 @@ void DataConfig::validate(const std::string& at) const {
 }
 
 std::string data_config_hash(const DataConfig& config) {
-  return core::sha256_hex(
-      str("edgedistill-data format ", kDataFormatVersion, "\n", core::to_json(config).dump()));
+  auto json = core::to_json(config);
+  // Keys added with an empty default stay out of the key while empty, so data prepared before
+  // they existed is still found.
+  if (json.contains("tokenizer") && json["tokenizer"].value("from", std::string()).empty()) {
+    json["tokenizer"].erase("from");
+  }
+  return core::sha256_hex(str("edgedistill-data format ", kDataFormatVersion, "\n", json.dump()));
 }
 
 }  // namespace edgedistill::data

@@ -123,8 +123,8 @@ AttentionInputs LlamaBlockImpl::per_position_inputs(const AttentionHeads& heads,
 
 torch::Tensor LlamaBlockImpl::residual(const torch::Tensor& x, const torch::Tensor& cos,
                                        const torch::Tensor& sin, const torch::Tensor& mask) {
-  const auto attention = attn_output(attention_context(attn_norm(x), cos, sin, mask, nullptr,
-                                                       nullptr));
+  const auto attention =
+      attn_output(attention_context(attn_norm(x), cos, sin, mask, nullptr, nullptr));
   return attention + ffn_down(ffn_hidden(ffn_norm(x + attention)));
 }
 
@@ -207,8 +207,7 @@ ForwardOutput LlamaModelImpl::forward(const torch::Tensor& tokens, const Forward
   const auto cos = rope_cos_.narrow(0, 0, length), sin = rope_sin_.narrow(0, 0, length);
   auto x = token_embd(tokens);
   if (options.hidden_states) out.hidden_states.push_back(x);
-  if (!options.block_scales.empty() &&
-      static_cast<int>(options.block_scales.size()) != n_layers) {
+  if (!options.block_scales.empty() && static_cast<int>(options.block_scales.size()) != n_layers) {
     throw InputError(str("block_scales has ", options.block_scales.size(),
                          " entries for a model of ", n_layers, " blocks"));
   }
@@ -222,10 +221,9 @@ ForwardOutput LlamaModelImpl::forward(const torch::Tensor& tokens, const Forward
       if (scale != 0) {
         auto delta = blk[layer]->as<LlamaBlockImpl>()->residual(x, cos, sin, mask);
         if (options.residual_dropout > 0) {
-          delta = torch::nn::functional::dropout(
-              delta, torch::nn::functional::DropoutFuncOptions()
-                         .p(options.residual_dropout)
-                         .training(true));
+          delta = torch::nn::functional::dropout(delta, torch::nn::functional::DropoutFuncOptions()
+                                                            .p(options.residual_dropout)
+                                                            .training(true));
         }
         x = scale == 1.0 ? x + delta : x + delta * scale;
       }
@@ -252,8 +250,8 @@ ForwardOutput LlamaModelImpl::forward(const torch::Tensor& tokens, const Forward
 
 void LlamaModelImpl::remove_block(int index) {
   if (config_.n_layers <= 1 || index < 0 || index >= config_.n_layers) {
-    throw InputError(str("cannot remove block ", index, " of a model with ", config_.n_layers,
-                         " blocks"));
+    throw InputError(
+        str("cannot remove block ", index, " of a model with ", config_.n_layers, " blocks"));
   }
   torch::nn::ModuleList kept;
   for (int layer = 0; layer < config_.n_layers; ++layer) {
@@ -264,14 +262,15 @@ void LlamaModelImpl::remove_block(int index) {
 }
 
 double forward_flops(const LlamaConfig& config, int64_t batch, int64_t length) {
-  const double d = config.dim, heads_width = static_cast<double>(config.n_heads) * config.head_dim();
+  const double d = config.dim,
+               heads_width = static_cast<double>(config.n_heads) * config.head_dim();
   const double kv_width = static_cast<double>(config.n_kv_heads) * config.head_dim();
   const double per_token_block =
       d * (heads_width + 2 * kv_width) + heads_width * d + 3 * d * config.ffn_dim;
   const double tokens = static_cast<double>(batch) * length;
   // Scores and context: each query head multiplies [T, D] by [D, T] and [T, T] by [T, D].
-  const double attention = 2.0 * batch * config.n_heads * static_cast<double>(length) * length *
-                           config.head_dim();
+  const double attention =
+      2.0 * batch * config.n_heads * static_cast<double>(length) * length * config.head_dim();
   return 2.0 * (tokens * (config.n_layers * per_token_block + d * config.vocab_size) +
                 config.n_layers * attention);
 }
