@@ -56,13 +56,22 @@ void LanguageModelDistillTask::begin_step(int64_t step) {
   }
 }
 
-void LanguageModelDistillTask::count_teacher(int64_t rows, int64_t length, int64_t full_rows,
-                                             int64_t full_length) {
-  const auto& config = teacher_->meta.config.llama;
-  teacher_tokens_ += rows * length;
-  teacher_tokens_full_ += full_rows * full_length;
-  teacher_flops_ += rows > 0 ? model::forward_flops(config, rows, length) : 0.0;
-  teacher_flops_full_ += model::forward_flops(config, full_rows, full_length);
+void LanguageModelDistillTask::count_teacher(int64_t tokens, double flops, int64_t rows,
+                                             int64_t length) {
+  teacher_tokens_ += tokens;
+  teacher_flops_ += flops;
+  teacher_tokens_full_ += rows * length;
+  teacher_flops_full_ += model::forward_flops(teacher_->meta.config.llama, rows, length);
+}
+
+TopKDistribution LanguageModelDistillTask::cached_teacher(const std::vector<int64_t>& starts,
+                                                          int64_t seq_len,
+                                                          const torch::Tensor& rows) const {
+  auto top_k = cache_->lookup(starts, seq_len);
+  for (auto* part : {&top_k.ids, &top_k.logprobs, &top_k.tail}) {
+    *part = (rows.defined() ? part->index_select(0, rows) : *part).to(device_);
+  }
+  return top_k;
 }
 
 train::MicroBatchLoss LanguageModelDistillTask::next_micro_batch_loss() {
@@ -102,12 +111,12 @@ train::MicroBatchLoss LanguageModelDistillTask::next_micro_batch_loss() {
       teacher_out = teacher_->llama().forward(inputs, loss_.teacher_options());
       distill_batch.teacher_logits = teacher_out.logits.reshape({-1, vocab});
       distill_batch.teacher = &teacher_out;
-      count_teacher(inputs.size(0), seq_len, inputs.size(0), seq_len);
+      const int64_t rows = inputs.size(0);
+      count_teacher(rows * seq_len,
+                    model::forward_flops(teacher_->meta.config.llama, rows, seq_len), rows,
+                    seq_len);
     } else if (cache_ != nullptr && loss_.needs_teacher_logits()) {
-      top_k = cache_->lookup(starts, seq_len);
-      top_k.ids = top_k.ids.to(device_);
-      top_k.logprobs = top_k.logprobs.to(device_);
-      top_k.tail = top_k.tail.to(device_);
+      top_k = cached_teacher(starts, seq_len, {});
       distill_batch.teacher_top_k = &top_k;
     }
     out = loss_.compute(distill_batch);
@@ -184,10 +193,7 @@ train::MicroBatchLoss LanguageModelDistillTask::queried_loss(
       }
     }
   }
-  teacher_tokens_ += teacher_tokens;
-  teacher_tokens_full_ += rows * seq_len;
-  teacher_flops_ += teacher_flops;
-  teacher_flops_full_ += model::forward_flops(teacher_->meta.config.llama, rows, seq_len);
+  count_teacher(teacher_tokens, teacher_flops, rows, seq_len);
 
   const int64_t vocab = student_out.logits.size(-1);
   const auto logits = student_out.logits.reshape({-1, vocab});
@@ -218,13 +224,11 @@ train::MicroBatchLoss LanguageModelDistillTask::queried_loss(
       rest_loss = model::cross_entropy(logits, targets);  // as hard-label training computes it
     } else if (cache_ != nullptr) {
       const auto index = torch::tensor(rest, torch::kInt64);
-      auto top_k = cache_->lookup(starts, seq_len);
-      top_k.ids = top_k.ids.index_select(0, index).to(device_);
-      top_k.logprobs = top_k.logprobs.index_select(0, index).to(device_);
-      top_k.tail = top_k.tail.index_select(0, index).to(device_);
+      const auto top_k = cached_teacher(starts, seq_len, index);
+      const auto on_device = index.to(device_);
       DistillBatch part;
-      part.student_logits = logits.index_select(0, index.to(device_));
-      part.targets = targets.index_select(0, index.to(device_));
+      part.student_logits = logits.index_select(0, on_device);
+      part.targets = targets.index_select(0, on_device);
       part.teacher_top_k = &top_k;
       rest_loss = loss_.compute(part).loss;
     } else {

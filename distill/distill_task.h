@@ -60,7 +60,13 @@ class LanguageModelDistillTask : public train::TrainingTask {
                              int64_t window, uint64_t draw);
   std::vector<double> removal_scores();
   const std::vector<torch::Tensor>& held_out_batches();
-  void count_teacher(int64_t rows, int64_t length, int64_t full_rows, int64_t full_length);
+  // Adds the teacher work done for a micro-batch of [rows, length] tokens beside what running the
+  // teacher on all of it would have cost.
+  void count_teacher(int64_t tokens, double flops, int64_t rows, int64_t length);
+  // The cached teacher for the batch's windows (only `rows` of the flattened positions when
+  // defined), on the device.
+  TopKDistribution cached_teacher(const std::vector<int64_t>& starts, int64_t seq_len,
+                                  const torch::Tensor& rows) const;
 
   train::LanguageModelTask base_;
   model::LlamaModel student_;
