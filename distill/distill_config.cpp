@@ -38,6 +38,11 @@ void StudentInit::validate(const std::string& at) const {
   if (!layers.empty() && stride > 0) {
     config_fail(key_path(at, "stride"), "give either layers or stride, not both");
   }
+  if (init == "checkpoint" && from.empty()) {
+    config_fail(key_path(at, "from"),
+                "init checkpoint needs the model to start from: a checkpoint or run directory "
+                "(or pass --student DIR)");
+  }
 }
 
 void DistillSection::validate(const std::string& at) const {

@@ -81,14 +81,21 @@ struct StudentInit {
   std::string init = "scratch";
   std::vector<int> layers;
   int stride = 0;
+  std::string from;
 
   template <class V>
   void visit(V& v) {
-    v.choice("init", init, {"scratch", "teacher-layers"},
-             "scratch (random), or teacher-layers: copy embeddings, norms and chosen blocks");
+    v.choice("init", init, {"scratch", "teacher-layers", "checkpoint"},
+             "scratch (random), teacher-layers: copy embeddings, norms and chosen blocks, or "
+             "checkpoint: start from a saved model (e.g. a pruned one, to heal it)");
     if (init == "teacher-layers") {
       v.field("layers", layers, "teacher blocks copied into student blocks 0, 1, ...");
       v.field("stride", stride, "or: copy teacher blocks 0, stride, 2 stride, ... (DistilBERT: 2)");
+    }
+    if (init == "checkpoint") {
+      v.field("from", from,
+              "checkpoint or run directory; its model.json replaces the recipe's model section and "
+              "its mask.safetensors (a pruned model) keeps the pruned weights at zero");
     }
   }
   void validate(const std::string& at) const;

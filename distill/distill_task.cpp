@@ -4,6 +4,7 @@
 #include <cmath>
 #include <iomanip>
 #include <map>
+#include <optional>
 
 #include "core/log.h"
 #include "core/rng.h"
@@ -467,6 +468,19 @@ void check_teacher_sources(const DistillRecipe& recipe) {
 
 DistillSetup prepare_distillation(DistillRecipe recipe, const std::filesystem::path& cache_root) {
   DistillSetup setup;
+  // A student that starts from a checkpoint (a pruned model to heal) brings its own shape.
+  std::optional<model::LoadedModel> start;
+  if (recipe.student.init == "checkpoint") {
+    const fs::path dir = resolve_checkpoint_dir(recipe.student.from, "student.from");
+    start = model::load_model(dir);
+    recipe.student.from = dir.string();
+    recipe.base.model = start->meta.config;
+    if (!start->masks.empty() && recipe.distill.layer_removal.target_layers > 0) {
+      throw InputError(str("the student '", dir.string(),
+                           "' is pruned (mask.safetensors) and distill.layer_removal would "
+                           "renumber its masked blocks; heal it without layer removal"));
+    }
+  }
   train::resolve_vocab_size(recipe.base);
   setup.device = train::resolve_device(recipe.base.device);
   check_teacher_sources(recipe);
@@ -485,8 +499,12 @@ DistillSetup prepare_distillation(DistillRecipe recipe, const std::filesystem::p
   const auto& base = setup.recipe.base;
 
   torch::manual_seed(static_cast<uint64_t>(base.seed));
-  auto module = model::build_model(base.model);
+  auto module = start ? start->module : model::build_model(base.model);
   module->to(setup.device);
+  model::WeightMasks masks;
+  if (start) {
+    for (const auto& [name, mask] : start->masks) masks[name] = mask.to(setup.device);
+  }
   if (base.model.arch == "mlp") {
     setup.images = std::make_unique<data::ImageSplits>(data::load_image_splits(base.data));
     setup.task = std::make_unique<ImageDistillTask>(
@@ -510,15 +528,22 @@ DistillSetup prepare_distillation(DistillRecipe recipe, const std::filesystem::p
       init_from_teacher_layers(*student, setup.teacher->llama(), setup.recipe.student);
     }
   }
+  if (start && start->meta.tokenizer_hash != tokenizer_hash) {
+    throw InputError(str("the student '", setup.recipe.student.from,
+                         "' was trained with another tokenizer than this recipe's data; distill "
+                         "on the data config it was trained on"));
+  }
   if (setup.cache) {
     const auto train_shard = setup.text_data->shard("train");
     setup.cache->require_match(
         setup.teacher ? setup.teacher->weights_sha256 : setup.cache->info().teacher_weights_sha256,
         tokenizer_hash, base.train.seq_len, train_shard.size());
   }
-  setup.task = std::make_unique<LanguageModelDistillTask>(student, *setup.text_data, setup.recipe,
-                                                          setup.device, setup.teacher.get(),
-                                                          setup.cache.get());
+  auto task = std::make_unique<LanguageModelDistillTask>(student, *setup.text_data, setup.recipe,
+                                                         setup.device, setup.teacher.get(),
+                                                         setup.cache.get());
+  task->set_masks(std::move(masks));
+  setup.task = std::move(task);
   return setup;
 }
 

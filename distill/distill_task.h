@@ -40,6 +40,9 @@ class LanguageModelDistillTask : public train::TrainingTask {
     return base_.checkpoint_meta(step);
   }
   torch::nn::Module* auxiliary() override { return loss_.modules(); }
+  // A pruned student's masks (see train::TrainingTask::masks).
+  const model::WeightMasks& masks() const override { return masks_; }
+  void set_masks(model::WeightMasks masks) { masks_ = std::move(masks); }
 
   // Layer dropping's keep ratio, the learned query policy's rounds, layer removal.
   void begin_step(int64_t step) override;
@@ -70,6 +73,7 @@ class LanguageModelDistillTask : public train::TrainingTask {
 
   train::LanguageModelTask base_;
   model::LlamaModel student_;
+  model::WeightMasks masks_;
   const Teacher* teacher_;
   const TeacherCache* cache_;
   DistillLoss loss_;

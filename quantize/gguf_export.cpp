@@ -208,6 +208,11 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
   writer.set("llama.attention.layer_norm_rms_epsilon",
              GgufValue::f32(static_cast<float>(config.norm_eps)));
   writer.set("llama.rope.dimension_count", GgufValue::u32(config.head_dim()));
+  if (config.head_dim() * config.n_heads != config.dim) {
+    // Heads narrower or wider than dim / n_heads (pruned heads): llama.cpp reads these.
+    writer.set("llama.attention.key_length", GgufValue::u32(config.head_dim()));
+    writer.set("llama.attention.value_length", GgufValue::u32(config.head_dim()));
+  }
   writer.set("llama.rope.freq_base", GgufValue::f32(static_cast<float>(config.rope_theta)));
   writer.set("llama.vocab_size", GgufValue::u32(config.vocab_size));
   add_vocabulary(writer, *tokenizer);

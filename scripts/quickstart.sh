@@ -3,8 +3,9 @@
 # (SentencePiece 4096 tokenizer, token shards), train the teacher language model and distill the
 # student from it, export the teacher to a q4_0 GGUF and verify it against the float model in
 # edgedistill's runtime (perplexity, KL, top-1 agreement, speed, gates), quantize the student
-# with GPTQ to q4_0 beside round-to-nearest, generate a few lines with the teacher, then print a
-# summary: sizes, perplexities, speeds, and where the artifacts are.
+# with GPTQ to q4_0 beside round-to-nearest, prune the teacher structurally and heal it by
+# distillation (exported to q4_0 and measured), generate a few lines with the teacher, then print
+# a summary: sizes, perplexities, speeds, and where the artifacts are.
 #
 # Usage: scripts/quickstart.sh [RUN_DIR]   (default: runs/quickstart)
 # Running it again resumes the same run (a finished run just prints its summary again).
@@ -30,6 +31,8 @@ echo "== distilling the student (configs/recipes/distill-kjv.json, $student_step
 "$edgedistill" distill --config "$repo/configs/recipes/distill-kjv.json" --teacher "$run_dir/teacher" \
   --set train.steps="$student_steps" --set train.eval_every=0 --run-dir "$run_dir/student" --resume
 
+# Healing the pruned teacher: a short run here; scripts/bench_prune.sh heals for the recipe's 200.
+heal_steps=${QUICKSTART_HEAL_STEPS:-50}
 artifacts="$run_dir/artifacts"
 gguf="$artifacts/teacher-q4_0.gguf"
 mkdir -p "$artifacts"
@@ -46,6 +49,16 @@ echo
 echo "== quantizing the student with GPTQ to q4_0, scored beside round-to-nearest"
 student_gguf="$artifacts/student-gptq-q4_0.gguf"
 "$edgedistill" quantize --model "$run_dir/student" --method gptq --type q4_0 --baseline --out "$student_gguf"
+echo
+echo "== pruning the teacher (structured: a quarter of the FFN channels, heads in whole GQA groups) and healing it by distillation ($heal_steps steps)"
+pruned="$run_dir/pruned"
+"$edgedistill" prune --model "$run_dir/teacher" --method structured --ffn 0.25 --heads 0.25 --out "$pruned"
+"$edgedistill" distill --config "$repo/configs/recipes/heal-kjv.json" --teacher "$run_dir/teacher" \
+  --student "$pruned" --set train.steps="$heal_steps" --set train.eval_every=0 \
+  --run-dir "$run_dir/healed" --resume
+pruned_gguf="$artifacts/teacher-pruned-healed-q4_0.gguf"
+"$edgedistill" export --model "$run_dir/healed" --type q4_0 --out "$pruned_gguf"
+"$edgedistill" bench --model "$pruned_gguf" --report "$artifacts/teacher-pruned-healed-q4_0.bench.json"
 echo
 echo "== generating with the q4_0 teacher (greedy, then sampled)"
 "$edgedistill" run --model "$gguf" --prompt "In the beginning God" -n 40 --temp 0
@@ -75,6 +88,16 @@ print(f"   {m['file_mb']:>7.2f}MB {m['perplexity']:>9.2f} {m['reference_perplexi
       f"{bench['decode_tokens_per_s']:>13,.1f}")
 failed = [g["key"] for g in verify["gates"] if not g["passed"]]
 print(f"   gates (configs/gates/quickstart-q4_0.json): {'all passed' if not failed else 'FAILED: ' + ', '.join(failed)}")
+prune = json.load(open(os.path.join(run_dir, "pruned", "prune.json")))
+healed = json.load(open(os.path.join(run_dir, "healed", "result.json")))
+pruned_bench = json.load(open(os.path.join(run_dir, "artifacts", "teacher-pruned-healed-q4_0.bench.json")))
+p, c, b = prune["parameters"], prune["config"], prune["config_before"]
+print()
+print(f"   teacher pruned structurally: {b['n_heads']} -> {c['n_heads']} heads, FFN {b['ffn_dim']} -> {c['ffn_dim']}, "
+      f"{p['before']:,} -> {p['after']:,} parameters")
+print(f"   valid ppl {prune['evaluation']['perplexity_before']:.2f} -> {prune['evaluation']['perplexity_after']:.2f} "
+      f"pruned -> {healed['valid_ppl']:.2f} healed ({healed['step']} steps); q4_0 {pruned_bench['file_bytes'] / 2**20:.2f}MB, "
+      f"decode {pruned_bench['decode_tokens_per_s']:,.1f} tok/s ({pruned_bench['decode_tokens_per_s'] / bench['decode_tokens_per_s']:.2f}x the teacher's)")
 quant = json.load(open(os.path.join(run_dir, "artifacts", "student-gptq-q4_0.quant.json")))
 e = quant["evaluation"]
 print()
@@ -90,6 +113,7 @@ echo "   teacher:      $run_dir/teacher/final (model.json, weights.safetensors)"
 echo "   student:      $run_dir/student/final (distilled from the teacher)"
 echo "   gguf:         $gguf (runs in llama.cpp unchanged; verify report beside it)"
 echo "   student gguf: $student_gguf (GPTQ q4_0; per-layer report: ${student_gguf%.gguf}.quant.json)"
+echo "   pruned:       $pruned (prune.json), healed: $run_dir/healed/final, gguf: $pruned_gguf"
 echo "   metrics:      $run_dir/{teacher,student}/metrics.jsonl"
 echo "   inspect with: $edgedistill inspect $run_dir/student; $edgedistill inspect $gguf"
 exit "$verify_status"

@@ -4,6 +4,7 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <regex>
@@ -277,7 +278,8 @@ TEST_CASE("every shipped config loads and validates") {
       CHECK_NOTHROW(core::load_config<data::DataConfig>(entry.path(), {}));
     } else if (kind == "models") {
       CHECK_NOTHROW(core::load_config<model::ModelConfig>(entry.path(), {}));
-    } else if (kind == "recipes" && entry.path().filename().string().rfind("distill-", 0) == 0) {
+    } else if (kind == "recipes" && (entry.path().filename().string().rfind("distill-", 0) == 0 ||
+                                     entry.path().filename().string().rfind("heal-", 0) == 0)) {
       CHECK_NOTHROW(core::load_config<distill::DistillRecipe>(entry.path(), {}));
     } else if (kind == "recipes") {
       CHECK_NOTHROW(core::load_config<train::TrainRecipe>(entry.path(), {}));
@@ -522,6 +524,98 @@ TEST_CASE("a trained model is quantized with GPTQ then run and verified and bad 
   CHECK(usage_errors[0].find("bogus") != std::string::npos);
   CHECK(usage_errors[0].find("edgedistill quantize --help") != std::string::npos);
   CHECK_FALSE(fs::exists(dir.path() / "bad.gguf"));
+}
+
+TEST_CASE("a trained model is pruned then healed and exported and bad prune input exits 2") {
+  test::TempDir dir;
+  const auto recipe = tiny_recipe(dir.path(), 40).string();
+  const auto run = dir.path() / "run";
+  REQUIRE(run_edgedistill({"train", "--config", recipe, "--run-dir", run.string()}, dir.path())
+              .exit_code == 0);
+
+  // Wanda 2:4: the same shape, half of every block matrix zero, masks beside the weights.
+  const auto wanda = dir.path() / "wanda";
+  const auto pruned = run_edgedistill(
+      {"prune", "--model", run.string(), "--method", "wanda", "--pattern", "2:4", "--calib-tokens",
+       "2048", "--calib-ctx", "32", "--eval-ctx", "32", "--out", wanda.string()},
+      dir.path());
+  INFO(pruned.out << pruned.err);
+  REQUIRE(pruned.exit_code == 0);
+  CHECK(fs::exists(wanda / "mask.safetensors"));
+  auto report = core::read_json_file(wanda / "prune.json", "report");
+  CHECK(report["layers"].size() == 14);
+  for (const auto& layer : report["layers"]) CHECK(layer["sparsity"].get<double>() == 0.5);
+  CHECK(report["parameters"]["after"] == report["parameters"]["before"]);
+  CHECK(report["evaluation"]["perplexity_after"].get<double>() >
+        report["evaluation"]["perplexity_before"].get<double>());
+
+  // Structured: FFN 96 -> 64 channels and one of the two blocks: really smaller.
+  const auto small = dir.path() / "small";
+  const auto shrunk = run_edgedistill(
+      {"prune", "--model", run.string(), "--method", "structured", "--ffn", "0.25", "--layers", "1",
+       "--calib-tokens", "2048", "--calib-ctx", "32", "--eval-ctx", "32", "--out", small.string()},
+      dir.path());
+  INFO(shrunk.out << shrunk.err);
+  REQUIRE(shrunk.exit_code == 0);
+  report = core::read_json_file(small / "prune.json", "report");
+  CHECK(report["config"]["ffn_dim"] == 64);
+  CHECK(report["config"]["n_layers"] == 1);
+  CHECK(report["parameters"]["after"].get<int64_t>() <
+        report["parameters"]["before"].get<int64_t>());
+  CHECK(report["weights_bytes"]["after"].get<int64_t>() <
+        report["weights_bytes"]["before"].get<int64_t>());
+
+  // Healing: distil the masked model from the unpruned one; the zeros stay.
+  const auto healed = dir.path() / "healed";
+  const auto heal = run_edgedistill(
+      {"distill", "--config", recipe, "--teacher", run.string(), "--student", wanda.string(),
+       "--set", "train.steps=4", "--set", "train.eval_every=0", "--run-dir", healed.string()},
+      dir.path());
+  INFO(heal.out << heal.err);
+  REQUIRE(heal.exit_code == 0);
+  CHECK(fs::exists(healed / "final" / "mask.safetensors"));
+
+  // Both export and run.
+  for (const auto& model : {small, healed}) {
+    const auto gguf = dir.path() / (model.filename().string() + ".gguf");
+    REQUIRE(run_edgedistill(
+                {"export", "--model", model.string(), "--type", "q8_0", "--out", gguf.string()},
+                dir.path())
+                .exit_code == 0);
+    const auto generated = run_edgedistill(
+        {"run", "--model", gguf.string(), "--prompt", "the cat", "-n", "4", "--temp", "0"},
+        dir.path());
+    INFO(generated.err);
+    CHECK(generated.exit_code == 0);
+  }
+
+  struct Bad {
+    std::vector<std::string> arguments;
+    std::string fragment;
+  };
+  const auto out = (dir.path() / "bad").string();
+  for (const auto& bad : std::vector<Bad>{
+           {{"--method", "wanda", "--pattern", "5:4"}, "--pattern"},
+           {{"--method", "wanda"}, "--sparsity"},
+           {{"--method", "structured", "--sparsity", "0.5"}, "--heads"},
+           {{"--method", "structured", "--heads", "0.5"}, "GQA groups"},  // 1 group: all of them
+           {{"--method", "structured", "--layers", "2"}, "--layers"},
+           {{"--method", "magnitude", "--sparsity", "0.5", "--model", "no-such-run"},
+            "no-such-run"}}) {
+    std::vector<std::string> arguments = {"prune",       "--no-eval", "--calib-tokens", "512",
+                                          "--calib-ctx", "32",        "--out",          out};
+    if (std::find(bad.arguments.begin(), bad.arguments.end(), "--model") == bad.arguments.end()) {
+      arguments.insert(arguments.end(), {"--model", run.string()});
+    }
+    arguments.insert(arguments.end(), bad.arguments.begin(), bad.arguments.end());
+    const auto result = run_edgedistill(arguments, dir.path());
+    INFO(bad.fragment << ": " << result.err);
+    CHECK(result.exit_code == 2);
+    const auto errors = error_lines(result.err);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].find(bad.fragment) != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(out));
 }
 
 TEST_CASE("a damaged GGUF file is bad input with one line naming it") {

@@ -17,6 +17,7 @@ struct DistillCommandOptions {
   RunCommandOptions run;
   std::string teacher;
   std::string teacher_cache;
+  std::string student;
 };
 
 int run_distill(const DistillCommandOptions& options) {
@@ -26,6 +27,10 @@ int run_distill(const DistillCommandOptions& options) {
   }
   if (!options.teacher_cache.empty()) {
     overrides.push_back(str("teacher_cache=", fs::absolute(options.teacher_cache).string()));
+  }
+  if (!options.student.empty()) {
+    overrides.push_back("student.init=checkpoint");
+    overrides.push_back(str("student.from=", fs::absolute(options.student).string()));
   }
   const auto recipe = core::load_config<distill::DistillRecipe>(options.run.config.file, overrides);
   const int threads = train::configure_threads(recipe.base.threads, options.run.deterministic);
@@ -83,6 +88,9 @@ void add_distill_command(CLI::App& app, int& exit_code) {
   command->add_option("--teacher-cache", options->teacher_cache,
                       "a top-k teacher cache from 'edgedistill teacher-cache', used instead of "
                       "running the teacher for the logit terms");
+  command->add_option("--student", options->student,
+                      "start the student from this checkpoint or run directory (e.g. a pruned "
+                      "model to heal); its shape replaces the recipe's model section");
   command->callback([options, &exit_code] { exit_code = run_distill(*options); });
 }
 

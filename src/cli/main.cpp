@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   cli::add_inspect_command(app, exit_code);
   cli::add_bench_command(app, exit_code);
   cli::add_teacher_cache_command(app, exit_code);
+  cli::add_prune_command(app, exit_code);
   cli::add_quantize_command(app, exit_code);
   cli::add_export_command(app, exit_code);
   cli::add_run_command(app, exit_code);

@@ -130,14 +130,62 @@ void load_weights(const fs::path& file, torch::nn::Module& model) {
   }
 }
 
-void save_model(const fs::path& dir, torch::nn::Module& model, const CheckpointMeta& meta) {
+void save_model(const fs::path& dir, torch::nn::Module& model, const CheckpointMeta& meta,
+                const WeightMasks& masks) {
   core::create_directories(dir, "checkpoint directory");
   int64_t parameters = 0;
   for (const auto& p : model.parameters()) parameters += p.numel();
   save_weights(dir / kWeightsFileName, model,
                {{"format", "pt"}, {"edgedistill.tokenizer_hash", meta.tokenizer_hash}});
+  if (masks.empty()) {
+    std::error_code ignored;
+    fs::remove(dir / kMaskFileName, ignored);
+  } else {
+    io::SafetensorsWriter writer;
+    for (const auto& [name, mask] : masks) add_tensor(writer, name, mask.to(torch::kUInt8));
+    writer.set_metadata("format", "pt");
+    writer.write(dir / kMaskFileName);
+  }
   // model.json last: a directory with a model.json always has its weights.
   core::write_file_atomic(dir / kModelFileName, model_json(meta, parameters).dump(2) + "\n");
+}
+
+WeightMasks load_masks(const fs::path& dir, torch::nn::Module& model) {
+  WeightMasks masks;
+  const fs::path file = dir / kMaskFileName;
+  if (!fs::exists(file)) return masks;
+  const io::SafetensorsFile stored(file);
+  const auto parameters = model.named_parameters();
+  for (const auto& view : stored.tensors()) {
+    const auto* parameter = parameters.find(view.name);
+    if (parameter == nullptr) {
+      throw FileError(str("'", file.string(), "' masks the tensor '", view.name,
+                          "', which the model does not have; the mask belongs to another model"));
+    }
+    if (view.shape != parameter->sizes().vec()) {
+      throw FileError(str("'", file.string(), "': the mask of '", view.name, "' has shape ",
+                          c10::IntArrayRef(view.shape), " but the tensor has ", parameter->sizes(),
+                          "; the mask belongs to another model"));
+    }
+    auto mask = tensor_from_view(view).to(torch::kFloat32);
+    if (!torch::logical_or(mask == 0, mask == 1).all().item<bool>()) {
+      throw FileError(str("'", file.string(), "': the mask of '", view.name,
+                          "' holds values other than 0 and 1"));
+    }
+    masks[view.name] = mask.to(parameter->device());
+  }
+  return masks;
+}
+
+void apply_masks(torch::nn::Module& model, const WeightMasks& masks) {
+  if (masks.empty()) return;
+  torch::NoGradGuard no_grad;
+  for (auto& item : model.named_parameters()) {
+    const auto it = masks.find(item.key());
+    if (it == masks.end()) continue;
+    item.value().mul_(it->second);
+    if (item.value().grad().defined()) item.value().mutable_grad().mul_(it->second);
+  }
 }
 
 LoadedModel load_model(const fs::path& dir) {
@@ -145,6 +193,7 @@ LoadedModel load_model(const fs::path& dir) {
   loaded.meta = read_model_meta(dir);
   loaded.module = build_model(loaded.meta.config);
   load_weights(dir / kWeightsFileName, *loaded.module);
+  loaded.masks = load_masks(dir, *loaded.module);
   return loaded;
 }
 

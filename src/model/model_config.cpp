@@ -21,7 +21,11 @@ void LlamaConfig::validate(const std::string& at) const {
   }
   if (n_layers <= 0)
     config_fail(key_path(at, "n_layers"), str("must be positive, found ", n_layers));
-  if (n_heads <= 0 || dim % n_heads != 0) {
+  if (attention_head_dim < 0) {
+    config_fail(key_path(at, "head_dim"),
+                str("must be 0 (dim / n_heads) or positive, found ", attention_head_dim));
+  }
+  if (n_heads <= 0 || (attention_head_dim == 0 && dim % n_heads != 0)) {
     config_fail(key_path(at, "n_heads"), str("must divide dim (", dim, "), found ", n_heads));
   }
   if (n_kv_heads <= 0 || n_heads % n_kv_heads != 0) {
@@ -30,7 +34,7 @@ void LlamaConfig::validate(const std::string& at) const {
   }
   if (head_dim() % 2 != 0) {
     config_fail(key_path(at, "n_heads"),
-                str("dim / n_heads = ", head_dim(), " must be even (RoPE rotates pairs)"));
+                str("the head width ", head_dim(), " must be even (RoPE rotates pairs)"));
   }
   if ((n_kv_heads * head_dim()) % kRowMultiple != 0) {
     config_fail(key_path(at, "n_kv_heads"),
@@ -64,8 +68,9 @@ void ModelConfig::validate(const std::string& at) const {
 ParameterCounts count_parameters(const LlamaConfig& c) {
   ParameterCounts counts;
   const int64_t dim = c.dim, vocab = c.vocab_size, kv_width = int64_t{c.n_kv_heads} * c.head_dim();
-  const int64_t attention = dim * dim * 2 + dim * kv_width * 2;  // q, output; k, v
-  const int64_t ffn = 3 * dim * int64_t{c.ffn_dim};              // gate, up, down
+  const int64_t q_width = int64_t{c.n_heads} * c.head_dim();
+  const int64_t attention = dim * q_width * 2 + dim * kv_width * 2;  // q, output; k, v
+  const int64_t ffn = 3 * dim * int64_t{c.ffn_dim};                  // gate, up, down
   counts.embedding = vocab * dim;
   counts.head = vocab * dim;
   counts.norms = (2 * int64_t{c.n_layers} + 1) * dim;

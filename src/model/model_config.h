@@ -25,8 +25,11 @@ struct LlamaConfig {
   double norm_eps = 1e-5;
   bool tie_embeddings = false;
   double init_std = 0.02;
+  // Width of one attention head; 0 takes dim / n_heads. Set when heads were pruned away, so the
+  // remaining heads keep their width (GGUF llama.attention.key_length).
+  int attention_head_dim = 0;
 
-  int head_dim() const { return dim / n_heads; }
+  int head_dim() const { return attention_head_dim > 0 ? attention_head_dim : dim / n_heads; }
 
   template <class V>
   void visit(V& v) {
@@ -43,6 +46,9 @@ struct LlamaConfig {
     v.field("norm_eps", norm_eps, "RMSNorm epsilon");
     v.field("tie_embeddings", tie_embeddings, "share the output head with the token embedding");
     v.field("init_std", init_std, "standard deviation of the initial weights");
+    v.field(
+        "head_dim", attention_head_dim,
+        "width of one attention head; 0: dim / n_heads (pruned models keep their heads' width)");
   }
   void validate(const std::string& at) const;
 };

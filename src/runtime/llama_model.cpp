@@ -39,12 +39,22 @@ LlamaModel::LlamaModel(const fs::path& path) : file_(path) {
                      : h.n_heads;
   h.norm_eps = file_.get_f32("llama.attention.layer_norm_rms_epsilon");
   if (file_.find("llama.rope.freq_base")) h.rope_theta = file_.get_f32("llama.rope.freq_base");
-  if (h.dim % h.n_heads != 0 || h.n_heads % h.n_kv_heads != 0) {
+  // A head's width: llama.attention.key_length when present (pruned heads keep theirs), else
+  // embedding_length / head_count.
+  const bool explicit_head = file_.find("llama.attention.key_length") != nullptr;
+  if ((!explicit_head && h.dim % h.n_heads != 0) || h.n_heads % h.n_kv_heads != 0) {
     throw FileError(str(path.string(), ": head counts do not fit: embedding_length ", h.dim,
                         ", head_count ", h.n_heads, ", head_count_kv ", h.n_kv_heads,
                         " (head_count must divide embedding_length, head_count_kv head_count)"));
   }
-  h.head_dim = h.dim / h.n_heads;
+  h.head_dim =
+      explicit_head ? positive_u32(file_, "llama.attention.key_length") : h.dim / h.n_heads;
+  if (file_.find("llama.attention.value_length") &&
+      file_.get_u32("llama.attention.value_length") != h.head_dim) {
+    throw FileError(str(path.string(), ": llama.attention.value_length ",
+                        file_.get_u32("llama.attention.value_length"), " differs from key_length ",
+                        h.head_dim, " (not supported)"));
+  }
   if (h.head_dim % 2 != 0) {
     throw FileError(
         str(path.string(), ": head dimension ", h.head_dim, " is odd; RoPE needs pairs"));

@@ -66,6 +66,13 @@ class TrainingTask {
   // Totals over the run for result.json (e.g. teacher tokens processed).
   virtual std::vector<Metric> summary() const { return {}; }
 
+  // Pruning masks of the model (a student started from a pruned checkpoint): the loop keeps
+  // the masked weights and their gradients at zero and saves the masks with every checkpoint.
+  virtual const model::WeightMasks& masks() const {
+    static const model::WeightMasks none;
+    return none;
+  }
+
   // Modules trained with the model but not part of it (a distillation loss's projections and
   // heads): optimised, saved in step checkpoints for --resume, left out of final/. May be null.
   virtual torch::nn::Module* auxiliary() { return nullptr; }

@@ -106,7 +106,7 @@ void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
   const fs::path staging = target.parent_path() / str(".step-", step, ".partial");
   std::error_code ignored;
   fs::remove_all(staging, ignored);
-  model::save_model(staging, task.model(), task.checkpoint_meta(step));
+  model::save_model(staging, task.model(), task.checkpoint_meta(step), task.masks());
   if (auto* auxiliary = task.auxiliary()) save_auxiliary(staging / kAuxiliaryFileName, *auxiliary);
   io::SafetensorsWriter state;
   optimizer.save_state(state);
@@ -312,11 +312,14 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
       window.items += micro_loss.items;
       for (const auto& [name, term] : micro_loss.terms) step_terms.add(name, term, 1.0);
     }
+    // Pruned weights (a masked student) get no gradient, so clipping and the moments ignore them.
+    model::apply_masks(task.model(), task.masks());
     const double grad_norm = optimizer.clip_gradients();
     if (!std::isfinite(grad_norm)) {
       diverged(run_dir, "the gradient norm", grad_norm, done, "lower train.lr or train.grad_clip");
     }
     optimizer.step(lr);
+    model::apply_masks(task.model(), task.masks());  // decoupled weight decay cannot revive them
     result.step = done;
     const auto event = task.end_step(done);
     if (event.parameters_changed) optimizer.rebind(trained_parameters(task));
@@ -378,7 +381,8 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   // The final model: final/ (model.json + weights.safetensors), its valid and test metrics, and
   // result.json. A run resumed after it finished only re-reads these.
   result.final_dir = run_dir / "final";
-  model::save_model(result.final_dir, task.model(), task.checkpoint_meta(result.step));
+  model::save_model(result.final_dir, task.model(), task.checkpoint_meta(result.step),
+                    task.masks());
   result.final_metrics = task.evaluate("valid");
   metrics.write(metrics_record(result.step, result.final_metrics));
   core::info("step ", result.step, ": ", describe(result.final_metrics));
