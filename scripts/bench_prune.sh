@@ -31,6 +31,8 @@ rows=(
   "wanda-50|--method wanda --sparsity 0.5"
   "magnitude-2:4|--method magnitude --pattern 2:4"
   "wanda-2:4|--method wanda --pattern 2:4"
+  "magnitude-70|--method magnitude --sparsity 0.7"
+  "wanda-70|--method wanda --sparsity 0.7"
   "structured|--method structured --ffn 0.25 --heads 0.25"
   "structured-ffn|--method structured --ffn 0.25"
 )
@@ -149,10 +151,14 @@ for name, options in rows:
     if report and "blocks" in report:
         c, b = report["config"], report["config_before"]
         removed = [str(x["index"]) for x in report["blocks"] if x["removed"]]
+        heads_note = ""
+        if "--heads" in options:
+            target = float(options.split("--heads")[1].split()[0])
+            heads_note = (f"; heads go in whole groups, so a {100 * target:.0f} % target removes "
+                          f"{100 * report['heads_removed_share']:.0f} %")
         print(f"\n`{name}`: {b['n_layers']} -> {c['n_layers']} blocks, {b['n_heads']} -> "
-              f"{c['n_heads']} heads ({b['n_kv_heads']} -> {c['n_kv_heads']} GQA groups; heads go in "
-              f"whole groups, so a 25 % target removes "
-              f"{100 * report['heads_removed_share']:.0f} %), FFN {b['ffn_dim']} -> {c['ffn_dim']}"
+              f"{c['n_heads']} heads ({b['n_kv_heads']} -> {c['n_kv_heads']} GQA groups{heads_note}), "
+              f"FFN {b['ffn_dim']} -> {c['ffn_dim']}"
               + (f", removed blocks {', '.join(removed)}" if removed else "") + ".")
 for name, options in rows:
     report = load(root, name, "prune.json")

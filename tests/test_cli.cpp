@@ -59,6 +59,15 @@ std::vector<std::string> error_lines(const std::string& text) {
   return lines;
 }
 
+// Bad input: exit 2 and exactly one error line, which names `fragment`.
+void require_input_error(const Result& result, const std::string& fragment) {
+  INFO(fragment << ": " << result.err);
+  CHECK(result.exit_code == 2);
+  const auto errors = error_lines(result.err);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find(fragment) != std::string::npos);
+}
+
 // A tiny language-model recipe on a generated text file with the byte tokenizer.
 fs::path tiny_recipe(const fs::path& dir, int steps) {
   std::string text;
@@ -504,12 +513,7 @@ TEST_CASE("a trained model is quantized with GPTQ then run and verified and bad 
            {{"--model", (dir.path() / "no-such-run").string()}, "no-such-run"}}) {
     auto arguments = base;
     arguments.insert(arguments.end(), bad.arguments.begin(), bad.arguments.end());
-    const auto result = run_edgedistill(arguments, dir.path());
-    INFO(bad.fragment << ": " << result.err);
-    CHECK(result.exit_code == 2);
-    const auto errors = error_lines(result.err);
-    REQUIRE(errors.size() == 1);
-    CHECK(errors[0].find(bad.fragment) != std::string::npos);
+    require_input_error(run_edgedistill(arguments, dir.path()), bad.fragment);
   }
   // A value outside an option's choices is a usage error from CLI11: one error line naming the
   // option, the value and the help to read.
@@ -608,12 +612,7 @@ TEST_CASE("a trained model is pruned then healed and exported and bad prune inpu
       arguments.insert(arguments.end(), {"--model", run.string()});
     }
     arguments.insert(arguments.end(), bad.arguments.begin(), bad.arguments.end());
-    const auto result = run_edgedistill(arguments, dir.path());
-    INFO(bad.fragment << ": " << result.err);
-    CHECK(result.exit_code == 2);
-    const auto errors = error_lines(result.err);
-    REQUIRE(errors.size() == 1);
-    CHECK(errors[0].find(bad.fragment) != std::string::npos);
+    require_input_error(run_edgedistill(arguments, dir.path()), bad.fragment);
   }
   CHECK_FALSE(fs::exists(out));
 }

@@ -51,6 +51,13 @@ torch::Tensor random_windows(int64_t n, int64_t length, int64_t vocab, uint64_t 
   return torch::randint(vocab, {n, length}, torch::kInt64);
 }
 
+// What `prune --method structured` does: calibrate, measure block influence, plan.
+prune::StructuredPlan plan_for(model::LlamaModelImpl& net, const torch::Tensor& windows,
+                               const prune::StructuredOptions& options) {
+  return prune::plan_structured(net.config(), prune::calibrate_blocks(net, windows, 4),
+                                distill::block_influence(net, {windows}), options);
+}
+
 double max_relative_error(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max()).item<double>();
 }
@@ -156,13 +163,12 @@ TEST_CASE("structured removal gives the outputs of masking the same units in the
   model::LlamaModel net(config);
   net->eval();
   const auto windows = random_windows(8, 24, config.vocab_size, 8);
-  const auto stats = prune::calibrate_blocks(*net, windows, 4);
-  const auto influence = distill::block_influence(*net, {windows});
   prune::StructuredOptions options;
   options.heads = 0.5;  // one of the two GQA groups per block
   options.ffn = 0.25;   // 128 -> 96 channels
   options.layers = 1;
-  const auto plan = prune::plan_structured(config, stats, influence, options);
+  const auto plan = plan_for(*net, windows, options);
+  const auto& influence = plan.influence;
   REQUIRE(plan.config.n_kv_heads == 1);
   REQUIRE(plan.config.n_heads == 2);
   REQUIRE(plan.config.head_dim() == 32);
@@ -252,8 +258,7 @@ TEST_CASE("a pruned model exports to GGUF and runs in the runtime with LibTorch'
   prune::StructuredOptions options;
   options.heads = 0.5;
   options.ffn = 0.25;
-  const auto plan = prune::plan_structured(config, prune::calibrate_blocks(*net, windows, 4),
-                                           distill::block_influence(*net, {windows}), options);
+  const auto plan = plan_for(*net, windows, options);
   auto small = prune::shrink_model(*net, plan);
   small->eval();
   // Heads narrower than dim / n_heads: the export must say so (llama.attention.key_length).

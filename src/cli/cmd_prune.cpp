@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 
+#include "cli/calibration_options.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/files.h"
@@ -21,7 +22,6 @@
 #include "model/checkpoint.h"
 #include "prune/structured.h"
 #include "prune/unstructured.h"
-#include "quantize/calibration.h"
 #include "train/language_model_task.h"
 #include "train/setup.h"
 
@@ -30,14 +30,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Scored on the valid split (pruning is a development step; test is kept for the end). Wanda
+// calibrates on 128 x 2048 tokens in its paper; 32,768 is what this corpus size warrants.
+CalibrationOptions calibration_defaults() {
+  CalibrationOptions options;
+  options.calib_tokens = 32768;
+  options.eval_split = "valid";
+  return options;
+}
+
 struct PruneCliOptions {
   std::string model;
   std::string method;
-  std::string calib;
-  std::string calib_split = "train";
-  int64_t calib_tokens = 32768;
-  int64_t calib_context = 128;
-  uint64_t seed = 0;
+  CalibrationOptions calibration = calibration_defaults();
   double sparsity = 0;
   std::string pattern;
   std::string scope = "layer";
@@ -45,10 +50,6 @@ struct PruneCliOptions {
   double ffn = 0;
   int layers = 0;
   double params = 0;
-  std::string eval_split = "valid";
-  int64_t eval_tokens = 0;
-  int64_t eval_context = 128;
-  bool no_eval = false;
   int threads = 0;
   std::string out;
   bool json = false;
@@ -202,25 +203,15 @@ int run_prune(const PruneCliOptions& options) {
   }
 
   // Data: calibration windows from the training split, evaluation on the valid split.
-  const fs::path data_dir = options.calib.empty() ? loaded.meta.data_dir : fs::path(options.calib);
-  const bool needs_data = options.method != "magnitude" || !options.no_eval;
-  std::unique_ptr<data::PreparedData> data;
-  if (needs_data) {
-    if (data_dir.empty()) {
-      throw InputError(str(model_dir.string(), " records no data directory; pass --calib DIR"));
-    }
-    data = std::make_unique<data::PreparedData>(data_dir);
-    if (!loaded.meta.tokenizer_hash.empty() &&
-        data->tokenizer().hash() != loaded.meta.tokenizer_hash) {
-      throw InputError(str("the data at ", data_dir.string(), " uses another tokenizer than ",
-                           model_dir.string(), "; calibrate on data with its tokenizer"));
-    }
+  const auto& co = options.calibration;
+  std::optional<data::PreparedData> data;
+  if (options.method != "magnitude" || !co.no_eval) {
+    data.emplace(open_calibration_data(co, loaded.meta, model_dir));
   }
   const auto perplexity = [&](model::LlamaModelImpl& m) {
-    const int64_t context = std::min<int64_t>(options.eval_context, m.config().max_seq_len);
-    const auto [loss, tokens] =
-        train::language_model_loss(m, data->shard(options.eval_split), context, 16,
-                                   options.eval_tokens, torch::Device(torch::kCPU));
+    const int64_t context = std::min<int64_t>(co.eval_context, m.config().max_seq_len);
+    const auto [loss, tokens] = train::language_model_loss(
+        m, data->shard(co.eval_split), context, 16, co.eval_tokens, torch::Device(torch::kCPU));
     return std::make_pair(std::exp(loss), tokens);
   };
 
@@ -230,24 +221,20 @@ int run_prune(const PruneCliOptions& options) {
   report["method"] = options.method;
   const int64_t params_before = count(model), nonzero_before = nonzero(model);
   std::pair<double, int64_t> before{NAN, 0};
-  if (!options.no_eval) {
-    core::info("prune: scoring ", model_dir.string(), " on the ", options.eval_split, " split");
+  if (!co.no_eval) {
+    core::info("prune: scoring ", model_dir.string(), " on the ", co.eval_split, " split");
     before = perplexity(model);
   }
 
   torch::Tensor windows;
   nlohmann::ordered_json calibration = {{"tokens", 0}};
   if (options.method != "magnitude") {
-    if (options.calib_tokens <= 0) {
+    if (co.calib_tokens <= 0) {
       throw InputError(str("--method ", options.method, " needs calibration: --calib-tokens > 0"));
     }
-    const int64_t context = std::min<int64_t>(options.calib_context, model.config().max_seq_len);
-    windows = quant::calibration_windows(
-        data->shard(options.calib_split), options.calib_tokens, context, options.seed,
-        str("the ", options.calib_split, " split of ", data_dir.string()));
-    calibration = {{"data", data_dir.string()}, {"split", options.calib_split},
-                   {"tokens", windows.numel()}, {"windows", windows.size(0)},
-                   {"context", context},        {"seed", options.seed}};
+    auto drawn = draw_calibration_windows(*data, co, model.config().max_seq_len);
+    windows = drawn.windows;
+    calibration = drawn.record;
   }
   report["calibration"] = calibration;
   core::info("prune: ", model_dir.string(), " -> ", out.string(), " (", options.method, ", ",
@@ -333,12 +320,12 @@ int run_prune(const PruneCliOptions& options) {
                           {"nonzero_before", nonzero_before},
                           {"nonzero_after", nonzero(*pruned)}};
 
-  if (!options.no_eval) {
+  if (!co.no_eval) {
     const auto after = perplexity(*pruned);
     report["evaluation"] = {
-        {"data", data_dir.string()},
-        {"split", options.eval_split},
-        {"context", std::min<int64_t>(options.eval_context, pruned->config().max_seq_len)},
+        {"data", data->dir().string()},
+        {"split", co.eval_split},
+        {"context", std::min<int64_t>(co.eval_context, pruned->config().max_seq_len)},
         {"tokens", after.second},
         {"perplexity_before", before.first},
         {"perplexity_after", after.first}};
@@ -408,32 +395,9 @@ void add_prune_command(CLI::App& app, int& exit_code) {
       ->add_option("--params", options->params,
                    "structured: share of all parameters to remove; solves for the FFN width")
       ->check(CLI::Range(0.0, 1.0));
-  command->add_option("--calib", options->calib,
-                      "prepared data to calibrate on (default: the data the model was trained on)");
-  command
-      ->add_option("--calib-split", options->calib_split, "split of --calib to draw windows from")
-      ->check(CLI::IsMember({"train", "valid", "test"}))
-      ->capture_default_str();
-  command->add_option("--calib-tokens", options->calib_tokens, "calibration tokens")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  command->add_option("--calib-ctx", options->calib_context, "tokens per calibration window")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  command->add_option("--seed", options->seed, "seed of the calibration window draw")
-      ->capture_default_str();
-  command->add_option("--eval-split", options->eval_split, "split scored before and after")
-      ->check(CLI::IsMember({"train", "valid", "test"}))
-      ->capture_default_str();
-  command
-      ->add_option("--eval-tokens", options->eval_tokens,
-                   "score at most this many tokens; 0: the whole split")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  command->add_option("--eval-ctx", options->eval_context, "tokens per scored window")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  command->add_flag("--no-eval", options->no_eval, "skip the perplexity before and after");
+  add_calibration_options(command, options->calibration, "calibration tokens (Wanda, structured)");
+  add_evaluation_options(command, options->calibration, "split scored before and after",
+                         "skip the perplexity before and after");
   command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   command->add_option("-o,--out", options->out, "the pruned checkpoint directory to write")

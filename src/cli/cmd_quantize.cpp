@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "cli/calibration_options.h"
 #include "cli/command.h"
 #include "cli/reference_eval.h"
 #include "core/error.h"
@@ -15,7 +16,6 @@
 #include "core/timing.h"
 #include "data/prepared_data.h"
 #include "distill/teacher.h"
-#include "quantize/calibration.h"
 #include "quantize/gguf_export.h"
 #include "quantize/quant_plan.h"
 #include "quantize/quantize_model.h"
@@ -31,18 +31,10 @@ struct QuantizeCliOptions {
   std::string method = "gptq";
   std::string type = "q4_0";
   std::string plan;
-  std::string calib;
-  std::string calib_split = "train";
-  int64_t calib_tokens = 16384;
-  int64_t calib_context = 128;
-  uint64_t seed = 0;
+  CalibrationOptions calibration;
   bool act_order = false;
   int block_size = 128;
   double damp = 0.01;
-  std::string eval_split = "test";
-  int64_t eval_tokens = 0;
-  int64_t eval_context = 128;
-  bool no_eval = false;
   bool baseline = false;
   int threads = 0;
   std::string tokenizer;
@@ -184,28 +176,14 @@ int run_quantize(const QuantizeCliOptions& options) {
   // Calibration windows from the training data (never the split the model is scored on).
   torch::Tensor windows;
   nlohmann::ordered_json calibration = {{"tokens", 0}};
-  if (*method != quant::QuantMethod::rtn || options.calib_tokens > 0) {
-    if (options.calib_tokens <= 0) {
+  if (*method != quant::QuantMethod::rtn || options.calibration.calib_tokens > 0) {
+    if (options.calibration.calib_tokens <= 0) {
       throw InputError(str("--method ", options.method, " needs calibration: --calib-tokens > 0"));
     }
-    const fs::path data_dir =
-        options.calib.empty() ? loaded.meta.data_dir : fs::path(options.calib);
-    if (data_dir.empty()) {
-      throw InputError(str(model_dir.string(), " records no data directory; pass --calib DIR"));
-    }
-    const data::PreparedData data(data_dir);
-    if (!loaded.meta.tokenizer_hash.empty() &&
-        data.tokenizer().hash() != loaded.meta.tokenizer_hash) {
-      throw InputError(str("the data at ", data_dir.string(), " uses another tokenizer than ",
-                           model_dir.string(), "; calibrate on data with its tokenizer"));
-    }
-    const int64_t context = std::min<int64_t>(options.calib_context, config.max_seq_len);
-    windows = quant::calibration_windows(
-        data.shard(options.calib_split), options.calib_tokens, context, options.seed,
-        str("the ", options.calib_split, " split of ", data_dir.string()));
-    calibration = {{"data", data_dir.string()}, {"split", options.calib_split},
-                   {"tokens", windows.numel()}, {"windows", windows.size(0)},
-                   {"context", context},        {"seed", options.seed}};
+    const auto data = open_calibration_data(options.calibration, loaded.meta, model_dir);
+    auto drawn = draw_calibration_windows(data, options.calibration, config.max_seq_len);
+    windows = drawn.windows;
+    calibration = drawn.record;
   }
 
   core::info("quantize: ", model_dir.string(), " -> ", options.out, " (", options.method, ", ",
@@ -275,7 +253,7 @@ int run_quantize(const QuantizeCliOptions& options) {
   report["layers"] = layers;
   report["seconds"] = {{"quantize", result.seconds}, {"export", export_seconds}};
 
-  if (!options.no_eval) {
+  if (!options.calibration.no_eval) {
     const auto eval_start = std::chrono::steady_clock::now();
     const distill::Teacher reference = distill::load_teacher(model_dir, torch::Device(torch::kCPU));
     const runtime::LlamaModel quantized(options.out);
@@ -297,16 +275,16 @@ int run_quantize(const QuantizeCliOptions& options) {
     labels.push_back(str(options.method, " ", options.type));
     runtime::ThreadPool pool(threads);
     ReferenceEvalOptions eval_options;
-    eval_options.split = options.eval_split;
-    eval_options.context = options.eval_context;
-    eval_options.max_tokens = options.eval_tokens;
+    eval_options.split = options.calibration.eval_split;
+    eval_options.context = options.calibration.eval_context;
+    eval_options.max_tokens = options.calibration.eval_tokens;
     const ReferenceEval eval = evaluate_against_reference(models, pool, reference, eval_options);
     nlohmann::ordered_json evaluated;
     for (size_t m = 0; m < models.size(); ++m) {
       evaluated[labels[m]] = comparison_json(eval.comparisons[m], models[m]->file().file_bytes());
     }
     report["evaluation"] = {{"data", eval.data_dir.string()},
-                            {"split", options.eval_split},
+                            {"split", options.calibration.eval_split},
                             {"context", eval.context},
                             {"tokens", eval.comparisons.front().positions()},
                             {"models", evaluated}};
@@ -350,22 +328,9 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
   command->add_option("--plan", options->plan,
                       "mixed-precision plan (JSON: tensor name patterns -> types); default: "
                       "token_embd and output at q8_0 for 4-bit types");
-  command->add_option("--calib", options->calib,
-                      "prepared data to calibrate on (default: the data the model was trained on)");
-  command
-      ->add_option("--calib-split", options->calib_split, "split of --calib to draw windows from")
-      ->check(CLI::IsMember({"train", "valid", "test"}))
-      ->capture_default_str();
-  command
-      ->add_option("--calib-tokens", options->calib_tokens,
-                   "calibration tokens (0 with --method rtn: no calibration, weight errors only)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  command->add_option("--calib-ctx", options->calib_context, "tokens per calibration window")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  command->add_option("--seed", options->seed, "seed of the calibration window draw")
-      ->capture_default_str();
+  add_calibration_options(
+      command, options->calibration,
+      "calibration tokens (0 with --method rtn: no calibration, weight errors only)");
   command->add_flag("--act-order", options->act_order,
                     "GPTQ: round columns by decreasing Hessian diagonal (with static groups)");
   command
@@ -377,19 +342,8 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
       ->add_option("--damp", options->damp, "GPTQ: damping, a share of the Hessian's mean diagonal")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("--eval-split", options->eval_split, "split the result is scored on")
-      ->check(CLI::IsMember({"train", "valid", "test"}))
-      ->capture_default_str();
-  command
-      ->add_option("--eval-tokens", options->eval_tokens,
-                   "score at most this many tokens; 0: the whole split")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  command->add_option("--eval-ctx", options->eval_context, "tokens per scored window")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  command->add_flag("--no-eval", options->no_eval,
-                    "skip scoring the result against the float model");
+  add_evaluation_options(command, options->calibration, "split the result is scored on",
+                         "skip scoring the result against the float model");
   command->add_flag("--baseline", options->baseline,
                     "also score round-to-nearest with the same plan, side by side");
   command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)")
