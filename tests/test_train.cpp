@@ -368,3 +368,22 @@ TEST_CASE("a classifier with dropout resumes to byte-identical weights (RNG stat
         core::read_file(dir.path() / "split" / "final" / "weights.safetensors", "weights"));
   configure_threads(0, false);
 }
+
+TEST_CASE("resuming compares configs, accepting keys a newer version added at their defaults") {
+  test::TempDir dir;
+  core::write_json_atomic(dir.path() / "config.json",
+                          nlohmann::json::parse(R"({"a": 1, "b": {"c": "x"}, "threads": 2})"));
+  const auto now = [](const char* text) { return nlohmann::ordered_json::parse(text); };
+  // New keys at an unset value (empty string, zero, false, a section of such), other threads.
+  CHECK_NOTHROW(train::require_same_config(
+      dir.path(), now(R"({"a": 1, "b": {"c": "x", "from": ""}, "head_dim": 0,
+                          "extra": {"on": false, "list": []}, "threads": 8})")));
+  // A new key that is set, a changed value, a key the current config lacks: each named.
+  CHECK_THROWS_WITH(
+      train::require_same_config(dir.path(), now(R"({"a": 1, "b": {"c": "x", "from": "d"}})")),
+      Catch::Contains("'b.from'"));
+  CHECK_THROWS_WITH(train::require_same_config(dir.path(), now(R"({"a": 2, "b": {"c": "x"}})")),
+                    Catch::Contains("'a'"));
+  CHECK_THROWS_WITH(train::require_same_config(dir.path(), now(R"({"a": 1, "b": {}})")),
+                    Catch::Contains("'b.c'"));
+}

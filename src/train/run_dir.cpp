@@ -38,6 +38,15 @@ nlohmann::json comparable(const nlohmann::json& config) {
   return copy;
 }
 
+// A value a newer version's key takes when it changes nothing: keys added to the config schema
+// default to off, empty or zero, so a run's config.json written before them still resumes.
+bool unset(const nlohmann::json& value) {
+  if (value.is_object()) {
+    return std::all_of(value.begin(), value.end(), [](const auto& v) { return unset(v); });
+  }
+  return value.is_null() || value.empty() || value == "" || value == 0 || value == false;
+}
+
 std::string first_difference(const nlohmann::json& saved, const nlohmann::json& now,
                              const std::string& at) {
   if (saved.is_object() && now.is_object()) {
@@ -48,7 +57,9 @@ std::string first_difference(const nlohmann::json& saved, const nlohmann::json& 
       if (!inner.empty()) return inner;
     }
     for (const auto& item : now.items()) {
-      if (!saved.contains(item.key())) return at.empty() ? item.key() : at + "." + item.key();
+      if (!saved.contains(item.key()) && !unset(item.value())) {
+        return at.empty() ? item.key() : at + "." + item.key();
+      }
     }
     return "";
   }

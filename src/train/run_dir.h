@@ -27,7 +27,9 @@ std::optional<fs::path> newest_checkpoint(const fs::path& run_dir);
 void prune_checkpoints(const fs::path& run_dir, int keep);
 
 // Compares a run's saved config.json with the config of the command now running, ignoring keys
-// that do not change results (threads, device). Throws InputError naming the first differing key.
+// that do not change results (threads, device) and keys the saved config lacks whose current
+// value is unset (empty, zero, false: a key added by a newer version at its default, so runs
+// started before it still resume). Throws InputError naming the first differing key.
 void require_same_config(const fs::path& run_dir, const nlohmann::ordered_json& current);
 
 // metrics.jsonl: appends one JSON object per line, flushed as written.
