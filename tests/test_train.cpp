@@ -382,6 +382,16 @@ TEST_CASE("resuming compares configs, accepting keys a newer version added at th
   CHECK_THROWS_WITH(
       train::require_same_config(dir.path(), now(R"({"a": 1, "b": {"c": "x", "from": "d"}})")),
       Catch::Contains("'b.from'"));
+  // A new section at its built-in default, though not unset (a non-zero parameter).
+  const auto defaults = now(R"({"a": 0, "b": {"c": "", "drop": {"on": false, "rate": 0.5}}})");
+  CHECK_NOTHROW(train::require_same_config(
+      dir.path(), now(R"({"a": 1, "b": {"c": "x", "drop": {"on": false, "rate": 0.5}}})"),
+      defaults));
+  CHECK_THROWS_WITH(
+      train::require_same_config(
+          dir.path(), now(R"({"a": 1, "b": {"c": "x", "drop": {"on": false, "rate": 0.6}}})"),
+          defaults),
+      Catch::Contains("'b.drop'"));
   CHECK_THROWS_WITH(train::require_same_config(dir.path(), now(R"({"a": 2, "b": {"c": "x"}})")),
                     Catch::Contains("'a'"));
   CHECK_THROWS_WITH(train::require_same_config(dir.path(), now(R"({"a": 1, "b": {}})")),

@@ -59,6 +59,7 @@ int run_distill(const DistillCommandOptions& options) {
   train_options.resume = options.run.resume;
   train_options.stop_at_step = options.run.stop_at_step;
   train_options.seed = static_cast<uint64_t>(setup.recipe.base.seed);
+  train_options.config_defaults = core::to_json(distill::DistillRecipe{});
   const auto result = train::run_training(setup.recipe.base.train, core::to_json(setup.recipe),
                                           *setup.task, train_options);
   if (result.interrupted) return exit_code_of(result, options.run);

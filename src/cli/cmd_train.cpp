@@ -28,6 +28,7 @@ int run_train(const RunCommandOptions& options) {
   train_options.resume = options.resume;
   train_options.stop_at_step = options.stop_at_step;
   train_options.seed = static_cast<uint64_t>(setup.recipe.seed);
+  train_options.config_defaults = core::to_json(train::TrainRecipe{});
   const auto result = train::run_training(setup.recipe.train, core::to_json(setup.recipe),
                                           *setup.task, train_options);
   if (result.interrupted) return exit_code_of(result, options);

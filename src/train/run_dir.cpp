@@ -38,8 +38,7 @@ nlohmann::json comparable(const nlohmann::json& config) {
   return copy;
 }
 
-// A value a newer version's key takes when it changes nothing: keys added to the config schema
-// default to off, empty or zero, so a run's config.json written before them still resumes.
+// A value that changes nothing: empty, zero, false, or a section of such.
 bool unset(const nlohmann::json& value) {
   if (value.is_object()) {
     return std::all_of(value.begin(), value.end(), [](const auto& v) { return unset(v); });
@@ -47,19 +46,28 @@ bool unset(const nlohmann::json& value) {
   return value.is_null() || value.empty() || value == "" || value == 0 || value == false;
 }
 
+// The first key path where `now` differs from `saved`. A key `saved` lacks is no difference when
+// `now` holds it at its built-in default (`defaults`, null when unknown) or unset: keys a newer
+// version added, so a run started before them still resumes.
 std::string first_difference(const nlohmann::json& saved, const nlohmann::json& now,
-                             const std::string& at) {
+                             const nlohmann::json& defaults, const std::string& at) {
   if (saved.is_object() && now.is_object()) {
+    const auto default_of = [&](const std::string& key) {
+      return defaults.is_object() && defaults.contains(key) ? defaults[key] : nlohmann::json();
+    };
     for (const auto& item : saved.items()) {
       const std::string path = at.empty() ? item.key() : at + "." + item.key();
       if (!now.contains(item.key())) return path;
-      const std::string inner = first_difference(item.value(), now[item.key()], path);
+      const std::string inner =
+          first_difference(item.value(), now[item.key()], default_of(item.key()), path);
       if (!inner.empty()) return inner;
     }
     for (const auto& item : now.items()) {
-      if (!saved.contains(item.key()) && !unset(item.value())) {
-        return at.empty() ? item.key() : at + "." + item.key();
+      if (saved.contains(item.key()) || unset(item.value()) ||
+          default_of(item.key()) == item.value()) {
+        continue;
       }
+      return at.empty() ? item.key() : at + "." + item.key();
     }
     return "";
   }
@@ -86,11 +94,13 @@ void prune_checkpoints(const fs::path& run_dir, int keep) {
   }
 }
 
-void require_same_config(const fs::path& run_dir, const nlohmann::ordered_json& current) {
+void require_same_config(const fs::path& run_dir, const nlohmann::ordered_json& current,
+                         const nlohmann::ordered_json& defaults) {
   const fs::path file = run_dir / "config.json";
   const nlohmann::json saved = comparable(core::read_json_file(file, "run config"));
   const nlohmann::json now = comparable(nlohmann::json::parse(current.dump()));
-  const std::string differing = first_difference(saved, now, "");
+  const std::string differing =
+      first_difference(saved, now, nlohmann::json::parse(defaults.dump()), "");
   if (!differing.empty()) {
     throw InputError(str("cannot resume '", run_dir.string(), "': config key '", differing,
                          "' differs from the run's config.json; resume with the same config and "

@@ -28,9 +28,11 @@ void prune_checkpoints(const fs::path& run_dir, int keep);
 
 // Compares a run's saved config.json with the config of the command now running, ignoring keys
 // that do not change results (threads, device) and keys the saved config lacks whose current
-// value is unset (empty, zero, false: a key added by a newer version at its default, so runs
-// started before it still resume). Throws InputError naming the first differing key.
-void require_same_config(const fs::path& run_dir, const nlohmann::ordered_json& current);
+// value is their built-in default in `defaults` (the config type's defaults as JSON; may be null)
+// or unset (empty, zero, false): keys added by a newer version, so runs started before them still
+// resume. Throws InputError naming the first differing key.
+void require_same_config(const fs::path& run_dir, const nlohmann::ordered_json& current,
+                         const nlohmann::ordered_json& defaults = nullptr);
 
 // metrics.jsonl: appends one JSON object per line, flushed as written.
 class MetricsLog {

@@ -244,7 +244,7 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
                          "; pass --resume to continue it, or choose another --run-dir"));
   }
   if (finished_before) {
-    require_same_config(run_dir, merged_config);
+    require_same_config(run_dir, merged_config, options.config_defaults);
     const auto summary = core::read_json_file(result_file, "run result");
     if (summary.value("step", int64_t{0}) == config.steps) {
       TrainResult result;
@@ -262,7 +262,7 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
     }
   }
   if (checkpoint) {
-    require_same_config(run_dir, merged_config);
+    require_same_config(run_dir, merged_config, options.config_defaults);
     start = load_checkpoint(*checkpoint, task, optimizer);
     core::info("resuming from ", checkpoint->string(), " (step ", start.step, ")");
   } else {

@@ -18,6 +18,9 @@ struct TrainOptions {
   bool resume = false;       // continue from the newest checkpoint in run_dir
   int64_t stop_at_step = 0;  // > 0: save a checkpoint at this step and stop, as if interrupted
   uint64_t seed = 0;         // seeds the torch generator (dropout) on a fresh start
+  // The recipe type's built-in defaults as JSON (core::to_json of a default recipe): resuming
+  // accepts a key the run's config.json lacks at its default (see require_same_config).
+  nlohmann::ordered_json config_defaults;
 };
 
 struct TrainResult {
