@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "distill/layer_removal.h"
 #include "quantize/awq.h"
 
 namespace edgedistill::prune {
@@ -12,12 +13,6 @@ const torch::Tensor& BlockActivations::input_of(const std::string& linear) const
   if (linear == "ffn_gate" || linear == "ffn_up") return ffn_in;
   ED_CHECK(linear == "ffn_down", "no linear layer ", linear, " in a llama block");
   return ffn_hidden;
-}
-
-const std::vector<std::string>& block_linear_names() {
-  static const std::vector<std::string> names = {"attn_q",   "attn_k", "attn_v",  "attn_output",
-                                                 "ffn_gate", "ffn_up", "ffn_down"};
-  return names;
 }
 
 std::vector<BlockActivations> calibrate_blocks(model::LlamaModelImpl& model,
@@ -47,8 +42,10 @@ std::vector<BlockActivations> calibrate_blocks(model::LlamaModelImpl& model,
       add(stats.ffn_in, trace.ffn_in);
       add(stats.ffn_hidden, trace.ffn_hidden);
       stats.tokens += c.size(0) * c.size(1);
+      stats.influence += distill::influence_sum(c, trace.out);
       outputs.push_back(trace.out);
     });
+    stats.influence /= static_cast<double>(std::max<int64_t>(1, stats.tokens));
     if (after_block) {
       after_block(index, stats);
       x = quant::map_chunks(x, chunk, [&](const torch::Tensor& c) {

@@ -1,6 +1,6 @@
 // One calibration pass over a llama model, block by block: what each linear layer of each block
 // sees of the calibration data, for activation-aware pruning (Wanda's input norms, Minitron's head
-// and channel importance).
+// and channel importance, block influence).
 #pragma once
 
 #include <torch/torch.h>
@@ -21,13 +21,13 @@ struct BlockActivations {
   torch::Tensor ffn_in;      // [dim]: the input of ffn_gate, ffn_up (ffn_norm(h))
   torch::Tensor ffn_hidden;  // [ffn_dim]: the input of ffn_down (silu(gate) * up)
   int64_t tokens = 0;
+  // The block's influence: the mean over the tokens of 1 - cos(block input, block output), as the
+  // block is before its after_block call (distill/layer_removal.h).
+  double influence = 0;
 
   // The statistics of the input of `linear` ("attn_q", ..., "ffn_down").
   const torch::Tensor& input_of(const std::string& linear) const;
 };
-
-// The linear layers of a block, in the order they compute.
-const std::vector<std::string>& block_linear_names();
 
 // Called once block `index`'s statistics are complete; it may change the block's weights.
 using AfterBlock = std::function<void(int index, const BlockActivations& stats)>;

@@ -48,14 +48,12 @@ int64_t total_parameters(const model::LlamaConfig& config) {
 
 StructuredPlan plan_structured(const model::LlamaConfig& config,
                                const std::vector<BlockActivations>& stats,
-                               const std::vector<double>& influence,
                                const StructuredOptions& options) {
-  ED_CHECK(static_cast<int>(stats.size()) == config.n_layers &&
-               static_cast<int>(influence.size()) == config.n_layers,
-           "statistics for every block");
+  ED_CHECK(static_cast<int>(stats.size()) == config.n_layers, "statistics for every block");
   StructuredPlan plan;
   plan.config = config;
-  plan.influence = influence;
+  for (const auto& s : stats) plan.influence.push_back(s.influence);
+  const auto& influence = plan.influence;
   const int64_t head_dim = config.head_dim(), per_group = config.n_heads / config.n_kv_heads;
 
   // Heads: whole kv groups, the same number in every block.

@@ -40,12 +40,11 @@ struct StructuredPlan {
   std::vector<double> influence;  // per original block: 1 - cos(x_in, x_out), mean over tokens
 };
 
-// Chooses what to remove from `stats` (calibrate_blocks on the unpruned model) and the blocks'
-// `influence`. InputError when a target cannot be met (every head or layer gone, an FFN narrower
-// than 32, a parameter share out of reach).
+// Chooses what to remove from `stats` (calibrate_blocks on the unpruned model: channel sums and
+// block influence). InputError when a target cannot be met (every head or layer gone, an FFN
+// narrower than 32, a parameter share out of reach).
 StructuredPlan plan_structured(const model::LlamaConfig& config,
                                const std::vector<BlockActivations>& stats,
-                               const std::vector<double>& influence,
                                const StructuredOptions& options);
 
 // A new model of plan.config holding `model`'s kept weights: the rows and columns of the kept

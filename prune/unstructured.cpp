@@ -7,29 +7,27 @@ namespace edgedistill::prune {
 
 namespace {
 
-std::string weight_name(int block, const std::string& linear) {
-  return str("blk.", block, ".", linear, ".weight");
-}
+// One block matrix: its parameter name, its weight, and the name of the linear layer.
+struct Matrix {
+  std::string name;
+  std::string linear;
+  torch::Tensor weight;
+};
 
-torch::Tensor& linear_weight(model::LlamaModelImpl& model, int block, const std::string& linear) {
-  auto& b = *model.blk[block]->as<model::LlamaBlockImpl>();
-  torch::nn::Linear* layers[] = {&b.attn_q,   &b.attn_k, &b.attn_v,  &b.attn_output,
-                                 &b.ffn_gate, &b.ffn_up, &b.ffn_down};
-  const auto& names = block_linear_names();
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == linear) return (*layers[i])->weight;
+std::vector<Matrix> block_matrices(model::LlamaModelImpl& model, int block) {
+  std::vector<Matrix> matrices;
+  for (const auto& [linear, layer] : model.blk[block]->as<model::LlamaBlockImpl>()->linears()) {
+    matrices.push_back({str("blk.", block, ".", linear, ".weight"), linear, (*layer)->weight});
   }
-  ED_CHECK(false, "no linear layer ", linear);
-  return b.attn_q->weight;
+  return matrices;
 }
 
 // The scores of one block's matrix: |W|, or |W| * ||X|| with the block's input statistics.
-torch::Tensor scores_of(model::LlamaModelImpl& model, int block, const std::string& linear,
-                        const UnstructuredOptions& options, const BlockActivations* stats) {
-  const auto& weight = linear_weight(model, block, linear);
-  if (options.method == "magnitude") return magnitude_scores(weight);
+torch::Tensor scores_of(const Matrix& matrix, const UnstructuredOptions& options,
+                        const BlockActivations* stats) {
+  if (options.method == "magnitude") return magnitude_scores(matrix.weight);
   ED_CHECK(options.method == "wanda" && stats != nullptr, "wanda needs calibration statistics");
-  return wanda_scores(weight, stats->input_of(linear));
+  return wanda_scores(matrix.weight, stats->input_of(matrix.linear));
 }
 
 torch::Tensor mask_of(const torch::Tensor& scores, const UnstructuredOptions& options) {
@@ -43,13 +41,11 @@ UnstructuredResult prune_unstructured(model::LlamaModelImpl& model, const torch:
                                       const UnstructuredOptions& options) {
   torch::NoGradGuard no_grad;
   const int layers = model.config().n_layers;
-  const auto& linears = block_linear_names();
   UnstructuredResult result;
-  const auto keep = [&](int block, const std::string& linear, const torch::Tensor& mask) {
-    const auto name = weight_name(block, linear);
-    linear_weight(model, block, linear).mul_(mask);
-    result.masks[name] = mask;
-    result.layers.push_back({name, mask.numel(), (mask == 0).sum().item<int64_t>()});
+  const auto keep = [&](Matrix& matrix, const torch::Tensor& mask) {
+    matrix.weight.mul_(mask);
+    result.masks[matrix.name] = mask;
+    result.layers.push_back({matrix.name, mask.numel(), (mask == 0).sum().item<int64_t>()});
   };
   const bool wanda = options.method == "wanda";
   if (wanda && !(windows.defined() && windows.numel() > 0)) {
@@ -57,8 +53,8 @@ UnstructuredResult prune_unstructured(model::LlamaModelImpl& model, const torch:
   }
   if (!options.global) {
     const auto prune_block = [&](int block, const BlockActivations* stats) {
-      for (const auto& linear : linears) {
-        keep(block, linear, mask_of(scores_of(model, block, linear, options, stats), options));
+      for (auto& matrix : block_matrices(model, block)) {
+        keep(matrix, mask_of(scores_of(matrix, options, stats), options));
       }
     };
     if (wanda) {
@@ -73,17 +69,16 @@ UnstructuredResult prune_unstructured(model::LlamaModelImpl& model, const torch:
   ED_CHECK(!options.pattern.enabled(), "an N:M pattern is per group, not global");
   std::vector<BlockActivations> stats;
   if (wanda) stats = calibrate_blocks(model, windows, options.chunk_windows);
+  std::vector<Matrix> matrices;
   std::vector<torch::Tensor> scores;
   for (int block = 0; block < layers; ++block) {
-    for (const auto& linear : linears) {
-      scores.push_back(scores_of(model, block, linear, options, wanda ? &stats[block] : nullptr));
+    for (auto& matrix : block_matrices(model, block)) {
+      scores.push_back(scores_of(matrix, options, wanda ? &stats[block] : nullptr));
+      matrices.push_back(std::move(matrix));
     }
   }
   const auto masks = global_share_masks(scores, options.sparsity);
-  size_t i = 0;
-  for (int block = 0; block < layers; ++block) {
-    for (const auto& linear : linears) keep(block, linear, masks[i++]);
-  }
+  for (size_t i = 0; i < matrices.size(); ++i) keep(matrices[i], masks[i]);
   return result;
 }
 

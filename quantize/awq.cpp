@@ -128,12 +128,8 @@ std::map<std::string, AwqLinear> awq_block(model::LlamaBlockImpl& block,
   torch::NoGradGuard no_grad;
   // The search runs the block branches once per alpha: on a subset of the windows.
   const torch::Tensor x = x_all.narrow(0, 0, std::min(options.search_windows, x_all.size(0)));
-  const std::vector<std::pair<std::string, Linear*>> all = {
-      {"attn_q", &block.attn_q},           {"attn_k", &block.attn_k},     {"attn_v", &block.attn_v},
-      {"attn_output", &block.attn_output}, {"ffn_gate", &block.ffn_gate}, {"ffn_up", &block.ffn_up},
-      {"ffn_down", &block.ffn_down}};
   std::map<std::string, AwqLinear> result;
-  for (const auto& [name, layer] : all) {
+  for (const auto& [name, layer] : block.linears()) {
     AwqLinear& entry = result[name];
     entry.original = (*layer)->weight.detach().clone();
     entry.input_scale = torch::ones({(*layer)->weight.size(1)});

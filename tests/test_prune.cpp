@@ -54,8 +54,7 @@ torch::Tensor random_windows(int64_t n, int64_t length, int64_t vocab, uint64_t 
 // What `prune --method structured` does: calibrate, measure block influence, plan.
 prune::StructuredPlan plan_for(model::LlamaModelImpl& net, const torch::Tensor& windows,
                                const prune::StructuredOptions& options) {
-  return prune::plan_structured(net.config(), prune::calibrate_blocks(net, windows, 4),
-                                distill::block_influence(net, {windows}), options);
+  return prune::plan_structured(net.config(), prune::calibrate_blocks(net, windows, 4), options);
 }
 
 double max_relative_error(const torch::Tensor& a, const torch::Tensor& b) {
@@ -153,6 +152,9 @@ TEST_CASE("the calibration pass sums each linear layer's squared inputs") {
     REQUIRE(torch::allclose(stats[b].input_of("ffn_up"), expect(trace.ffn_in), kTol));
     REQUIRE(torch::allclose(stats[b].input_of("ffn_down"), expect(trace.ffn_hidden), kTol));
     REQUIRE(stats[b].tokens == 6 * 16);
+    // The block's influence, from the same input and output (1 - cos per token, averaged).
+    REQUIRE(stats[b].influence ==
+            Approx(distill::influence_sum(x, trace.out) / (6 * 16)).epsilon(1e-4));
     x = trace.out;
   }
 }
@@ -224,13 +226,14 @@ TEST_CASE("structured removal gives the outputs of masking the same units in the
 TEST_CASE("a parameter share solves for the widest FFN that meets it") {
   const auto config = prunable_config();
   std::vector<prune::BlockActivations> stats(3);
-  for (auto& s : stats) {
-    s.context = torch::rand({128}, torch::kFloat64);
-    s.ffn_hidden = torch::rand({128}, torch::kFloat64);
+  for (size_t b = 0; b < stats.size(); ++b) {
+    stats[b].context = torch::rand({128}, torch::kFloat64);
+    stats[b].ffn_hidden = torch::rand({128}, torch::kFloat64);
+    stats[b].influence = 0.3 - 0.1 * static_cast<double>(b);
   }
   prune::StructuredOptions options;
   options.params = 0.15;
-  const auto plan = prune::plan_structured(config, stats, {0.3, 0.2, 0.1}, options);
+  const auto plan = prune::plan_structured(config, stats, options);
   const double budget = 0.85 * static_cast<double>(model::count_parameters(config).total);
   REQUIRE(model::count_parameters(plan.config).total <= budget);
   auto wider = plan.config;
@@ -238,14 +241,12 @@ TEST_CASE("a parameter share solves for the widest FFN that meets it") {
   REQUIRE(static_cast<double>(model::count_parameters(wider).total) > budget);
   // Out-of-range targets are input errors naming the option.
   options.params = 0.99;
-  REQUIRE_THROWS_WITH(prune::plan_structured(config, stats, {0.3, 0.2, 0.1}, options),
-                      Catch::Contains("--params"));
+  REQUIRE_THROWS_WITH(prune::plan_structured(config, stats, options), Catch::Contains("--params"));
   options = {};
   options.heads = 0.2;  // less than half of one of the two groups
-  REQUIRE_THROWS_WITH(prune::plan_structured(config, stats, {0.3, 0.2, 0.1}, options),
-                      Catch::Contains("GQA group"));
+  REQUIRE_THROWS_WITH(prune::plan_structured(config, stats, options), Catch::Contains("GQA group"));
   options.heads = 1.0;
-  REQUIRE_THROWS_WITH(prune::plan_structured(config, stats, {0.3, 0.2, 0.1}, options),
+  REQUIRE_THROWS_WITH(prune::plan_structured(config, stats, options),
                       Catch::Contains("keep at least one"));
 }
 

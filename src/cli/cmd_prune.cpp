@@ -17,7 +17,6 @@
 #include "core/progress.h"
 #include "core/timing.h"
 #include "data/prepared_data.h"
-#include "distill/layer_removal.h"
 #include "distill/teacher.h"
 #include "model/checkpoint.h"
 #include "prune/structured.h"
@@ -56,12 +55,6 @@ struct PruneCliOptions {
 };
 
 constexpr const char* kReportFileName = "prune.json";
-
-int64_t count(torch::nn::Module& module) {
-  int64_t n = 0;
-  for (const auto& p : module.parameters()) n += p.numel();
-  return n;
-}
 
 int64_t nonzero(torch::nn::Module& module) {
   int64_t n = 0;
@@ -219,7 +212,7 @@ int run_prune(const PruneCliOptions& options) {
   report["model"] = model_dir.string();
   report["out"] = out.string();
   report["method"] = options.method;
-  const int64_t params_before = count(model), nonzero_before = nonzero(model);
+  const int64_t params_before = model::parameter_count(model), nonzero_before = nonzero(model);
   std::pair<double, int64_t> before{NAN, 0};
   if (!co.no_eval) {
     core::info("prune: scoring ", model_dir.string(), " on the ", co.eval_split, " split");
@@ -248,11 +241,8 @@ int run_prune(const PruneCliOptions& options) {
     so.ffn = options.ffn;
     so.layers = options.layers;
     so.params = options.params;
-    const auto stats = prune::calibrate_blocks(model, windows, 16);
-    std::vector<torch::Tensor> batches;
-    for (const auto& chunk : windows.split(16)) batches.push_back(chunk);
-    const auto influence = distill::block_influence(model, batches);
-    const auto plan = prune::plan_structured(model.config(), stats, influence, so);
+    const auto plan =
+        prune::plan_structured(model.config(), prune::calibrate_blocks(model, windows, 16), so);
     pruned = prune::shrink_model(model, plan);
     const auto& c = model.config();
     report["target"] =
@@ -316,7 +306,7 @@ int run_prune(const PruneCliOptions& options) {
   }
   pruned->eval();
   report["parameters"] = {{"before", params_before},
-                          {"after", count(*pruned)},
+                          {"after", model::parameter_count(*pruned)},
                           {"nonzero_before", nonzero_before},
                           {"nonzero_after", nonzero(*pruned)}};
 

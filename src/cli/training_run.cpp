@@ -6,7 +6,7 @@
 #include "core/progress.h"
 #include "core/version.h"
 #include "data/prepare.h"
-#include "model/model_meta.h"
+#include "model/checkpoint.h"
 
 namespace edgedistill::cli {
 
@@ -90,8 +90,7 @@ double final_metric(const train::TrainResult& result, const std::string& name) {
 void print_run_summary(const std::string& name, train::TrainingTask& task,
                        const data::PreparedData* data, const train::TrainResult& result,
                        const fs::path& run_dir, int threads) {
-  int64_t parameters = 0;
-  for (const auto& p : task.model().parameters()) parameters += p.numel();
+  const int64_t parameters = model::parameter_count(task.model());
   std::printf("\n%s: %lld steps", name.c_str(), static_cast<long long>(result.step));
   if (result.wall_s > 0 && result.items_per_s > 0) {
     std::printf(" in %s (%s %s/s on %d thread%s)", core::format_duration(result.wall_s).c_str(),

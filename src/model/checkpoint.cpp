@@ -130,11 +130,16 @@ void load_weights(const fs::path& file, torch::nn::Module& model) {
   }
 }
 
+int64_t parameter_count(torch::nn::Module& model) {
+  int64_t count = 0;
+  for (const auto& p : model.parameters()) count += p.numel();
+  return count;
+}
+
 void save_model(const fs::path& dir, torch::nn::Module& model, const CheckpointMeta& meta,
                 const WeightMasks& masks) {
   core::create_directories(dir, "checkpoint directory");
-  int64_t parameters = 0;
-  for (const auto& p : model.parameters()) parameters += p.numel();
+  const int64_t parameters = parameter_count(model);
   save_weights(dir / kWeightsFileName, model,
                {{"format", "pt"}, {"edgedistill.tokenizer_hash", meta.tokenizer_hash}});
   if (masks.empty()) {

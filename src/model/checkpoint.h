@@ -26,6 +26,9 @@ inline constexpr const char* kMaskFileName = "mask.safetensors";
 // pruned. A training run that starts from a masked checkpoint keeps the pruned weights at zero.
 using WeightMasks = std::map<std::string, torch::Tensor>;
 
+// The number of parameters (elements of every parameter tensor) of `model`.
+int64_t parameter_count(torch::nn::Module& model);
+
 // Writes model.json and weights.safetensors into `dir` (created if needed), each atomically, and
 // mask.safetensors when `masks` is not empty (a stale one is removed when it is).
 void save_model(const fs::path& dir, torch::nn::Module& model, const CheckpointMeta& meta,

@@ -121,6 +121,12 @@ AttentionInputs LlamaBlockImpl::per_position_inputs(const AttentionHeads& heads,
   return inputs;
 }
 
+std::vector<std::pair<std::string, torch::nn::Linear*>> LlamaBlockImpl::linears() {
+  return {{"attn_q", &attn_q},           {"attn_k", &attn_k},     {"attn_v", &attn_v},
+          {"attn_output", &attn_output}, {"ffn_gate", &ffn_gate}, {"ffn_up", &ffn_up},
+          {"ffn_down", &ffn_down}};
+}
+
 torch::Tensor LlamaBlockImpl::residual(const torch::Tensor& x, const torch::Tensor& cos,
                                        const torch::Tensor& sin, const torch::Tensor& mask) {
   const auto attention =

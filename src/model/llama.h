@@ -12,6 +12,8 @@
 
 #include <torch/torch.h>
 
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "model/fused_ops.h"
@@ -110,6 +112,9 @@ class LlamaBlockImpl : public torch::nn::Module {
                                   const torch::Tensor& sin, const torch::Tensor& mask) {
     return attention_context(h, cos, sin, mask, nullptr, nullptr);
   }
+
+  // The linear layers by GGUF name ("attn_q", ..., "ffn_down"), in the order they compute.
+  std::vector<std::pair<std::string, torch::nn::Linear*>> linears();
 
   RMSNorm attn_norm{nullptr}, ffn_norm{nullptr};
   torch::nn::Linear attn_q{nullptr}, attn_k{nullptr}, attn_v{nullptr}, attn_output{nullptr};
