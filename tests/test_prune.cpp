@@ -152,9 +152,10 @@ TEST_CASE("the calibration pass sums each linear layer's squared inputs") {
     REQUIRE(torch::allclose(stats[b].input_of("ffn_up"), expect(trace.ffn_in), kTol));
     REQUIRE(torch::allclose(stats[b].input_of("ffn_down"), expect(trace.ffn_hidden), kTol));
     REQUIRE(stats[b].tokens == 6 * 16);
-    // The block's influence, from the same input and output (1 - cos per token, averaged).
+    // The block's influence, from the same input and output (1 - cos per token, averaged; the
+    // chunked outputs differ by float32 rounding as above).
     REQUIRE(stats[b].influence ==
-            Approx(distill::influence_sum(x, trace.out) / (6 * 16)).epsilon(1e-4));
+            Approx(distill::influence_sum(x, trace.out) / (6 * 16)).epsilon(kTol));
     x = trace.out;
   }
 }
