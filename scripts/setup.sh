@@ -5,7 +5,8 @@
 #
 # Environment: EDGEDISTILL_BUILD_DIR (default: build/ in the repository), EDGEDISTILL_BUILD_TYPE
 # (default: Release), EDGEDISTILL_JOBS (default: all cores), EDGEDISTILL_TARGETS (space-separated
-# targets to build; default: everything, tests included).
+# targets to build; default: everything, tests included), EDGEDISTILL_SKIP_BUILD=1 (install and
+# select BLAS only: for scripts run with a binary built before).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,6 +59,10 @@ if [[ -n $openblas && $current != "$openblas" ]]; then
   fi
 fi
 
+if [[ ${EDGEDISTILL_SKIP_BUILD:-0} == 1 ]]; then
+  echo "setup: EDGEDISTILL_SKIP_BUILD=1: using the programs already in $build_dir/bin"
+  exit 0
+fi
 mkdir -p "$build_dir"
 cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" > "$build_dir/configure.log" 2>&1 ||
   { cat "$build_dir/configure.log" >&2; exit 1; }
