@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <regex>
 
+#include "cli/pipeline_config.h"
 #include "core/files.h"
 #include "data/data_config.h"
 #include "distill/distill_config.h"
@@ -278,7 +280,7 @@ TEST_CASE("bench measures a tiny recipe and reports MFU") {
 
 TEST_CASE("every shipped config loads and validates") {
   // configs/data, configs/models and configs/recipes hold data, model and recipe configs.
-  int loaded = 0;
+  int loaded = 0, pipelines = 0;
   for (const auto& entry : fs::recursive_directory_iterator(test::source_dir() / "configs")) {
     if (entry.path().extension() != ".json") continue;
     const std::string kind = entry.path().parent_path().filename().string();
@@ -287,6 +289,10 @@ TEST_CASE("every shipped config loads and validates") {
       CHECK_NOTHROW(core::load_config<data::DataConfig>(entry.path(), {}));
     } else if (kind == "models") {
       CHECK_NOTHROW(core::load_config<model::ModelConfig>(entry.path(), {}));
+    } else if (kind == "recipes" &&
+               cli::looks_like_pipeline(core::read_config_json(entry.path()))) {
+      CHECK_NOTHROW(core::load_config<cli::PipelineRecipe>(entry.path(), {}));
+      ++pipelines;
     } else if (kind == "recipes" && (entry.path().filename().string().rfind("distill-", 0) == 0 ||
                                      entry.path().filename().string().rfind("heal-", 0) == 0)) {
       CHECK_NOTHROW(core::load_config<distill::DistillRecipe>(entry.path(), {}));
@@ -310,6 +316,7 @@ TEST_CASE("every shipped config loads and validates") {
     ++loaded;
   }
   CHECK(loaded >= 9);
+  CHECK(pipelines >= 2);  // quickstart.json and a CI recipe
 }
 
 TEST_CASE("the shipped model sizes are the ones the README states") {
@@ -642,4 +649,161 @@ TEST_CASE("a damaged GGUF file is bad input with one line naming it") {
   }
   CHECK(run_edgedistill({"export", "--model", "x", "--type", "q3_k", "--out", "y.gguf"}, dir.path())
             .exit_code == 2);
+}
+
+namespace {
+
+// sha256sum's digest of a file: an implementation independent of core/sha256.
+std::string sha256sum(const fs::path& file, const fs::path& scratch) {
+  const fs::path out = scratch / "sha256sum.txt";
+  const std::string command = "sha256sum " + quote(file.string()) + " >" + quote(out.string());
+  REQUIRE(std::system(command.c_str()) == 0);
+  return core::read_file(out, "sha256sum").substr(0, 64);
+}
+
+// A pipeline on the tiny recipe: teacher (tiny.json), a one-block student, structured pruning
+// with healing, GPTQ q4_0, verify with `gates`.
+fs::path tiny_pipeline(const fs::path& dir) {
+  tiny_recipe(dir, 20);
+  core::write_file_atomic(dir / "gates.json", R"({"max_ppl_increase_pct": 50, "max_file_mb": 10})");
+  core::write_file_atomic(dir / "strict.json", R"({"max_file_mb": 0.01})");
+  const std::string train = R"({"steps": 4, "batch_size": 4, "seq_len": 32, "lr": 0.003,
+      "warmup_steps": 2, "eval_every": 0, "checkpoint_every": 2, "log_every": 1})";
+  const std::string pipeline = R"({
+    "name": "tiny-pipeline", "threads": 2,
+    "data": {"name": "tiny", "sources": [{"kind": "text_file", "path": "corpus.txt"}],
+             "split": {"valid": 0.1, "test": 0.1}, "tokenizer": {"kind": "byte"}},
+    "teacher": {"recipe": "tiny.json"},
+    "distill": {"recipe": {"name": "student", "seed": 7,
+        "model": {"arch": "llama", "dim": 64, "n_layers": 1, "n_heads": 2, "n_kv_heads": 1,
+                  "ffn_dim": 96, "max_seq_len": 64},
+        "train": )" + train + R"(, "distill": {"losses": [{"kind": "forward_kl", "alpha": 0.5}]}}},
+    "prune": {"enabled": true, "method": "structured", "ffn": 0.25, "calib_tokens": 2048,
+              "calib_context": 32,
+              "heal": {"recipe": {"name": "healed", "seed": 7, "train": )" +
+                               train + R"(,
+                  "distill": {"losses": [{"kind": "forward_kl", "alpha": 1.0}]}}}},
+    "quantize": {"method": "gptq", "type": "q4_0", "calib_tokens": 2048, "calib_context": 32},
+    "verify": {"gates": "gates.json", "context": 32}
+  })";
+  core::write_file_atomic(dir / "pipeline.json", pipeline);
+  return dir / "pipeline.json";
+}
+
+// Stage name -> "ran", "skipped" or "off", from a manifest.
+std::map<std::string, std::string> stage_status(const nlohmann::json& manifest) {
+  std::map<std::string, std::string> status;
+  for (const auto& stage : manifest["stages"]) status[stage["name"]] = stage["status"];
+  return status;
+}
+
+}  // namespace
+
+TEST_CASE("a pipeline recipe runs its stages then skips them and reruns only what changed") {
+  test::TempDir dir;
+  const std::string recipe = tiny_pipeline(dir.path()).string();
+  const fs::path run = dir.path() / "run";
+  const fs::path manifest_file = run / "artifacts" / "manifest.json";
+  const std::vector<std::string> stages = {"data", "teacher",  "distill", "prune",
+                                           "heal", "quantize", "verify"};
+  auto pipeline = [&](std::vector<std::string> extra) {
+    std::vector<std::string> arguments = {"recipe", recipe, "--run-dir", run.string()};
+    arguments.insert(arguments.end(), extra.begin(), extra.end());
+    const auto result = run_edgedistill(arguments, dir.path());
+    INFO(result.out << result.err);
+    return result;
+  };
+
+  // Every stage runs; the artifact, its report and the manifest are in artifacts/.
+  REQUIRE(pipeline({}).exit_code == 0);
+  auto manifest = core::read_json_file(manifest_file, "manifest");
+  for (const auto& stage : stages) CHECK(stage_status(manifest)[stage] == "ran");
+  CHECK(manifest["result"]["passed"] == true);
+  CHECK(manifest["machine"]["threads"] == 2);
+  CHECK(!manifest["machine"]["runtime_isa"].get<std::string>().empty());
+  CHECK(manifest["config"]["prune"]["ffn"] == 0.25);
+  CHECK(manifest["verify"]["metrics"]["top1_agreement"].get<double>() > 0.5);
+  // The pruned model is what was healed, quantized and verified: FFN 96 -> 64.
+  const auto healed = core::read_json_file(run / "healed" / "final" / "model.json", "model");
+  CHECK(healed["model"]["ffn_dim"] == 64);
+
+  // The manifest's hashes are the files' (checked with sha256sum), inputs and outputs alike.
+  int files = 0;
+  for (const auto& stage : manifest["stages"]) {
+    for (const char* side : {"inputs", "outputs"}) {
+      for (const auto& [role, artifact] : stage[side].items()) {
+        const fs::path path = artifact["path"].get<std::string>();
+        for (const auto& [name, file] : artifact["files"].items()) {
+          const fs::path file_path = fs::is_regular_file(path) ? path : path / name;
+          INFO(stage["name"] << " " << side << " " << file_path);
+          CHECK(file["sha256"] == sha256sum(file_path, dir.path()));
+          CHECK(file["bytes"] == fs::file_size(file_path));
+          ++files;
+        }
+      }
+    }
+  }
+  CHECK(files >= 20);
+  const fs::path gguf = manifest["artifact"]["path"].get<std::string>();
+  CHECK(manifest["artifact"]["sha256"] == sha256sum(gguf, dir.path()));
+
+  // Again: every stage is skipped and the artifact is the same file.
+  REQUIRE(pipeline({}).exit_code == 0);
+  manifest = core::read_json_file(manifest_file, "manifest");
+  for (const auto& stage : stages) CHECK(stage_status(manifest)[stage] == "skipped");
+  CHECK(sha256sum(gguf, dir.path()) == manifest["artifact"]["sha256"]);
+
+  // A dry run names what a change would rerun, and runs nothing.
+  const auto plan = pipeline({"--set", "distill.recipe.train.steps=6", "--dry-run"});
+  CHECK(plan.exit_code == 0);
+  CHECK(plan.out.find("distill.recipe.train.steps 4 -> 6") != std::string::npos);
+  CHECK(std::regex_search(plan.out, std::regex("teacher +skip")));
+  CHECK(std::regex_search(plan.out, std::regex("quantize +run")));
+  CHECK(core::read_json_file(manifest_file, "manifest") == manifest);
+
+  // One distillation key changed: distill and every stage after it rerun, data and teacher not.
+  REQUIRE(pipeline({"--set", "distill.recipe.train.steps=6"}).exit_code == 0);
+  manifest = core::read_json_file(manifest_file, "manifest");
+  auto status = stage_status(manifest);
+  CHECK(status["data"] == "skipped");
+  CHECK(status["teacher"] == "skipped");
+  for (const char* stage : {"distill", "prune", "heal", "quantize", "verify"}) {
+    CHECK(status[stage] == "ran");
+  }
+  CHECK(core::read_json_file(run / "student" / "result.json", "result")["step"] == 6);
+
+  // --from reruns that stage and the ones after it.
+  REQUIRE(pipeline({"--set", "distill.recipe.train.steps=6", "--from", "quantize"}).exit_code == 0);
+  status = stage_status(core::read_json_file(manifest_file, "manifest"));
+  CHECK(status["heal"] == "skipped");
+  CHECK(status["quantize"] == "ran");
+  CHECK(status["verify"] == "ran");
+
+  // A failing gate: exit 1, only verify reruns, and the manifest names the gate.
+  const std::string strict = "verify.gates=" + (dir.path() / "strict.json").string();
+  const auto failed = pipeline({"--set", "distill.recipe.train.steps=6", "--set", strict});
+  CHECK(failed.exit_code == 1);
+  CHECK(failed.err.find("max_file_mb") != std::string::npos);
+  manifest = core::read_json_file(manifest_file, "manifest");
+  status = stage_status(manifest);
+  CHECK(status["quantize"] == "skipped");
+  CHECK(status["verify"] == "ran");
+  CHECK(manifest["result"]["passed"] == false);
+  REQUIRE(manifest["result"]["failed_gates"].size() == 1);
+  CHECK(manifest["result"]["failed_gates"][0]["key"] == "max_file_mb");
+  // Run again unchanged: nothing is measured again, and the verdict stands.
+  CHECK(pipeline({"--set", "distill.recipe.train.steps=6", "--set", strict}).exit_code == 1);
+
+  // Malformed recipes: exit 2 with one line naming the key, and nothing run.
+  std::string text = core::read_file(recipe, "recipe");
+  text.replace(text.find("\"quantize\""), 10, "\"quantise\"");
+  core::write_file_atomic(dir.path() / "typo.json", text);
+  require_input_error(run_edgedistill({"recipe", (dir.path() / "typo.json").string(), "--run-dir",
+                                       (dir.path() / "typo").string()},
+                                      dir.path()),
+                      "'quantise'; did you mean 'quantize'");
+  require_input_error(pipeline({"--set", "prune.ffn=a lot"}), "prune.ffn");
+  require_input_error(pipeline({"--set", "quantize.type=f16"}), "quantize.method");
+  require_input_error(pipeline({"--set", "prune.method=wanda"}), "prune.sparsity");
+  CHECK_FALSE(fs::exists(dir.path() / "typo"));
 }

@@ -2,6 +2,7 @@
 // recipe's weighted loss terms.
 #include <filesystem>
 
+#include "cli/commands.h"
 #include "cli/training_run.h"
 #include "core/log.h"
 #include "distill/distill_task.h"
@@ -13,12 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct DistillCommandOptions {
-  RunCommandOptions run;
-  std::string teacher;
-  std::string teacher_cache;
-  std::string student;
-};
+}  // namespace
 
 int run_distill(const DistillCommandOptions& options) {
   auto overrides = options.run.overrides();
@@ -71,8 +67,6 @@ int run_distill(const DistillCommandOptions& options) {
   }
   return 0;
 }
-
-}  // namespace
 
 void add_distill_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<DistillCommandOptions>();

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/commands.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -14,15 +15,6 @@
 namespace edgedistill::cli {
 namespace {
 
-struct ExportOptions {
-  std::string model;
-  std::string type = "f16";
-  std::string embedding_type;
-  std::string tokenizer;
-  std::string name;
-  std::string out;
-};
-
 const std::vector<std::string> kExportTypes = {"f32", "f16", "q8_0", "q4_0", "q4_1"};
 
 io::GgmlType type_option(const std::string& name) {
@@ -30,6 +22,8 @@ io::GgmlType type_option(const std::string& name) {
   ED_CHECK(type.has_value(), "checked by CLI11: ", name);
   return *type;
 }
+
+}  // namespace
 
 int run_export(const ExportOptions& options) {
   const auto start = std::chrono::steady_clock::now();
@@ -55,8 +49,6 @@ int run_export(const ExportOptions& options) {
               8.0 * static_cast<double>(summary.file_bytes) / summary.parameters, seconds);
   return 0;
 }
-
-}  // namespace
 
 void add_export_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<ExportOptions>();

@@ -11,6 +11,7 @@
 
 #include "cli/calibration_options.h"
 #include "cli/command.h"
+#include "cli/commands.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
@@ -28,31 +29,6 @@ namespace edgedistill::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Scored on the valid split (pruning is a development step; test is kept for the end). Wanda
-// calibrates on 128 x 2048 tokens in its paper; 32,768 is what this corpus size warrants.
-CalibrationOptions calibration_defaults() {
-  CalibrationOptions options;
-  options.calib_tokens = 32768;
-  options.eval_split = "valid";
-  return options;
-}
-
-struct PruneCliOptions {
-  std::string model;
-  std::string method;
-  CalibrationOptions calibration = calibration_defaults();
-  double sparsity = 0;
-  std::string pattern;
-  std::string scope = "layer";
-  double heads = 0;
-  double ffn = 0;
-  int layers = 0;
-  double params = 0;
-  int threads = 0;
-  std::string out;
-  bool json = false;
-};
 
 constexpr const char* kReportFileName = "prune.json";
 
@@ -168,6 +144,17 @@ void print_summary(const nlohmann::ordered_json& report) {
       "  time: %.1f s\n  wrote %s (model.json, %s%s, %s)\n", report["seconds"].get<double>(),
       report["out"].get<std::string>().c_str(), model::kWeightsFileName,
       report.contains("layers") ? str(", ", model::kMaskFileName).c_str() : "", kReportFileName);
+}
+
+}  // namespace
+
+// Scored on the valid split (pruning is a development step; test is kept for the end). Wanda
+// calibrates on 128 x 2048 tokens in its paper; 32,768 is what this corpus size warrants.
+CalibrationOptions prune_calibration_defaults() {
+  CalibrationOptions options;
+  options.calib_tokens = 32768;
+  options.eval_split = "valid";
+  return options;
 }
 
 int run_prune(const PruneCliOptions& options) {
@@ -341,8 +328,6 @@ int run_prune(const PruneCliOptions& options) {
   }
   return 0;
 }
-
-}  // namespace
 
 void add_prune_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<PruneCliOptions>();

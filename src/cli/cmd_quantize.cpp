@@ -8,6 +8,7 @@
 
 #include "cli/calibration_options.h"
 #include "cli/command.h"
+#include "cli/commands.h"
 #include "cli/reference_eval.h"
 #include "core/error.h"
 #include "core/files.h"
@@ -25,24 +26,6 @@ namespace edgedistill::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct QuantizeCliOptions {
-  std::string model;
-  std::string method = "gptq";
-  std::string type = "q4_0";
-  std::string plan;
-  CalibrationOptions calibration;
-  bool act_order = false;
-  int block_size = 128;
-  double damp = 0.01;
-  bool baseline = false;
-  int threads = 0;
-  std::string tokenizer;
-  std::string name;
-  std::string out;
-  std::string report;
-  bool json = false;
-};
 
 // FILE.gguf -> FILE.quant.json beside it.
 fs::path default_report_path(const fs::path& out) {
@@ -139,10 +122,15 @@ void print_summary(const nlohmann::ordered_json& report) {
               report["report"].get<std::string>().c_str());
 }
 
+}  // namespace
+
 int run_quantize(const QuantizeCliOptions& options) {
   const auto method = quant::parse_quant_method(options.method);
   const auto type = io::parse_ggml_type(options.type);
   ED_CHECK(method && type, "checked by CLI11");
+  if (options.block_size % 32 != 0) {
+    throw InputError(str("--block-size ", options.block_size, " is not a multiple of 32"));
+  }
   // The plan first: a typo there should not cost a calibration pass.
   const quant::QuantPlan plan =
       options.plan.empty() ? quant::default_plan(*type) : quant::read_plan(options.plan);
@@ -303,8 +291,6 @@ int run_quantize(const QuantizeCliOptions& options) {
   return 0;
 }
 
-}  // namespace
-
 void add_quantize_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<QuantizeCliOptions>();
   auto* command = app.add_subcommand(
@@ -356,12 +342,7 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
   command->add_option("--report", options->report,
                       "the JSON report (default: OUT with .quant.json)");
   command->add_flag("--json", options->json, "print the JSON report instead of the summary");
-  command->callback([options, &exit_code] {
-    if (options->block_size % 32 != 0) {
-      throw InputError(str("--block-size ", options->block_size, " is not a multiple of 32"));
-    }
-    exit_code = run_quantize(*options);
-  });
+  command->callback([options, &exit_code] { exit_code = run_quantize(*options); });
 }
 
 }  // namespace edgedistill::cli

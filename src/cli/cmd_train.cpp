@@ -1,6 +1,7 @@
 // edgedistill train: train a model from a recipe (a teacher language model, or a classifier).
 #include <filesystem>
 
+#include "cli/commands.h"
 #include "cli/training_run.h"
 #include "core/log.h"
 #include "train/setup.h"
@@ -10,6 +11,8 @@ namespace edgedistill::cli {
 namespace {
 
 namespace fs = std::filesystem;
+
+}  // namespace
 
 int run_train(const RunCommandOptions& options) {
   const auto recipe =
@@ -36,8 +39,6 @@ int run_train(const RunCommandOptions& options) {
                     threads);
   return 0;
 }
-
-}  // namespace
 
 void add_train_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<RunCommandOptions>();

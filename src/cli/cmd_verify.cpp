@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/commands.h"
 #include "cli/reference_eval.h"
 #include "core/error.h"
 #include "core/files.h"
@@ -20,20 +21,6 @@ namespace edgedistill::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct VerifyOptions {
-  std::string model;
-  std::string reference;
-  std::string data;
-  std::string split = "test";
-  int64_t context = 128;
-  int64_t max_tokens = 0;  // 0: the whole split
-  int threads = 0;
-  std::string gates;
-  std::string report;
-  bool json = false;
-  bool skip_bench = false;
-};
 
 void print_table(const nlohmann::ordered_json& report) {
   const auto& m = report["metrics"];
@@ -60,6 +47,8 @@ void print_table(const nlohmann::ordered_json& report) {
                 gate["detail"].get<std::string>().c_str());
   }
 }
+
+}  // namespace
 
 int run_verify(const VerifyOptions& options) {
   // Read the gates first: a typo there should not cost a whole evaluation.
@@ -141,8 +130,6 @@ int run_verify(const VerifyOptions& options) {
   }
   return 0;
 }
-
-}  // namespace
 
 void add_verify_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<VerifyOptions>();
