@@ -16,6 +16,15 @@ out=$repo/docs/config.md
   echo "merged result with \`edgedistill config --config FILE [--set ...]\`. A string where a section"
   echo "is expected names a JSON file holding that section, relative to the file that names it."
   echo
+  echo "## Pipeline recipes (\`configs/recipes/quickstart.json\`, \`edgedistill recipe\`)"
+  echo
+  echo "The whole pipeline in one file (docs/ci.md). Its \`data\` replaces the data section of every"
+  echo "nested recipe; a nested recipe is an object or a path to a recipe file, and its keys are"
+  echo "the ones listed in the sections below (set them with e.g."
+  echo "\`--set distill.recipe.train.steps=100\`)."
+  echo
+  "$edgedistill" config --keys --markdown --kind pipeline
+  echo
   echo "## Training recipes (\`configs/recipes/*.json\`, \`edgedistill train --config\`)"
   echo
   "$edgedistill" config --keys --markdown --kind recipe

@@ -339,7 +339,7 @@ TEST_CASE("docs/config.md lists every key as the code declares it") {
   // this fails when a key is added or changed without regenerating it.
   test::TempDir dir;
   const std::string docs = core::read_file(test::source_dir() / "docs" / "config.md", "docs");
-  for (const char* kind : {"recipe", "data", "model"}) {
+  for (const char* kind : {"pipeline", "recipe", "distill", "data", "model"}) {
     const auto table =
         run_edgedistill({"config", "--keys", "--markdown", "--kind", kind}, dir.path());
     REQUIRE(table.exit_code == 0);

@@ -3,6 +3,8 @@
 #include <sys/utsname.h>
 
 #include <algorithm>
+#include <cmath>
+#include <iomanip>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -18,6 +20,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/sha256.h"
 #include "core/timing.h"
 #include "core/version.h"
@@ -489,6 +492,29 @@ Decision decide(const Stage& stage, const fs::path& record_file, const json& inp
   return {false, str("up to date (ran ", record.value("finished", std::string("?")), ")")};
 }
 
+// One line of what a stage made, for the closing summary.
+std::string stage_summary(const std::string& name, const json& m) {
+  auto number = [&](const char* key) { return m.contains(key) ? m[key].get<double>() : NAN; };
+  if (name == "data" && m.contains("splits")) {
+    return str(core::format_count(m["splits"]["train"].value("tokens", int64_t{0})),
+               " train tokens");
+  }
+  if (m.contains("valid_ppl")) {
+    return str("valid perplexity ", std::round(number("valid_ppl") * 100) / 100, " after ",
+               m.value("step", 0), " steps");
+  }
+  if (name == "prune") {
+    return str("parameters ", core::format_count(m["parameters"].value("before", int64_t{0})),
+               " -> ", core::format_count(m["parameters"].value("after", int64_t{0})));
+  }
+  if (name == "quantize") {
+    return str(m.value("method", std::string()), " ", m.value("type", std::string()), ", ",
+               core::format_bytes(m.value("file_bytes", uint64_t{0})));
+  }
+  if (name == "verify") return m.value("passed", false) ? "gates passed" : "a gate FAILED";
+  return "";
+}
+
 std::string format_seconds(double seconds) {
   if (seconds < 60) return str(static_cast<int>(seconds * 10 + 0.5) / 10.0, " s");
   const int total = static_cast<int>(seconds + 0.5);
@@ -638,8 +664,14 @@ int run_pipeline(const PipelineOptions& options) {
               format_seconds(core::seconds_since(started)).c_str());
   for (const auto& stage : stage_reports) {
     const std::string status = stage["status"].get<std::string>();
-    std::printf("  %-9s %-8s %s\n", stage["name"].get<std::string>().c_str(), status.c_str(),
-                status == "off" ? "" : format_seconds(stage["wall_s"].get<double>()).c_str());
+    const std::string took =
+        status == "off" ? ""
+                        : str(status == "skipped" ? "(took " : "", std::setw(6),
+                              format_seconds(stage["wall_s"].get<double>()),
+                              status == "skipped" ? ")" : "");
+    std::printf("  %-9s %-8s %-14s %s\n", stage["name"].get<std::string>().c_str(),
+                status.c_str(), took.c_str(),
+                status == "off" ? "" : stage_summary(stage["name"], stage["metrics"]).c_str());
   }
   const auto& m = report["metrics"];
   std::printf("  artifact  %s (%.2f MB)\n", pipeline.gguf().string().c_str(),
