@@ -794,6 +794,24 @@ TEST_CASE("a pipeline recipe runs its stages then skips them and reruns only wha
   // Run again unchanged: nothing is measured again, and the verdict stands.
   CHECK(pipeline({"--set", "distill.recipe.train.steps=6", "--set", strict}).exit_code == 1);
 
+  // An existing teacher checkpoint instead of training one, without distillation or pruning:
+  // the teacher itself is quantized and verified.
+  const fs::path run2 = dir.path() / "run2";
+  const auto from_checkpoint = run_edgedistill(
+      {"recipe", recipe, "--run-dir", run2.string(), "--set",
+       "teacher.checkpoint=" + (run / "teacher").string(), "--set", "distill.enabled=false",
+       "--set", "prune.enabled=false"},
+      dir.path());
+  INFO(from_checkpoint.out << from_checkpoint.err);
+  REQUIRE(from_checkpoint.exit_code == 0);
+  manifest = core::read_json_file(run2 / "artifacts" / "manifest.json", "manifest");
+  status = stage_status(manifest);
+  CHECK(status["teacher"] == "ran");
+  CHECK(status["distill"] == "off");
+  CHECK(status["heal"] == "off");
+  CHECK(manifest["verify"]["reference"] == (run / "teacher" / "final").string());
+  CHECK_FALSE(fs::exists(run2 / "teacher"));
+
   // Malformed recipes: exit 2 with one line naming the key, and nothing run.
   std::string text = core::read_file(recipe, "recipe");
   text.replace(text.find("\"quantize\""), 10, "\"quantise\"");
