@@ -3,13 +3,13 @@
 #include <sys/utsname.h>
 
 #include <algorithm>
-#include <cmath>
-#include <iomanip>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <iomanip>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -227,6 +227,15 @@ class Pipeline {
     return core::read_json_file(dir / "result.json", "the stage's result");
   }
 
+  json distill_into(const fs::path& dir, const std::string& fingerprint,
+                    const distill::DistillRecipe& recipe) const {
+    return train_into(dir, fingerprint, core::to_json(recipe), [](const RunCommandOptions& run) {
+      DistillCommandOptions options;
+      options.run = run;
+      return run_distill(options);
+    });
+  }
+
   void build_stages() {
     const fs::path teacher_run = run_dir_ / "teacher";
     fs::path teacher_dir;  // what distill and heal take as --teacher
@@ -283,12 +292,7 @@ class Pipeline {
         stage.run = [this, student, teacher_dir](const std::string& fingerprint) {
           auto recipe = recipe_.distill.recipe;
           recipe.teacher = teacher_dir;
-          return train_into(student, fingerprint, core::to_json(recipe),
-                            [](const RunCommandOptions& run) {
-                              DistillCommandOptions options;
-                              options.run = run;
-                              return run_distill(options);
-                            });
+          return distill_into(student, fingerprint, recipe);
         };
         model_dir = student / "final";
       }
@@ -349,12 +353,7 @@ class Pipeline {
           recipe.teacher = teacher_dir;
           recipe.student.init = "checkpoint";
           recipe.student.from = pruned.string();
-          return train_into(healed, fingerprint, core::to_json(recipe),
-                            [](const RunCommandOptions& run) {
-                              DistillCommandOptions options;
-                              options.run = run;
-                              return run_distill(options);
-                            });
+          return distill_into(healed, fingerprint, recipe);
         };
         model_dir = healed / "final";
       }
@@ -665,12 +664,12 @@ int run_pipeline(const PipelineOptions& options) {
   for (const auto& stage : stage_reports) {
     const std::string status = stage["status"].get<std::string>();
     const std::string took =
-        status == "off" ? ""
-                        : str(status == "skipped" ? "(took " : "", std::setw(6),
-                              format_seconds(stage["wall_s"].get<double>()),
-                              status == "skipped" ? ")" : "");
-    std::printf("  %-9s %-8s %-14s %s\n", stage["name"].get<std::string>().c_str(),
-                status.c_str(), took.c_str(),
+        status == "off"
+            ? ""
+            : str(status == "skipped" ? "(took " : "", std::setw(6),
+                  format_seconds(stage["wall_s"].get<double>()), status == "skipped" ? ")" : "");
+    std::printf("  %-9s %-8s %-14s %s\n", stage["name"].get<std::string>().c_str(), status.c_str(),
+                took.c_str(),
                 status == "off" ? "" : stage_summary(stage["name"], stage["metrics"]).c_str());
   }
   const auto& m = report["metrics"];
