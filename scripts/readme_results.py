@@ -24,7 +24,7 @@ def block(h, readme_dir):
         return os.path.relpath(path, readme_dir) if os.path.isabs(path) else path
     lines = [BEGIN, ""]
     mode = "the quick version (`scripts/reproduce_tables.sh --quick`: fewer steps and seeds)" \
-        if h["mode"] == "quick" else "`scripts/reproduce_tables.sh`"
+        if h["mode"] == "quick" else "`scripts/reproduce_tables.sh`"  # its "`," marks a full block
     lines.append(f"From {mode}, {h['generated'][:10]}, git {h['git_revision']}, {h['cpu']} "
                  f"({h['cores']} cores, {h['threads']} threads):")
     lines.append("")
@@ -73,6 +73,11 @@ def main():
     if BEGIN not in text or END not in text:
         sys.exit(f"readme_results: {readme} has no results block; add the lines\n{BEGIN}\n{END}")
     start, end = text.index(BEGIN), text.index(END) + len(END)
+    current = text[start:end]
+    if h["mode"] == "quick" and "reproduce_tables.sh`," in current:
+        print(f"readme_results: {readme} shows the full tables' numbers; the quick ones are not "
+              "written over them")
+        return
     new = text[:start] + block(h, os.path.dirname(os.path.abspath(readme))) + text[end:]
     tmp = readme + ".tmp"
     with open(tmp, "w") as out:
