@@ -29,7 +29,8 @@
 # Environment:
 #   RUN_ROOT      where the runs go (default above); finished runs there are reused (--resume), so
 #                 an interrupted invocation continues where it stopped.
-#   RESULTS_DIR   where the tables, plots and headline.json go (default above).
+#   RESULTS_DIR   where the tables, plots and headline.json go (default above). Only without it
+#                 does the run also write the README's results block (scripts/readme_results.py).
 #   TABLES        which tables to run and write (default "1 2 3").
 #   THREADS       CPU threads for every command (default: all cores).
 #   FMNIST_SEEDS  (full "1 2 3", quick "1 2"), TEMPS (default "1 4 20"), KJV_SEEDS (full
@@ -343,5 +344,9 @@ elapsed=$(($(date +%s) - started))
   --results "$results" --mode "$mode" --tables "$tables" --plots "$plots" --eval-tokens "$eval_tokens" \
   --rounds "$rounds" --threads "$threads" --seconds "$elapsed" --report-only "$report_only" \
   --program "$("$edgedistill" --version)"
-/usr/bin/python3 "$repo/scripts/readme_results.py" "$results/headline.json" "$repo/README.md"
+# The README's results block comes from the canonical results only, never from a RESULTS_DIR
+# elsewhere (a test run's tables would otherwise be linked from the README).
+if [[ -z ${RESULTS_DIR:-} ]]; then
+  /usr/bin/python3 "$repo/scripts/readme_results.py" "$results/headline.json" "$repo/README.md"
+fi
 echo "== reproduce_tables ($mode) done in $((elapsed / 60))m$((elapsed % 60))s; results in ${results#"$repo"/}"
