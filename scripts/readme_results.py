@@ -14,6 +14,8 @@ END = "<!-- results:end -->"
 
 
 def spread(row):
+    if not row:
+        return "not run"
     if row.get("n", 1) < 2:
         return f"{row['mean']:.0f}"
     return f"{row['mean']:.0f} ({row['min']:.0f}-{row['max']:.0f})"
@@ -32,7 +34,7 @@ def block(h, readme_dir):
     if f:
         rows = f["rows"]
         temps = sorted((k for k in rows if k.startswith("distill-T")), key=lambda k: float(k[9:]))
-        distilled = ", ".join(f"T = {k[9:]}: {spread(rows[k])}" for k in temps)
+        distilled = ", ".join(f"T = {k[9:]}: {spread(rows.get(k))}" for k in temps)
         hinton = f["hinton2015_mnist"]
         lines.append(f"- [Table 1]({rel(h['tables']['1'])}), Hinton's experiment on Fashion-MNIST "
                      f"(test errors of {f['test_errors_of']:,}, mean (range) over seeds "
@@ -46,7 +48,7 @@ def block(h, readme_dir):
         parts = []
         for key in ("teacher", "scratch", "forward-kl", "reverse-kl", "skew-kl",
                     "hidden-contrastive", "layer-drop", "queries-25"):
-            if key in rows and rows[key].get("valid_ppl"):
+            if rows.get(key) and rows[key].get("valid_ppl"):
                 parts.append(f"{rows[key]['label']} {rows[key]['valid_ppl']['mean']:.1f}")
         lines.append(f"- [Table 2]({rel(h['tables']['2'])}), distillation on KJV (validation "
                      f"perplexity): " + "; ".join(parts) + ".")
@@ -55,6 +57,9 @@ def block(h, readme_dir):
         rows = c["rows"]
         parts = []
         for key, row in rows.items():
+            if not row:
+                parts.append(f"{key} not run")
+                continue
             parts.append(f"{row['label']} {row['file_mb']:.2f} MB, ppl {row['test_ppl']:.2f} "
                          f"({row['ppl_increase_pct']:+.2f} %), top-1 {100 * row['top1_agreement']:.1f} %, "
                          f"decode {row['decode_tok_s']:,.0f} tok/s")
