@@ -40,6 +40,9 @@ struct PruneCliOptions {
   std::string out;
   bool json = false;
 };
+// The checks run_prune makes of the options before any work (targets fit the method, N:M pattern
+// well formed): an InputError naming the option.
+void check_prune_options(const PruneCliOptions& options);
 int run_prune(const PruneCliOptions& options);
 
 // edgedistill quantize (cmd_quantize.cpp).

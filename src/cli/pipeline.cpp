@@ -67,13 +67,29 @@ json hash_files(const fs::path& path) {
   return files;
 }
 
-json hash_artifacts(const std::vector<Artifact>& artifacts) {
-  json out = json::object();
-  for (const auto& artifact : artifacts) {
-    out[artifact.role] = {{"path", artifact.path.string()}, {"files", hash_files(artifact.path)}};
+// hash_files, each path hashed once per invocation: a stage's outputs are the next stages'
+// inputs, and the data directory is an input of nearly every stage. A stage that runs forgets its
+// outputs' hashes.
+class FileHashes {
+ public:
+  const json& files(const fs::path& path) {
+    auto it = hashed_.find(path.string());
+    if (it == hashed_.end()) it = hashed_.emplace(path.string(), hash_files(path)).first;
+    return it->second;
   }
-  return out;
-}
+  void forget(const fs::path& path) { hashed_.erase(path.string()); }
+
+  json artifacts(const std::vector<Artifact>& artifacts) {
+    json out = json::object();
+    for (const auto& artifact : artifacts) {
+      out[artifact.role] = {{"path", artifact.path.string()}, {"files", files(artifact.path)}};
+    }
+    return out;
+  }
+
+ private:
+  std::map<std::string, json> hashed_;
+};
 
 // Only the contents (not where they lie): a run directory moved elsewhere still matches.
 json contents(const json& hashed) {
@@ -173,8 +189,7 @@ struct Stage {
 // The pipeline for one recipe and run directory: paths, stages and the commands they call.
 class Pipeline {
  public:
-  Pipeline(PipelineRecipe recipe, const PipelineOptions& options)
-      : recipe_(std::move(recipe)), options_(options) {
+  Pipeline(PipelineRecipe recipe, const PipelineOptions& options) : recipe_(std::move(recipe)) {
     run_dir_ = fs::absolute(options.run_dir.empty() ? fs::path("runs") / recipe_.name
                                                     : fs::path(options.run_dir));
     cache_root_ =
@@ -308,24 +323,15 @@ class Pipeline {
       } else {
         stage.inputs = {{"model", model_dir}, {"data", data_dir_}};
         stage.outputs = {{"pruned", pruned}};
+        // The prune command's own checks before any stage runs: a typo in prune.pattern should
+        // not cost a teacher's training.
+        try {
+          check_prune_options(prune_options(model_dir, pruned));
+        } catch (const InputError& e) {
+          throw InputError(str("stage prune: ", e.what()));
+        }
         stage.run = [this, pruned, model_dir](const std::string&) {
-          const auto& p = recipe_.prune;
-          PruneCliOptions options;
-          options.model = model_dir.string();
-          options.method = p.method;
-          options.sparsity = p.sparsity;
-          options.pattern = p.pattern;
-          options.scope = p.scope;
-          options.heads = p.heads;
-          options.ffn = p.ffn;
-          options.layers = p.layers;
-          options.params = p.params;
-          options.calibration.calib_tokens = p.method == "magnitude" ? 0 : p.calib_tokens;
-          options.calibration.calib_context = p.calib_context;
-          options.calibration.seed = static_cast<uint64_t>(p.seed);
-          options.threads = recipe_.threads;
-          options.out = pruned.string();
-          run_prune(options);
+          run_prune(prune_options(model_dir, pruned));
           const json report = core::read_json_file(pruned / "prune.json", "the prune report");
           json metrics = {{"parameters", report["parameters"]}};
           if (report.contains("evaluation")) metrics["evaluation"] = report["evaluation"];
@@ -404,6 +410,26 @@ class Pipeline {
     }
   }
 
+  PruneCliOptions prune_options(const fs::path& model_dir, const fs::path& out) const {
+    const auto& p = recipe_.prune;
+    PruneCliOptions options;
+    options.model = model_dir.string();
+    options.method = p.method;
+    options.sparsity = p.sparsity;
+    options.pattern = p.pattern;
+    options.scope = p.scope;
+    options.heads = p.heads;
+    options.ffn = p.ffn;
+    options.layers = p.layers;
+    options.params = p.params;
+    options.calibration.calib_tokens = p.method == "magnitude" ? 0 : p.calib_tokens;
+    options.calibration.calib_context = p.calib_context;
+    options.calibration.seed = static_cast<uint64_t>(p.seed);
+    options.threads = recipe_.threads;
+    options.out = out.string();
+    return options;
+  }
+
   json quantize(const fs::path& model_dir) const {
     const auto& q = recipe_.quantize;
     core::create_directories(artifacts_, "artifacts directory");
@@ -443,7 +469,6 @@ class Pipeline {
   }
 
   PipelineRecipe recipe_;
-  PipelineOptions options_;
   fs::path run_dir_, cache_root_, data_dir_, artifacts_, gguf_, report_;
   std::vector<Stage> stages_;
 };
@@ -466,7 +491,7 @@ struct Decision {
 };
 
 Decision decide(const Stage& stage, const fs::path& record_file, const json& inputs, bool forced,
-                const std::string& forced_reason) {
+                const std::string& forced_reason, FileHashes& hashes) {
   if (forced) return {true, forced_reason};
   if (!fs::exists(record_file)) return {true, "never ran here"};
   const json record = core::read_json_file(record_file, "stage record");
@@ -484,7 +509,7 @@ Decision decide(const Stage& stage, const fs::path& record_file, const json& inp
   const json outputs = record.value("outputs", json::object());
   for (const auto& [role, artifact] : outputs.items()) {
     const fs::path path = artifact["path"].get<std::string>();
-    if (!same(hash_files(path), artifact["files"])) {
+    if (!same(hashes.files(path), artifact["files"])) {
       return {true, str("output missing or changed: ", path.string())};
     }
   }
@@ -514,12 +539,6 @@ std::string stage_summary(const std::string& name, const json& m) {
   return "";
 }
 
-std::string format_seconds(double seconds) {
-  if (seconds < 60) return str(static_cast<int>(seconds * 10 + 0.5) / 10.0, " s");
-  const int total = static_cast<int>(seconds + 0.5);
-  return str(total / 60, "m", total % 60 < 10 ? "0" : "", total % 60, "s");
-}
-
 }  // namespace
 
 const std::vector<std::string>& pipeline_stage_names() {
@@ -532,14 +551,6 @@ int run_pipeline(const PipelineOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   const std::string started_at = utc_now();
   const PipelineRecipe recipe = load_pipeline(options);
-  if (!options.from.empty()) {
-    const auto& names = pipeline_stage_names();
-    if (std::find(names.begin(), names.end(), options.from) == names.end()) {
-      throw InputError(str("--from ", options.from,
-                           ": no such stage; stages: data, teacher, "
-                           "distill, prune, heal, quantize, verify"));
-    }
-  }
   Pipeline pipeline(recipe, options);
   const int threads =
       options.dry_run ? recipe.threads : train::configure_threads(recipe.threads, false);
@@ -547,6 +558,7 @@ int run_pipeline(const PipelineOptions& options) {
   std::printf("recipe '%s' (%s) in %s%s\n", recipe.name.c_str(), options.recipe.c_str(),
               pipeline.run_dir().string().c_str(), options.dry_run ? ": plan (--dry-run)" : "");
   bool forced = options.force;
+  FileHashes hashes;
   std::vector<fs::path> rebuilt;  // dry run: outputs of the stages planned to run
   json stage_reports = json::array();
   int number = 0;
@@ -572,7 +584,8 @@ int run_pipeline(const PipelineOptions& options) {
       if (!forced && from_rebuilt != stage.inputs.end()) {
         decision = {true, str("its input ", from_rebuilt->role, " is rebuilt first")};
       } else {
-        decision = decide(stage, record_file, hash_artifacts(stage.inputs), forced, forced_reason);
+        decision = decide(stage, record_file, hashes.artifacts(stage.inputs), forced, forced_reason,
+                          hashes);
       }
       std::printf("  %-9s %s  %s\n", stage.name.c_str(), decision.run ? "run " : "skip",
                   decision.reason.c_str());
@@ -582,11 +595,11 @@ int run_pipeline(const PipelineOptions& options) {
       continue;
     }
 
-    const json inputs = hash_artifacts(stage.inputs);
+    const json inputs = hashes.artifacts(stage.inputs);
     const json fingerprint_source = {
         {"stage", stage.name}, {"config", stage.config}, {"inputs", contents(inputs)}};
     const std::string fingerprint = core::sha256_hex(fingerprint_source.dump());
-    const Decision decision = decide(stage, record_file, inputs, forced, forced_reason);
+    const Decision decision = decide(stage, record_file, inputs, forced, forced_reason, hashes);
     json record;
     if (decision.run) {
       std::printf("\n== stage %d/%d: %s (%s)\n", number, enabled, stage.name.c_str(),
@@ -603,11 +616,12 @@ int run_pipeline(const PipelineOptions& options) {
       } catch (const InputError& e) {
         throw InputError(str("stage ", stage.name, ": ", e.what()));
       }
+      for (const auto& output : stage.outputs) hashes.forget(output.path);
       record = {{"stage", stage.name},
                 {"fingerprint", fingerprint},
                 {"config", stage.config},
                 {"inputs", inputs},
-                {"outputs", hash_artifacts(stage.outputs)},
+                {"outputs", hashes.artifacts(stage.outputs)},
                 {"metrics", metrics},
                 {"wall_s", core::seconds_since(stage_start)},
                 {"finished", utc_now()},
@@ -651,23 +665,24 @@ int run_pipeline(const PipelineOptions& options) {
   manifest["wall_s"] = core::seconds_since(started);
   manifest["machine"] = machine_facts(threads);
   manifest["stages"] = stage_reports;
+  const json& gguf = hashes.files(pipeline.gguf()).at(pipeline.gguf().filename().string());
   manifest["artifact"] = {{"path", pipeline.gguf().string()},
-                          {"sha256", core::sha256_file_hex(pipeline.gguf())},
-                          {"bytes", fs::file_size(pipeline.gguf())}};
+                          {"sha256", gguf.at("sha256")},
+                          {"bytes", gguf.at("bytes")}};
   manifest["verify"] = report;
   manifest["result"] = {{"passed", failed.empty()}, {"failed_gates", failed}};
   const fs::path manifest_path = pipeline.artifacts() / "manifest.json";
   core::write_json_atomic(manifest_path, manifest);
 
   std::printf("\nrecipe '%s' done in %s:\n", recipe.name.c_str(),
-              format_seconds(core::seconds_since(started)).c_str());
+              core::format_duration(core::seconds_since(started)).c_str());
   for (const auto& stage : stage_reports) {
     const std::string status = stage["status"].get<std::string>();
-    const std::string took =
-        status == "off"
-            ? ""
-            : str(status == "skipped" ? "(took " : "", std::setw(6),
-                  format_seconds(stage["wall_s"].get<double>()), status == "skipped" ? ")" : "");
+    const std::string took = status == "off"
+                                 ? ""
+                                 : str(status == "skipped" ? "(took " : "", std::setw(6),
+                                       core::format_duration(stage["wall_s"].get<double>()),
+                                       status == "skipped" ? ")" : "");
     std::printf("  %-9s %-8s %-14s %s\n", stage["name"].get<std::string>().c_str(), status.c_str(),
                 took.c_str(),
                 status == "off" ? "" : stage_summary(stage["name"], stage["metrics"]).c_str());
