@@ -21,7 +21,7 @@
 #              from nothing (KJV: 7 rows x 3 seeds of ~5 minutes), less with REUSE.
 #   --quick    a reduced version, about 15 minutes on 2 cores: RUN_ROOT runs/reproduce-quick,
 #              results in docs/results/quick/ (the canonical tables are never touched). Fashion-MNIST
-#              seeds 1 2, teacher 1,500 steps, students 1,000 (recipes: 6,000 and 3,000), no 2 x 30
+#              seeds 1 2, teacher 1,000 steps, students 700 (recipes: 6,000 and 3,000), no 2 x 30
 #              student; KJV teacher 150 steps (300), students 50 (300), one seed, validation on the
 #              first 16,384 tokens every 25 steps; healing 40 steps (200); table 3 scored on the
 #              first 8,192 test tokens, speed measured in 1 round (5). Each table says so.
@@ -77,8 +77,8 @@ if ((quick)); then
   rounds=${SPEED_ROUNDS:-1}
   small=0
   # The --set overrides of the quick version, per kind of run (the recipes' values in brackets).
-  fmnist_teacher_sets=(--set train.steps=1500)        # 6000
-  fmnist_student_sets=(--set train.steps=1000)        # 3000
+  fmnist_teacher_sets=(--set train.steps=1000)        # 6000
+  fmnist_student_sets=(--set train.steps=700)         # 3000
   kjv_teacher_sets=(--set train.steps=150 --set train.eval_every=25 --set train.eval_tokens=16384)  # 300, 50, all
   kjv_student_sets=(--set train.steps=50 --set train.eval_every=25 --set train.eval_tokens=16384)   # 300, 100, all
   heal_sets=(--set train.steps=40 --set train.eval_every=0 --set train.eval_tokens=16384)           # 200, 100, all
