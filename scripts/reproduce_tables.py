@@ -208,9 +208,24 @@ def table1(ctx, headline):
         stat = [fmt(s["mean"]), fmt(s["sd"]), f"{s['min']}-{s['max']}"] if s else ["", "", ""]
         out.append(f"| {label} | {ref_cell} | " + " | ".join(cells) + " | " + " | ".join(stat)
                    + f" | `{compact(lines[0]['command'])}` |")
-    out += commands_section(ctx, "1")
     distilled = {k: v for k, v in summary.items() if k.startswith("distill-T") and v}
     best = min(distilled, key=lambda k: distilled[k]["mean"]) if distilled else None
+    teacher, scratch = summary.get("teacher"), summary.get("scratch")
+    teacher_config = next((load_json(os.path.join(line["path"], "config.json"))
+                           for row, _, lines in rows if row == "teacher" for line in lines), None)
+    if teacher and scratch and teacher["mean"] >= scratch["mean"] and teacher_config:
+        # Said from the numbers above, so that a reader does not take this table for Hinton's result.
+        train, model = teacher_config["train"], teacher_config["model"]
+        epochs = train["steps"] * train["batch_size"] / 60000
+        out.append("")
+        out.append(f"Unlike Hinton's MNIST teacher, this teacher makes more test errors ({fmt(teacher['mean'])}) "
+                   f"than the student trained on hard labels ({fmt(scratch['mean'])}): it is trained for "
+                   f"{epochs:g} epochs with dropout {model.get('dropout', 0):g} (input "
+                   f"{model.get('input_dropout', 0):g}), far fewer than a dropout net of this size needs, so its "
+                   "soft targets tell the student little beyond the labels" + (
+                       f" (best distilled: {best[len('distill-'):].replace('T', 'T = ')}, "
+                       f"{fmt(distilled[best]['mean'])} errors)." if best else "."))
+    out += commands_section(ctx, "1")
     headline["fmnist"] = {"seeds": [int(s) for s in seeds], "test_errors_of": 10000, "rows": summary,
                           "best_temperature": float(best[len("distill-T"):]) if best else None,
                           "hinton2015_mnist": HINTON_MNIST}
