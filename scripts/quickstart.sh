@@ -10,7 +10,7 @@
 # Usage: scripts/quickstart.sh [RUN_DIR]   (default: runs/quickstart)
 # Running it again skips every finished stage (a killed training stage resumes from its last
 # checkpoint). Environment: QUICKSTART_STUDENT_STEPS, QUICKSTART_HEAL_STEPS override the
-# recipe's 100 distillation and 30 healing steps. Exit code: the recipe's (1 when a gate fails).
+# recipe's 150 distillation and 50 healing steps. Exit code: the recipe's (1 when a gate fails).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
