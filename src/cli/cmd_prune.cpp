@@ -148,13 +148,13 @@ void print_summary(const nlohmann::ordered_json& report) {
 
 }  // namespace
 
-// Scored on the valid split (pruning is a development step; test is kept for the end). Wanda
-// calibrates on 128 x 2048 tokens in its paper; 32,768 is what this corpus size warrants.
 void check_prune_options(const PruneCliOptions& options) {
   std::optional<prune::NmPattern> pattern;
   check_options(options, pattern);
 }
 
+// Scored on the valid split (pruning is a development step; test is kept for the end). Wanda
+// calibrates on 128 x 2048 tokens in its paper; 32,768 is what this corpus size warrants.
 CalibrationOptions prune_calibration_defaults() {
   CalibrationOptions options;
   options.calib_tokens = 32768;
