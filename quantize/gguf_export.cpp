@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "core/sha256.h"
 #include "core/version.h"
 #include "data/tokenizer.h"
@@ -77,8 +78,22 @@ std::vector<float> read_floats(const io::TensorView& view, const fs::path& file)
   return values;
 }
 
+// tokenizer.ggml.*: the vocabulary's own GGUF form ("llama" for SentencePiece vocabularies,
+// "gpt2" with its split for byte-level BPE), or for the byte tokenizer a "llama" vocabulary of its
+// pieces.
 void add_vocabulary(io::GgufWriter& writer, const data::Tokenizer& tokenizer) {
-  data::check_llama_vocab(tokenizer);
+  if (tokenizer.kind() != "pretrained") data::check_llama_vocab(tokenizer);
+  if (const tok::Vocab* vocab = tokenizer.vocab()) {
+    if (vocab->algorithm() == "sentencepiece-unigram") {
+      core::warn(
+          "the tokenizer is a SentencePiece unigram model; GGUF 'llama' vocabularies are "
+          "encoded by merging pieces by score (llama.cpp and edgedistill run), which can "
+          "split some words differently from the unigram model the weights were trained "
+          "with");
+    }
+    vocab->write_gguf(writer);
+    return;
+  }
   const int32_t n = tokenizer.vocab_size();
   std::vector<std::string> tokens(n);
   std::vector<float> scores(n);

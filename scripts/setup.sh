@@ -17,6 +17,9 @@ jobs=${EDGEDISTILL_JOBS:-$(nproc)}
 packages=(
   # toolchain; python3 formats the quickstart's and the benchmarks' tables
   g++ cmake ninja-build pkg-config git python3
+  # the tokenizer tests' independent references (tests/python/): Python's sentencepiece (the
+  # library our SentencePiece code must match), regex (the split expressions run as written)
+  python3-sentencepiece python3-regex
   # libraries (README "Stack")
   libtorch-dev libopenblas0-openmp libeigen3-dev libcli11-dev nlohmann-json3-dev catch2
   libsentencepiece-dev sentencepiece zlib1g-dev

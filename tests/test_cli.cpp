@@ -9,12 +9,14 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <sstream>
 
 #include "cli/pipeline_config.h"
 #include "core/files.h"
 #include "data/data_config.h"
 #include "distill/distill_config.h"
 #include "model/model_config.h"
+#include "python_reference.h"
 #include "quantize/quant_plan.h"
 #include "runtime/gates.h"
 #include "test_util.h"
@@ -797,11 +799,11 @@ TEST_CASE("a pipeline recipe runs its stages then skips them and reruns only wha
   // An existing teacher checkpoint instead of training one, without distillation or pruning:
   // the teacher itself is quantized and verified.
   const fs::path run2 = dir.path() / "run2";
-  const auto from_checkpoint = run_edgedistill(
-      {"recipe", recipe, "--run-dir", run2.string(), "--set",
-       "teacher.checkpoint=" + (run / "teacher").string(), "--set", "distill.enabled=false",
-       "--set", "prune.enabled=false"},
-      dir.path());
+  const auto from_checkpoint =
+      run_edgedistill({"recipe", recipe, "--run-dir", run2.string(), "--set",
+                       "teacher.checkpoint=" + (run / "teacher").string(), "--set",
+                       "distill.enabled=false", "--set", "prune.enabled=false"},
+                      dir.path());
   INFO(from_checkpoint.out << from_checkpoint.err);
   REQUIRE(from_checkpoint.exit_code == 0);
   manifest = core::read_json_file(run2 / "artifacts" / "manifest.json", "manifest");
@@ -824,4 +826,123 @@ TEST_CASE("a pipeline recipe runs its stages then skips them and reruns only wha
   require_input_error(pipeline({"--set", "quantize.type=f16"}), "quantize.method");
   require_input_error(pipeline({"--set", "prune.method=wanda"}), "prune.sparsity");
   CHECK_FALSE(fs::exists(dir.path() / "typo"));
+}
+
+TEST_CASE(
+    "tokenize agrees with the reference, and a model trained on a byte-level BPE tokenizer "
+    "exports a gpt2 GGUF that runs and verifies") {
+  test::TempDir dir;
+  // tests/python/bpe_reference.py: tokenizer.json files written by Python and the ids Python's
+  // `regex` split and a slow obvious BPE give (tests/test_tokenizer_bpe.cpp checks tok::Vocab
+  // against all of them; here the command line).
+  test::run_python("bpe_reference.py", {dir.path().string()});
+  const auto expected = core::read_json_file(dir.path() / "expected.json", "expected ids");
+  const auto texts = core::read_json_file(dir.path() / "texts.json", "texts");
+  const auto llama3 = (dir.path() / "llama3.tokenizer.json").string();
+  auto ids_of = [](const std::string& line) {
+    std::vector<int32_t> ids;
+    std::istringstream in(line);
+    for (int32_t id; in >> id;) ids.push_back(id);
+    return ids;
+  };
+  for (size_t i = 0; i < 4; ++i) {
+    std::string text;
+    const std::string hex = texts[i].get<std::string>();
+    for (size_t k = 0; k + 1 < hex.size(); k += 2) {
+      text.push_back(static_cast<char>(std::stoi(hex.substr(k, 2), nullptr, 16)));
+    }
+    const auto text_file = dir.path() / "text.txt";
+    core::write_file_atomic(text_file, text);
+    const auto encoded =
+        run_edgedistill({"tokenize", "--model", llama3, "--file", text_file.string()}, dir.path());
+    INFO(encoded.err);
+    REQUIRE(encoded.exit_code == 0);
+    const auto ids = ids_of(encoded.out);
+    CHECK(ids == expected["llama3"][i].get<std::vector<int32_t>>());
+    // --decode gives the text back byte for byte; --bos starts with <|begin_of_text|>.
+    const auto decoded = run_edgedistill(
+        {"tokenize", "--model", llama3, "--decode", "--text", encoded.out}, dir.path());
+    REQUIRE(decoded.exit_code == 0);
+    CHECK(decoded.out == text);
+    const auto with_bos = run_edgedistill(
+        {"tokenize", "--model", llama3, "--file", text_file.string(), "--bos"}, dir.path());
+    REQUIRE(with_bos.exit_code == 0);
+    const auto bos_ids = ids_of(with_bos.out);
+    REQUIRE(bos_ids.size() == ids.size() + 1);
+    CHECK(std::equal(ids.begin(), ids.end(), bos_ids.begin() + 1));
+  }
+  require_input_error(
+      run_edgedistill({"tokenize", "--model", (dir.path() / "none.json").string(), "--text", "x"},
+                      dir.path()),
+      "none.json");
+  require_input_error(
+      run_edgedistill({"tokenize", "--model", llama3, "--decode", "--text", "1 x 2"}, dir.path()),
+      "'x'");
+  core::write_file_atomic(dir.path() / "lower.json", R"({"model": {"type": "BPE", "vocab": {}},
+    "normalizer": {"type": "Lowercase"}})");
+  require_input_error(
+      run_edgedistill({"tokenize", "--model", (dir.path() / "lower.json").string(), "--text", "x"},
+                      dir.path()),
+      "Lowercase");
+
+  // bench --tokenizer encodes each line of a file and writes the same ids tokenize gives.
+  core::write_file_atomic(dir.path() / "lines.txt", "Hello world!\nNumbers 12345\n\nlast line");
+  const auto bench = run_edgedistill(
+      {"bench", "--tokenizer", llama3, "--text-file", (dir.path() / "lines.txt").string(), "-r",
+       "2", "--json", "--ids-out", (dir.path() / "lines.ids").string()},
+      dir.path());
+  INFO(bench.err);
+  REQUIRE(bench.exit_code == 0);
+  const auto speed = nlohmann::json::parse(bench.out);
+  CHECK(speed["lines"] == 4);
+  CHECK(speed["mb_per_s"].get<double>() > 0);
+  std::istringstream listed(core::read_file(dir.path() / "lines.ids", "ids"));
+  for (const std::string line : {"Hello world!", "Numbers 12345", "", "last line"}) {
+    std::string row;
+    REQUIRE(std::getline(listed, row));
+    const auto single =
+        run_edgedistill({"tokenize", "--model", llama3, "--text", line}, dir.path());
+    CHECK(row + "\n" == single.out);
+  }
+
+  // Train on the GPT-2-style tokenizer, export, run, verify.
+  const auto recipe = tiny_recipe(dir.path(), 30).string();
+  const auto gpt2 = (dir.path() / "gpt2.tokenizer.json").string();
+  const auto run = dir.path() / "run";
+  const auto trained = run_edgedistill(
+      {"train", "--config", recipe, "--run-dir", run.string(), "--tokenizer", gpt2}, dir.path());
+  INFO(trained.err);
+  REQUIRE(trained.exit_code == 0);
+  const auto gguf = (dir.path() / "gpt2-f32.gguf").string();
+  const auto exported = run_edgedistill(
+      {"export", "--model", run.string(), "--type", "f32", "--out", gguf}, dir.path());
+  INFO(exported.err);
+  REQUIRE(exported.exit_code == 0);
+  const auto inspected = run_edgedistill({"inspect", gguf}, dir.path());
+  REQUIRE(inspected.exit_code == 0);
+  const auto summary = nlohmann::json::parse(inspected.out);
+  CHECK(summary["metadata"]["tokenizer.ggml.model"]["value"] == "gpt2");
+  CHECK(summary["metadata"]["tokenizer.ggml.pre"]["value"] == "gpt-2");
+  // The GGUF's vocabulary tokenizes as the tokenizer.json did (texts without special tokens).
+  for (const std::string text : {"the cat sat on the mat, line 7.", "Numbers 123 and  spaces\n"}) {
+    const auto from_json =
+        run_edgedistill({"tokenize", "--model", gpt2, "--text", text}, dir.path());
+    const auto from_gguf =
+        run_edgedistill({"tokenize", "--model", gguf, "--text", text}, dir.path());
+    REQUIRE(from_json.exit_code == 0);
+    REQUIRE(from_gguf.exit_code == 0);
+    CHECK(from_json.out == from_gguf.out);
+  }
+  const auto generated = run_edgedistill(
+      {"run", "--model", gguf, "--prompt", "the cat", "-n", "8", "--temp", "0"}, dir.path());
+  INFO(generated.err);
+  REQUIRE(generated.exit_code == 0);
+  CHECK(generated.out.rfind("the cat", 0) == 0);
+  const auto gates = dir.path() / "gates.json";
+  core::write_file_atomic(gates, R"({"min_top1_agreement": 0.99, "max_ppl_increase_pct": 0.5})");
+  const auto verified = run_edgedistill({"verify", "--model", gguf, "--reference", run.string(),
+                                         "--ctx", "32", "--no-bench", "--gates", gates.string()},
+                                        dir.path());
+  INFO(verified.out << verified.err);
+  CHECK(verified.exit_code == 0);
 }

@@ -22,10 +22,12 @@
 #include "data/byte_tokenizer.h"
 #include "data/corpus.h"
 #include "data/prepare.h"
-#include "data/sentencepiece_model.h"
 #include "data/sentencepiece_tokenizer.h"
 #include "data/split.h"
+#include "data/token_shard.h"
+#include "python_reference.h"
 #include "test_util.h"
+#include "tokenizer/sentencepiece_model.h"
 
 using namespace edgedistill;
 namespace fs = std::filesystem;
@@ -200,7 +202,7 @@ TEST_CASE("our SentencePiece model reader and decoder agree with libsentencepiec
         core::read_file(out / "tokenizer" / data::SentencePieceTokenizer::kModelFileName, "model");
     sentencepiece::SentencePieceProcessor reference;
     REQUIRE(reference.LoadFromSerializedProto(bytes).ok());
-    const auto model = data::parse_sentencepiece_model(bytes, "test model");
+    const auto model = tok::parse_sentencepiece_model(bytes, "test model");
     REQUIRE(static_cast<int>(model.pieces.size()) == reference.GetPieceSize());
     CHECK(model.model_type == model_type);
     CHECK(model.byte_fallback);
@@ -233,18 +235,18 @@ TEST_CASE("our SentencePiece model reader and decoder agree with libsentencepiec
       REQUIRE(reference.Encode(text, &ids).ok());
       std::string expected;
       REQUIRE(reference.Decode(ids, &expected).ok());
-      CHECK(data::decode_sentencepiece(model, std::vector<int32_t>(ids.begin(), ids.end())) ==
+      CHECK(tok::decode_sentencepiece(model, std::vector<int32_t>(ids.begin(), ids.end())) ==
             expected);
       ids.insert(ids.begin(), reference.bos_id());
       ids.push_back(reference.eos_id());
       REQUIRE(reference.Decode(ids, &expected).ok());
-      CHECK(data::decode_sentencepiece(model, std::vector<int32_t>(ids.begin(), ids.end())) ==
+      CHECK(tok::decode_sentencepiece(model, std::vector<int32_t>(ids.begin(), ids.end())) ==
             expected);
     }
     const std::vector<int32_t> with_unknown = {5, 0, 7};
     std::string expected;
     REQUIRE(reference.Decode(std::vector<int>{5, 0, 7}, &expected).ok());
-    CHECK(data::decode_sentencepiece(model, with_unknown) == expected);
+    CHECK(tok::decode_sentencepiece(model, with_unknown) == expected);
   }
 }
 
@@ -259,11 +261,11 @@ TEST_CASE("the SentencePiece model reader rejects truncated and foreign bytes") 
     INFO("cut at " << cut);
     // A cut inside a field is malformed; a cut between fields parses but loses the trainer spec
     // (it follows the pieces) and is refused for that.
-    CHECK_THROWS_AS(data::parse_sentencepiece_model(bytes.substr(0, cut), "cut model"), FileError);
+    CHECK_THROWS_AS(tok::parse_sentencepiece_model(bytes.substr(0, cut), "cut model"), FileError);
   }
-  CHECK_THROWS_WITH(data::parse_sentencepiece_model("\x89PNG\r\n\x1a\n", "png"),
+  CHECK_THROWS_WITH(tok::parse_sentencepiece_model("\x89PNG\r\n\x1a\n", "png"),
                     Catch::Contains("png") && Catch::Contains("malformed"));
-  CHECK_THROWS_AS(data::parse_sentencepiece_model("", "empty"), FileError);
+  CHECK_THROWS_AS(tok::parse_sentencepiece_model("", "empty"), FileError);
 }
 
 TEST_CASE("a damaged or unsuitable SentencePiece model is a FileError") {
@@ -565,4 +567,105 @@ TEST_CASE("the KJV SentencePiece tokenizer round-trips every document of the cor
   const auto& train = prepared.info()["splits"]["train"];
   CHECK(train["bytes"].get<double>() / train["tokens"].get<double>() > 3.0);
   INFO("KJV preparation took " << seconds << " s");  // reported, not asserted: tests never time
+}
+
+namespace {
+
+// Checks every document of a split: framed as the tokenizer frames texts (BOS when it starts
+// sequences with one, EOS when it has one), holding exactly the tokenizer's ids of the corpus
+// text, decoding back to it when the tokenizer keeps every text.
+void check_pretrained_shard(const data::PreparedData& prepared, const std::string& split,
+                            const data::Tokenizer& reference) {
+  const auto texts = data::read_corpus_file(prepared.dir() / "corpus" / (split + ".txt"));
+  const data::TokenShard shard = prepared.shard(split);
+  std::vector<int64_t> all(static_cast<size_t>(shard.size()));
+  shard.read(0, shard.size(), all.data());
+  std::vector<int64_t> expected;
+  for (const auto& text : texts) {
+    if (reference.frames_with_bos()) expected.push_back(reference.bos_id());
+    for (const int32_t id : reference.encode(text)) expected.push_back(id);
+    if (reference.eos_id() >= 0) expected.push_back(reference.eos_id());
+    if (reference.round_trips()) {
+      INFO(split << ": " << text);
+      REQUIRE(reference.decode(reference.encode(text)) == text);
+    }
+  }
+  REQUIRE(all == expected);
+}
+
+}  // namespace
+
+TEST_CASE("data is prepared with pretrained tokenizers: tokenizer.json, tokenizer.model, GGUF") {
+  test::TempDir dir;
+  core::write_file_atomic(dir.path() / "corpus.txt", synthetic_corpus(200, 11));
+  test::run_python("bpe_reference.py", {dir.path().string()});
+  // A Hugging Face model folder: tokenizer.json and tokenizer_config.json.
+  const fs::path hf = dir.path() / "hf-model";
+  fs::create_directories(hf);
+  fs::copy_file(dir.path() / "llama3.tokenizer.json", hf / "tokenizer.json");
+  core::write_file_atomic(hf / "tokenizer_config.json",
+                          R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|endoftext|>"})");
+  // A SentencePiece unigram model with the default nmt_nfkc normalizer, trained by the library.
+  const fs::path spm_model = dir.path() / "unigram.model";
+  {
+    std::string lines;
+    for (int i = 0; i < 400; ++i) lines += synthetic_corpus(1, static_cast<uint64_t>(i)) + "\n";
+    core::write_file_atomic(dir.path() / "spm-train.txt", lines);
+    const auto status = sentencepiece::SentencePieceTrainer::Train(
+        "--input=" + (dir.path() / "spm-train.txt").string() +
+        " --model_prefix=" + (dir.path() / "unigram").string() +
+        " --model_type=unigram --vocab_size=400 --byte_fallback=true --minloglevel=2 "
+        "--num_threads=1");
+    REQUIRE(status.ok());
+  }
+  struct Case {
+    const char* name;
+    fs::path from;
+    const char* saved_file;
+  };
+  for (const Case& source : {Case{"tokenizer.json", hf, "hf_tokenizer.json"},
+                             Case{"tokenizer.model", spm_model, "tokenizer.model"},
+                             Case{"gguf", dir.path() / "gpt2.gguf", "vocab.gguf"}}) {
+    SECTION(source.name) {
+      const auto reference = data::open_tokenizer(source.from);
+      REQUIRE(reference->kind() == "pretrained");
+      auto config = text_file_config(dir.path() / "corpus.txt", "bpe", 300);
+      config.tokenizer.from = source.from;
+      const fs::path out = dir.path() / "prepared";
+      data::prepare_data(config, out);
+      CHECK(fs::is_regular_file(out / "tokenizer" / source.saved_file));
+      const data::PreparedData prepared(out);
+      CHECK(prepared.tokenizer().kind() == "pretrained");
+      CHECK(prepared.tokenizer().hash() == reference->hash());
+      CHECK(prepared.tokenizer().vocab_size() == reference->vocab_size());
+      for (const char* split : {"train", "valid", "test"}) {
+        check_pretrained_shard(prepared, split, *reference);
+      }
+      const auto info = core::read_json_file(out / "data.json", "data.json");
+      CHECK(info["tokenizer"]["kind"] == "pretrained");
+      // nmt_nfkc changes the full-width and compatibility characters of some documents.
+      if (std::string(source.name) == "tokenizer.model") {
+        CHECK_FALSE(reference->round_trips());
+      } else {
+        CHECK(info["tokenizer"]["normalized_documents"] == 0);
+      }
+    }
+  }
+  SECTION("the cache key follows the tokenizer's contents, not its path") {
+    auto config = text_file_config(dir.path() / "corpus.txt", "bpe", 300);
+    config.tokenizer.from = dir.path() / "gpt2.tokenizer.json";
+    const std::string original = data::data_config_hash(config);
+    fs::create_directories(dir.path() / "elsewhere");
+    fs::copy_file(dir.path() / "gpt2.tokenizer.json", dir.path() / "elsewhere" / "t.json");
+    config.tokenizer.from = dir.path() / "elsewhere" / "t.json";
+    CHECK(data::data_config_hash(config) == original);
+    config.tokenizer.from = dir.path() / "smollm.tokenizer.json";  // same vocabulary, other split
+    CHECK(data::data_config_hash(config) != original);
+  }
+  SECTION("a path that holds no tokenizer is one clear error") {
+    auto config = text_file_config(dir.path() / "corpus.txt", "bpe", 300);
+    config.tokenizer.from = dir.path();
+    CHECK_THROWS_WITH(data::prepare_data(config, dir.path() / "out"),
+                      Catch::Contains(dir.path().string()) && Catch::Contains("no tokenizer"));
+  }
 }

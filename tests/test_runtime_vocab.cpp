@@ -1,5 +1,6 @@
-// The runtime's vocabulary (encode, decode, validation, GGUF keys) against libsentencepiece, and
-// the sampler against the distributions it should draw from.
+// GGUF "llama" vocabularies (tok::Vocab::from_llama_vocab and from_gguf: encode, decode,
+// validation, GGUF keys) against libsentencepiece, and the sampler against the distributions it
+// should draw from.
 #include <catch2/catch.hpp>
 
 #include <sentencepiece_trainer.h>
@@ -20,20 +21,50 @@
 #include "data/data_config.h"
 #include "data/kjv_source.h"
 #include "data/sentencepiece_backend.h"
-#include "data/sentencepiece_model.h"
 #include "data/sentencepiece_tokenizer.h"
 #include "io/gguf.h"
 #include "runtime/sampler.h"
-#include "runtime/vocab.h"
 #include "test_util.h"
+#include "tokenizer/sentencepiece_model.h"
+#include "tokenizer/vocab.h"
 
 using namespace edgedistill;
 namespace fs = std::filesystem;
-using runtime::Vocab;
-using runtime::VocabData;
-using runtime::VocabTokenType;
+using tok::Vocab;
+using VocabTokenType = tok::TokenType;
 
 namespace {
+
+// A vocabulary as GGUF's parallel arrays hold it (tokens, scores, types), made into the runtime's
+// tok::Vocab through from_llama_vocab.
+struct VocabData {
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<VocabTokenType> types;
+  int32_t bos_id = 1, eos_id = 2, unk_id = 0;
+  bool add_bos = true;
+};
+
+Vocab make_vocab(const VocabData& data, const std::string& origin) {
+  REQUIRE(data.scores.size() == data.tokens.size());
+  REQUIRE(data.types.size() == data.tokens.size());
+  tok::LlamaVocabData llama;
+  for (size_t i = 0; i < data.tokens.size(); ++i) {
+    llama.tokens.push_back({data.tokens[i], data.scores[i], data.types[i]});
+  }
+  llama.bos_id = data.bos_id;
+  llama.eos_id = data.eos_id;
+  llama.unk_id = data.unk_id;
+  llama.add_bos = data.add_bos;
+  return Vocab::from_llama_vocab(std::move(llama), origin);
+}
+
+// BOS (when the vocabulary starts sequences with it) and the ids of `text`.
+std::vector<int32_t> encode_with_bos(const Vocab& vocab, const std::string& text) {
+  std::vector<int32_t> ids = vocab.encode(text);
+  ids.insert(ids.begin(), vocab.bos_id());
+  return ids;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Training text and tokenizers
@@ -99,7 +130,7 @@ std::vector<std::string> training_lines() {
   return lines;
 }
 
-VocabData vocab_data_of(const data::SentencePieceModel& model) {
+VocabData vocab_data_of(const tok::SentencePieceModel& model) {
   VocabData data;
   for (const auto& piece : model.pieces) {
     data.tokens.push_back(piece.text);
@@ -117,7 +148,7 @@ VocabData vocab_data_of(const data::SentencePieceModel& model) {
 struct TrainedTokenizer {
   std::vector<std::string> lines;
   std::string model_bytes;
-  data::SentencePieceModel model;
+  tok::SentencePieceModel model;
   std::unique_ptr<data::SentencePieceEncoder> reference;
   Vocab vocab;
 };
@@ -133,9 +164,9 @@ const TrainedTokenizer& trained_tokenizer() {
     for (const auto& line : lines) documents += line + "\n";
     const auto tokenizer = data::SentencePieceTokenizer::train(config, {documents});
     std::string bytes = tokenizer->model_bytes();
-    auto model = data::parse_sentencepiece_model(bytes, "trained model");
+    auto model = tok::parse_sentencepiece_model(bytes, "trained model");
     auto reference = data::sentencepiece_backend()->load_encoder(bytes, "trained model");
-    Vocab vocab(vocab_data_of(model), "trained model");
+    Vocab vocab = make_vocab(vocab_data_of(model), "trained model");
     return TrainedTokenizer{std::move(lines), std::move(bytes), std::move(model),
                             std::move(reference), std::move(vocab)};
   }();
@@ -263,8 +294,8 @@ VocabData hand_vocab(const std::vector<HandPiece>& pieces, bool with_byte_tokens
 }
 
 // Protocol-buffer encoding of a hand-made vocabulary as a SentencePiece ModelProto (the layout
-// in src/data/sentencepiece_model.h), so that libsentencepiece can encode with it: BPE, identity
-// normalization, dummy prefix, spaces kept, byte fallback when the byte tokens are there.
+// in src/tokenizer/sentencepiece_model.h), so that libsentencepiece can encode with it: BPE,
+// identity normalization, dummy prefix, spaces kept, byte fallback when the byte tokens are there.
 void put_varint(std::string& out, uint64_t value) {
   while (value >= 0x80) {
     out.push_back(static_cast<char>((value & 0x7F) | 0x80));
@@ -319,9 +350,9 @@ std::string sentencepiece_model_bytes(const VocabData& data) {
 // random strings over `alphabet`.
 void check_hand_vocab_against_library(const VocabData& data, std::vector<std::string> texts,
                                       const std::vector<std::string>& alphabet) {
-  const Vocab vocab(data, "hand-made vocabulary");
+  const Vocab vocab = make_vocab(data, "hand-made vocabulary");
   const std::string bytes = sentencepiece_model_bytes(data);
-  REQUIRE(data::parse_sentencepiece_model(bytes, "hand-made model").pieces.size() ==
+  REQUIRE(tok::parse_sentencepiece_model(bytes, "hand-made model").pieces.size() ==
           data.tokens.size());
   const auto reference = data::sentencepiece_backend()->load_encoder(bytes, "hand-made model");
   core::Rng rng(99);
@@ -333,14 +364,14 @@ void check_hand_vocab_against_library(const VocabData& data, std::vector<std::st
   }
   for (const auto& text : texts) {
     INFO("text '" << text << "'");
-    REQUIRE(vocab.encode(text, false) == reference->encode(text));
+    REQUIRE(vocab.encode(text) == reference->encode(text));
   }
 }
 
 std::vector<std::string> pieces_of(const Vocab& vocab, const std::vector<int32_t>& ids) {
   std::vector<std::string> pieces;
   pieces.reserve(ids.size());
-  for (const int32_t id : ids) pieces.push_back(vocab.token(id));
+  for (const int32_t id : ids) pieces.push_back(vocab.token(id).text);
   return pieces;
 }
 
@@ -361,7 +392,7 @@ TEST_CASE("Vocab::encode equals libsentencepiece on a trained BPE tokenizer") {
   for (const auto& text : texts) {
     INFO("text '" << text << "'");
     const auto expected = trained.reference->encode(text);
-    REQUIRE(trained.vocab.encode(text, false) == expected);
+    REQUIRE(trained.vocab.encode(text) == expected);
   }
 }
 
@@ -380,7 +411,7 @@ TEST_CASE("Vocab::encode equals libsentencepiece on malformed UTF-8 and NUL byte
                                           "\xEF\xBF\xBD replacement"};
   for (const auto& text : texts) {
     INFO("text bytes " << text.size());
-    REQUIRE(trained.vocab.encode(text, false) == trained.reference->encode(text));
+    REQUIRE(trained.vocab.encode(text) == trained.reference->encode(text));
   }
 }
 
@@ -391,7 +422,7 @@ TEST_CASE("Vocab::encode equals libsentencepiece on a long text") {
   std::string text;
   for (const auto& line : trained.lines) text += line + "\n";
   const auto start = std::chrono::steady_clock::now();
-  const auto ids = trained.vocab.encode(text, false);
+  const auto ids = trained.vocab.encode(text);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   INFO("encoded " << text.size() << " bytes into " << ids.size() << " tokens in " << seconds
@@ -410,24 +441,23 @@ TEST_CASE("Vocab::decode inverts encode and agrees with SentencePiece's decoding
   for (const auto& text : random_texts(500, 6)) texts.push_back(text);
   for (const auto& text : texts) {
     INFO("text '" << text << "'");
-    const auto ids = vocab.encode(text, false);
+    const auto ids = vocab.encode(text);
     REQUIRE(vocab.decode(ids) == text);
-    REQUIRE(vocab.decode(ids) == data::decode_sentencepiece(trained.model, ids));
+    REQUIRE(vocab.decode(ids) == tok::decode_sentencepiece(trained.model, ids));
     // Without stripping, the dummy-prefix space stays; piece() continues a stream the same way.
     std::string streamed;
     for (const int32_t id : ids) streamed += vocab.piece(id);
-    REQUIRE(vocab.decode(ids, false) == streamed);
     if (!text.empty()) REQUIRE(streamed == " " + text);
     // Control tokens vanish wherever they are; the leading space is dropped after a BOS too.
     auto framed = ids;
     framed.insert(framed.begin(), vocab.bos_id());
     framed.push_back(vocab.eos_id());
     REQUIRE(vocab.decode(framed) == text);
-    REQUIRE(vocab.decode(framed) == data::decode_sentencepiece(trained.model, framed));
+    REQUIRE(vocab.decode(framed) == tok::decode_sentencepiece(trained.model, framed));
   }
   // <unk> reads " ⁇ " as in SentencePiece.
   const std::vector<int32_t> with_unknown = {vocab.bos_id(), vocab.unk_id()};
-  REQUIRE(vocab.decode(with_unknown) == data::decode_sentencepiece(trained.model, with_unknown));
+  REQUIRE(vocab.decode(with_unknown) == tok::decode_sentencepiece(trained.model, with_unknown));
   REQUIRE_THROWS_AS(vocab.decode({vocab.size()}), InputError);
   REQUIRE_THROWS_AS(vocab.decode({-1}), InputError);
 }
@@ -439,16 +469,16 @@ TEST_CASE("Vocab pieces: byte tokens are raw bytes, U+2581 a space, control toke
   REQUIRE(vocab.piece(vocab.eos_id()).empty());
   int byte_tokens = 0;
   for (int32_t id = 0; id < vocab.size(); ++id) {
-    if (vocab.type(id) == VocabTokenType::byte) {
+    if (vocab.token(id).type == VocabTokenType::byte) {
       ++byte_tokens;
       char name[8];
       std::snprintf(name, sizeof(name), "<0x%02X>", static_cast<unsigned char>(vocab.piece(id)[0]));
       REQUIRE(vocab.piece(id).size() == 1);
-      REQUIRE(vocab.token(id) == name);
+      REQUIRE(vocab.token(id).text == name);
     }
   }
   REQUIRE(byte_tokens == 256);
-  const auto ids = vocab.encode(" the", false);
+  const auto ids = vocab.encode(" the");
   REQUIRE(pieces_of(vocab, ids) == std::vector<std::string>{kSpace, kSpace + "the"});
   REQUIRE(vocab.piece(ids[1]) == " the");
   REQUIRE_THROWS_AS(vocab.piece(vocab.size()), InputError);
@@ -462,12 +492,12 @@ TEST_CASE("Vocab prepends BOS only when asked") {
   REQUIRE(vocab.eos_id() == 2);
   REQUIRE(vocab.unk_id() == 0);
   for (const auto& text : probe_texts()) {
-    auto expected = vocab.encode(text, false);
+    auto expected = vocab.encode(text);
     expected.insert(expected.begin(), vocab.bos_id());
-    REQUIRE(vocab.encode(text, true) == expected);
+    REQUIRE(encode_with_bos(vocab, text) == expected);
   }
-  REQUIRE(vocab.encode("", true) == std::vector<int32_t>{vocab.bos_id()});
-  REQUIRE(vocab.encode("", false).empty());
+  REQUIRE(encode_with_bos(vocab, "") == std::vector<int32_t>{vocab.bos_id()});
+  REQUIRE(vocab.encode("").empty());
 }
 
 TEST_CASE("Vocab::encode equals libsentencepiece with user-defined and control pieces") {
@@ -501,12 +531,12 @@ TEST_CASE("Vocab::encode equals libsentencepiece with user-defined and control p
                                                       {"minloglevel", "2"}},
                                                      &iterator, &bytes)
               .ok());
-  const auto model = data::parse_sentencepiece_model(bytes, "user-defined model");
-  const Vocab vocab(vocab_data_of(model), "user-defined model");
+  const auto model = tok::parse_sentencepiece_model(bytes, "user-defined model");
+  const Vocab vocab = make_vocab(vocab_data_of(model), "user-defined model");
   int user_defined = 0, control = 0;
   for (int32_t id = 0; id < vocab.size(); ++id) {
-    user_defined += vocab.type(id) == VocabTokenType::user_defined;
-    control += vocab.type(id) == VocabTokenType::control;
+    user_defined += vocab.token(id).type == VocabTokenType::user_defined;
+    control += vocab.token(id).type == VocabTokenType::control;
   }
   REQUIRE(user_defined == 3);
   REQUIRE(control == 3);  // <s>, </s>, <ctl>
@@ -519,7 +549,7 @@ TEST_CASE("Vocab::encode equals libsentencepiece with user-defined and control p
   for (const auto& text : lines) texts.push_back(text);
   for (const auto& text : texts) {
     INFO("text '" << text << "'");
-    REQUIRE(vocab.encode(text, false) == reference->encode(text));
+    REQUIRE(vocab.encode(text) == reference->encode(text));
   }
 }
 
@@ -528,38 +558,37 @@ TEST_CASE("Vocab::encode equals libsentencepiece with user-defined and control p
 
 TEST_CASE("Vocab merges the highest-scoring pair first, the leftmost on ties") {
   // "▁aaa": the pairs (a, a) at 1-2 and 2-3 tie; the left one merges, and "aa" + "a" is no piece.
-  const Vocab ties(hand_vocab({{kSpace, -1}, {"a", -2}, {"aa", -3}}, false), "ties");
-  REQUIRE(pieces_of(ties, ties.encode("aaa", false)) ==
-          std::vector<std::string>{kSpace, "aa", "a"});
+  const Vocab ties = make_vocab(hand_vocab({{kSpace, -1}, {"a", -2}, {"aa", -3}}, false), "ties");
+  REQUIRE(pieces_of(ties, ties.encode("aaa")) == std::vector<std::string>{kSpace, "aa", "a"});
   // "▁abc" with "ab" scoring above "bc", then the reverse.
-  const Vocab ab_first(
+  const Vocab ab_first = make_vocab(
       hand_vocab({{kSpace, -1}, {"a", -2}, {"b", -2}, {"c", -2}, {"ab", -3}, {"bc", -4}}, false),
       "ab first");
-  REQUIRE(pieces_of(ab_first, ab_first.encode("abc", false)) ==
+  REQUIRE(pieces_of(ab_first, ab_first.encode("abc")) ==
           std::vector<std::string>{kSpace, "ab", "c"});
-  const Vocab bc_first(
+  const Vocab bc_first = make_vocab(
       hand_vocab({{kSpace, -1}, {"a", -2}, {"b", -2}, {"c", -2}, {"ab", -4}, {"bc", -3}}, false),
       "bc first");
-  REQUIRE(pieces_of(bc_first, bc_first.encode("abc", false)) ==
+  REQUIRE(pieces_of(bc_first, bc_first.encode("abc")) ==
           std::vector<std::string>{kSpace, "a", "bc"});
   // A merge made possible by an earlier one: ▁a, then ▁ab.
-  const Vocab chain(
+  const Vocab chain = make_vocab(
       hand_vocab({{kSpace, -1}, {"a", -2}, {"b", -2}, {kSpace + "a", -3}, {kSpace + "ab", -5}},
                  false),
       "chain");
-  REQUIRE(pieces_of(chain, chain.encode("ab", false)) == std::vector<std::string>{kSpace + "ab"});
+  REQUIRE(pieces_of(chain, chain.encode("ab")) == std::vector<std::string>{kSpace + "ab"});
 }
 
 TEST_CASE("Vocab falls back to byte tokens, or to unk without them") {
-  const Vocab bytes(hand_vocab({{kSpace, -1}, {"a", -2}}, true), "with bytes");
+  const Vocab bytes = make_vocab(hand_vocab({{kSpace, -1}, {"a", -2}}, true), "with bytes");
   // "é" is C3 A9 in UTF-8.
-  REQUIRE(pieces_of(bytes, bytes.encode("a\xC3\xA9", false)) ==
+  REQUIRE(pieces_of(bytes, bytes.encode("a\xC3\xA9")) ==
           std::vector<std::string>{kSpace, "a", "<0xC3>", "<0xA9>"});
-  REQUIRE(bytes.decode(bytes.encode("a\xC3\xA9", false)) == "a\xC3\xA9");
-  const Vocab no_bytes(hand_vocab({{kSpace, -1}, {"a", -2}}, false), "without bytes");
+  REQUIRE(bytes.decode(bytes.encode("a\xC3\xA9")) == "a\xC3\xA9");
+  const Vocab no_bytes = make_vocab(hand_vocab({{kSpace, -1}, {"a", -2}}, false), "without bytes");
   // One <unk> per run of characters that are no piece, as SentencePiece without byte_fallback.
-  REQUIRE(no_bytes.encode("a\xC3\xA9x", false) == std::vector<int32_t>{3, 4, no_bytes.unk_id()});
-  REQUIRE(no_bytes.encode("x a y", false) ==
+  REQUIRE(no_bytes.encode("a\xC3\xA9x") == std::vector<int32_t>{3, 4, no_bytes.unk_id()});
+  REQUIRE(no_bytes.encode("x a y") ==
           std::vector<int32_t>{3, no_bytes.unk_id(), 3, 4, 3, no_bytes.unk_id()});
 }
 
@@ -618,9 +647,9 @@ TEST_CASE("hand-made vocabularies encode as libsentencepiece encodes them") {
                                      {"<c>", "a<c>b", "<c"}, alphabet);
     // A one-character control piece: libsentencepiece refuses the text ("all normalized
     // characters are not consumed"); we encode the character as plain text (its byte here).
-    const Vocab vocab(
+    const Vocab vocab = make_vocab(
         hand_vocab({{kSpace, -1}, {"a", -2}, {"#", 0, VocabTokenType::control}}, true), "hash");
-    REQUIRE(pieces_of(vocab, vocab.encode("a#", false)) ==
+    REQUIRE(pieces_of(vocab, vocab.encode("a#")) ==
             std::vector<std::string>{kSpace, "a", "<0x23>"});
   }
   SECTION("without byte tokens, characters outside the vocabulary become <unk>") {
@@ -636,38 +665,30 @@ TEST_CASE("hand-made vocabularies encode as libsentencepiece encodes them") {
 
 TEST_CASE("Vocab rejects inconsistent data, naming where it came from") {
   const VocabData good = hand_vocab({{kSpace, -1}, {"a", -2}}, true);
-  REQUIRE_NOTHROW(Vocab(good, "good"));
+  REQUIRE_NOTHROW(make_vocab(good, "good"));
 
   VocabData duplicate = good;
   duplicate.tokens.back() = kSpace;
-  REQUIRE_THROWS_AS(Vocab(duplicate, "dup vocab"), InputError);
-  REQUIRE_THROWS_WITH(Vocab(duplicate, "dup vocab"),
+  REQUIRE_THROWS_AS(make_vocab(duplicate, "dup vocab"), InputError);
+  REQUIRE_THROWS_WITH(make_vocab(duplicate, "dup vocab"),
                       Catch::Contains("dup vocab") && Catch::Contains("unique"));
 
-  VocabData short_scores = good;
-  short_scores.scores.pop_back();
-  REQUIRE_THROWS_WITH(Vocab(short_scores, "short"),
-                      Catch::Contains("short") && Catch::Contains("scores"));
-  VocabData short_types = good;
-  short_types.types.pop_back();
-  REQUIRE_THROWS_WITH(Vocab(short_types, "short"), Catch::Contains("types"));
-
-  REQUIRE_THROWS_WITH(Vocab(VocabData{}, "empty"), Catch::Contains("no tokens"));
+  REQUIRE_THROWS_WITH(make_vocab(VocabData{}, "empty"), Catch::Contains("no tokens"));
 
   VocabData bad_bos = good;
   bad_bos.bos_id = static_cast<int32_t>(good.tokens.size());
-  REQUIRE_THROWS_WITH(Vocab(bad_bos, "ids"), Catch::Contains("bos id"));
+  REQUIRE_THROWS_WITH(make_vocab(bad_bos, "ids"), Catch::Contains("ids") && Catch::Contains("bos"));
   VocabData bad_unk = good;
-  bad_unk.unk_id = -1;
-  REQUIRE_THROWS_WITH(Vocab(bad_unk, "ids"), Catch::Contains("unknown id"));
+  bad_unk.unk_id = 5;  // a byte token
+  REQUIRE_THROWS_WITH(make_vocab(bad_unk, "ids"), Catch::Contains("ids") && Catch::Contains("unk"));
 
   VocabData bad_type = good;
   bad_type.types.back() = static_cast<VocabTokenType>(9);
-  REQUIRE_THROWS_WITH(Vocab(bad_type, "types"), Catch::Contains("type 9"));
+  REQUIRE_THROWS_WITH(make_vocab(bad_type, "types"), Catch::Contains("type 9"));
 
   VocabData bad_byte = good;
   bad_byte.tokens[3] = "<0xzz>";
-  REQUIRE_THROWS_WITH(Vocab(bad_byte, "bytes"), Catch::Contains("<0xNN>"));
+  REQUIRE_THROWS_WITH(make_vocab(bad_byte, "bytes"), Catch::Contains("<0xNN>"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,12 +720,12 @@ TEST_CASE("Vocab::from_gguf reads the tokenizer keys and names a key of the wron
     REQUIRE(vocab.size() == trained.vocab.size());
     REQUIRE_FALSE(vocab.add_bos());
     for (int32_t id = 0; id < vocab.size(); ++id) {
-      REQUIRE(vocab.token(id) == trained.vocab.token(id));
-      REQUIRE(vocab.score(id) == trained.vocab.score(id));
-      REQUIRE(vocab.type(id) == trained.vocab.type(id));
+      REQUIRE(vocab.token(id).text == trained.vocab.token(id).text);
+      REQUIRE(vocab.token(id).score == trained.vocab.token(id).score);
+      REQUIRE(vocab.token(id).type == trained.vocab.token(id).type);
     }
     for (const auto& text : probe_texts()) {
-      REQUIRE(vocab.encode(text, true) == trained.vocab.encode(text, true));
+      REQUIRE(encode_with_bos(vocab, text) == encode_with_bos(trained.vocab, text));
     }
   }
   SECTION("absent special ids take the llama defaults") {
@@ -736,15 +757,32 @@ TEST_CASE("Vocab::from_gguf reads the tokenizer keys and names a key of the wron
     REQUIRE_THROWS_AS(Vocab::from_gguf(file), FileError);
     REQUIRE_THROWS_WITH(Vocab::from_gguf(file), Catch::Contains("tokenizer.ggml.scores"));
   }
-  SECTION("a gpt2 vocabulary is refused") {
+  SECTION("a tokenizer model other than llama and gpt2 is refused, naming the key") {
+    io::GgufWriter writer;
+    writer.set("tokenizer.ggml.model", io::GgufValue::string("t5"));
+    writer.set("tokenizer.ggml.tokens", io::GgufValue::strings(data.tokens));
+    writer.write(dir.path() / "t5.gguf");
+    const io::GgufReader file(dir.path() / "t5.gguf");
+    REQUIRE_THROWS_AS(Vocab::from_gguf(file), InputError);
+    REQUIRE_THROWS_WITH(Vocab::from_gguf(file),
+                        Catch::Contains("tokenizer.ggml.model") && Catch::Contains("t5"));
+  }
+  SECTION("a gpt2 vocabulary without merges or with an unknown split is refused, naming the key") {
     io::GgufWriter writer;
     writer.set("tokenizer.ggml.model", io::GgufValue::string("gpt2"));
-    writer.set("tokenizer.ggml.tokens", io::GgufValue::strings(data.tokens));
+    writer.set("tokenizer.ggml.pre", io::GgufValue::string("gpt-2"));
+    writer.set("tokenizer.ggml.tokens", io::GgufValue::strings({"a", "b", "ab"}));
     writer.write(dir.path() / "gpt2.gguf");
-    const io::GgufReader file(dir.path() / "gpt2.gguf");
-    REQUIRE_THROWS_AS(Vocab::from_gguf(file), FileError);
-    REQUIRE_THROWS_WITH(Vocab::from_gguf(file),
-                        Catch::Contains("tokenizer.ggml.model") && Catch::Contains("gpt2"));
+    REQUIRE_THROWS_WITH(Vocab::from_gguf(io::GgufReader(dir.path() / "gpt2.gguf")),
+                        Catch::Contains("tokenizer.ggml.merges"));
+    io::GgufWriter unknown;
+    unknown.set("tokenizer.ggml.model", io::GgufValue::string("gpt2"));
+    unknown.set("tokenizer.ggml.pre", io::GgufValue::string("mystery-split"));
+    unknown.set("tokenizer.ggml.tokens", io::GgufValue::strings({"a", "b", "ab"}));
+    unknown.set("tokenizer.ggml.merges", io::GgufValue::strings({"a b"}));
+    unknown.write(dir.path() / "unknown.gguf");
+    REQUIRE_THROWS_WITH(Vocab::from_gguf(io::GgufReader(dir.path() / "unknown.gguf")),
+                        Catch::Contains("tokenizer.ggml.pre") && Catch::Contains("mystery-split"));
   }
   SECTION("duplicate tokens and a bos id outside the vocabulary are FileErrors") {
     io::GgufWriter writer;

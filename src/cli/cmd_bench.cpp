@@ -3,7 +3,10 @@
 // - --kernels: the runtime's matrix-vector kernels against memory bandwidth
 //   (runtime/kernel_bench.h);
 // - --train-config RECIPE: training throughput and model FLOPs utilisation (MFU) against a float32
-//   GEMM timed in the same run.
+//   GEMM timed in the same run;
+// - --tokenizer PATH --text-file FILE: encoding speed on one thread (scripts/bench_tokenizers.sh
+//   measures the peers, Python's sentencepiece and tokenizers.js, on the same text in the same
+//   run).
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -15,6 +18,7 @@
 #include "core/progress.h"
 #include "core/threads.h"
 #include "core/timing.h"
+#include "data/tokenizer.h"
 #include "model/fused_kernels.h"
 #include "model/fused_ops.h"
 #include "model/llama.h"
@@ -45,6 +49,9 @@ struct BenchOptions {
   std::string device;
   int64_t gemm_size = 2048;
   std::string report;
+  std::string tokenizer;
+  std::string text_file;
+  std::string ids_out;
 };
 
 // Times one float32 n x n x n product through LibTorch; returns FLOP/s.
@@ -247,15 +254,89 @@ int run_kernel_bench(BenchOptions options) {
   return 0;
 }
 
+// Encodes every line of the text file (one text per line, as a corpus of documents is encoded)
+// `repeats` times on this thread; reports the median round.
+int run_tokenizer_bench(const BenchOptions& options) {
+  if (options.text_file.empty()) {
+    throw InputError("bench --tokenizer needs --text-file FILE, the text to encode");
+  }
+  const auto tokenizer = data::open_tokenizer(options.tokenizer);
+  const std::string text = core::read_file(options.text_file, "text file");
+  std::vector<std::string_view> lines;
+  for (size_t begin = 0; begin < text.size();) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back(std::string_view(text).substr(begin, end - begin));
+    begin = end + 1;
+  }
+  const int repeats = std::max(1, options.model_bench.repeats);
+  std::vector<double> seconds;
+  int64_t tokens = 0;
+  std::vector<std::vector<int32_t>> ids(lines.size());
+  for (int round = 0; round < repeats; ++round) {
+    const auto start = std::chrono::steady_clock::now();
+    int64_t count = 0;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      ids[i] = tokenizer->encode(lines[i]);
+      count += static_cast<int64_t>(ids[i].size());
+    }
+    seconds.push_back(seconds_since(start));
+    tokens = count;
+  }
+  const double median_s = median(seconds);
+  const double mb_per_s = static_cast<double>(text.size()) / 1e6 / median_s;
+  nlohmann::ordered_json out = {
+      {"tokenizer", options.tokenizer},
+      {"description", tokenizer->description()},
+      {"vocab_size", tokenizer->vocab_size()},
+      {"text_file", options.text_file},
+      {"bytes", text.size()},
+      {"lines", lines.size()},
+      {"tokens", tokens},
+      {"bytes_per_token", tokens > 0 ? static_cast<double>(text.size()) / tokens : 0.0},
+      {"repeats", repeats},
+      {"seconds", seconds},
+      {"median_seconds", median_s},
+      {"mb_per_s", mb_per_s},
+      {"tokens_per_s", static_cast<double>(tokens) / median_s},
+      {"threads", 1},
+  };
+  if (!options.ids_out.empty()) {
+    std::string listing;
+    for (const auto& line : ids) {
+      for (size_t k = 0; k < line.size(); ++k) listing += (k ? " " : "") + std::to_string(line[k]);
+      listing += "\n";
+    }
+    core::write_file_atomic(options.ids_out, listing);
+  }
+  if (!options.report.empty()) core::write_json_atomic(options.report, out);
+  if (options.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf(
+        "bench tokenizer %s: %s\n  %s bytes, %s lines -> %s tokens (%.2f bytes/token)\n"
+        "  encode, one thread, median of %d: %.3f s = %.2f MB/s, %s tokens/s\n",
+        options.tokenizer.c_str(), tokenizer->description().c_str(),
+        core::format_count(static_cast<int64_t>(text.size())).c_str(),
+        core::format_count(static_cast<int64_t>(lines.size())).c_str(),
+        core::format_count(tokens).c_str(), out["bytes_per_token"].get<double>(), repeats, median_s,
+        mb_per_s,
+        core::format_count(static_cast<int64_t>(out["tokens_per_s"].get<double>())).c_str());
+  }
+  return 0;
+}
+
 int run_bench(const BenchOptions& options) {
   const int modes = (options.model.empty() ? 0 : 1) + (options.config.file.empty() ? 0 : 1) +
-                    (options.kernels ? 1 : 0);
+                    (options.kernels ? 1 : 0) + (options.tokenizer.empty() ? 0 : 1);
   if (modes != 1) {
     throw InputError(
         "bench needs exactly one of --model FILE.gguf (runtime speed), --kernels (kernels "
-        "against memory bandwidth) or --train-config RECIPE (training throughput)");
+        "against memory bandwidth), --train-config RECIPE (training throughput) or --tokenizer "
+        "PATH --text-file FILE (encoding speed)");
   }
   if (options.kernels) return run_kernel_bench(options);
+  if (!options.tokenizer.empty()) return run_tokenizer_bench(options);
   return options.model.empty() ? run_train_bench(options) : run_model_bench(options);
 }
 
@@ -281,7 +362,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   command
       ->add_option("-r,--repeats", options->model_bench.repeats,
-                   "--model: measured runs (the median is reported)")
+                   "--model, --tokenizer: measured runs (the median is reported)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   command->add_flag("--kernels", options->kernels,
@@ -324,6 +405,12 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   command->add_flag("--json", options->json,
                     "--model, --kernels: print one JSON object instead of the table");
   command->add_option("--report", options->report, "also write the results to this JSON file");
+  command->add_option("--tokenizer", options->tokenizer,
+                      "benchmark this tokenizer's encoding (any tokenizer path, as for tokenize "
+                      "--model) on --text-file, one line per text, on one thread (-r rounds)");
+  command->add_option("--text-file", options->text_file, "--tokenizer: the text to encode");
+  command->add_option("--ids-out", options->ids_out,
+                      "--tokenizer: also write the ids, one line of ids per line of text");
   command->callback([options, &exit_code] { exit_code = run_bench(*options); });
 }
 

@@ -4,7 +4,9 @@
 
 #include "cli/commands.h"
 #include "cli/training_run.h"
+#include "core/error.h"
 #include "core/log.h"
+#include "data/tokenizer.h"
 #include "distill/distill_task.h"
 #include "train/setup.h"
 #include "train/trainer.h"
@@ -28,7 +30,20 @@ int run_distill(const DistillCommandOptions& options) {
     overrides.push_back("student.init=checkpoint");
     overrides.push_back(str("student.from=", fs::absolute(options.student).string()));
   }
-  const auto recipe = core::load_config<distill::DistillRecipe>(options.run.config.file, overrides);
+  auto recipe = core::load_config<distill::DistillRecipe>(options.run.config.file, overrides);
+  // A teacher trained on a pretrained tokenizer (an imported model, or data prepared with
+  // --tokenizer) passes it on: the student's corpus is prepared with the teacher's tokenizer
+  // unless the recipe or --tokenizer names one.
+  if (!recipe.teacher.empty() && recipe.base.data.kind == "text" &&
+      recipe.base.data.tokenizer.from.empty()) {
+    const auto teacher_tokenizer = data::open_tokenizer(recipe.teacher);
+    if (teacher_tokenizer->kind() == "pretrained") {
+      core::info("distill: the student's data uses the teacher's tokenizer, ",
+                 teacher_tokenizer->description());
+      overrides.push_back(str("data.tokenizer.from=", recipe.teacher.string()));
+      recipe = core::load_config<distill::DistillRecipe>(options.run.config.file, overrides);
+    }
+  }
   const int threads = train::configure_threads(recipe.base.threads, options.run.deterministic);
   const fs::path run_dir = fs::absolute(options.run.run_dir);
 

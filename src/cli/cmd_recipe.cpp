@@ -1,5 +1,6 @@
 // edgedistill recipe: the whole pipeline from one JSON recipe, for CI jobs and the quickstart
 // (cli/pipeline.h; docs/ci.md).
+#include <filesystem>
 #include <memory>
 
 #include "cli/command.h"
@@ -31,10 +32,20 @@ void add_recipe_command(CLI::App& app, int& exit_code) {
                       "~/.cache/edgedistill)");
   command->add_option("--from", options->from, "rerun this stage and every stage after it")
       ->check(CLI::IsMember(pipeline_stage_names()));
+  auto tokenizer = std::make_shared<std::string>();
+  command->add_option("--tokenizer", *tokenizer,
+                      "prepare the corpus with this tokenizer instead of training one (= --set "
+                      "data.tokenizer.from=PATH)");
   command->add_flag("--force", options->force, "rerun every stage");
   command->add_flag("--dry-run", options->dry_run,
                     "print which stages would run and why, without running them");
-  command->callback([options, &exit_code] { exit_code = run_pipeline(*options); });
+  command->callback([options, tokenizer, &exit_code] {
+    if (!tokenizer->empty()) {
+      options->overrides.push_back("data.tokenizer.from=" +
+                                   std::filesystem::absolute(*tokenizer).string());
+    }
+    exit_code = run_pipeline(*options);
+  });
 }
 
 }  // namespace edgedistill::cli

@@ -29,9 +29,17 @@ struct RunOptions {
 int run_generate(const RunOptions& options) {
   const runtime::LlamaModel model(options.model);
   runtime::ThreadPool pool(core::resolve_thread_count(options.threads));
-  const runtime::Vocab& vocab = model.vocab();
-  std::vector<int32_t> prompt = vocab.encode(options.prompt, vocab.add_bos());
-  if (prompt.empty()) prompt.push_back(vocab.bos_id());
+  const tok::Vocab& vocab = model.vocab();
+  std::vector<int32_t> prompt = vocab.encode(options.prompt);
+  if (vocab.add_bos()) prompt.insert(prompt.begin(), vocab.bos_id());
+  // Generation needs a first token: BOS, or for families without one (Qwen2) the end-of-text
+  // token that separates their documents.
+  if (prompt.empty() && (vocab.bos_id() >= 0 || vocab.eos_id() >= 0)) {
+    prompt.push_back(vocab.bos_id() >= 0 ? vocab.bos_id() : vocab.eos_id());
+  }
+  if (prompt.empty()) {
+    throw InputError(str(options.model, " has no BOS or EOS token to start from; give a --prompt"));
+  }
   const int64_t context =
       options.context > 0 ? options.context
                           : std::min<int64_t>(model.hparams().context_length,

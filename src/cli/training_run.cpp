@@ -18,6 +18,9 @@ std::vector<std::string> RunCommandOptions::overrides() const {
   auto all = config.overrides;
   if (threads >= 0) all.push_back(str("threads=", threads));
   if (!device.empty()) all.push_back(str("device=", device));
+  if (!tokenizer.empty()) {
+    all.push_back(str("data.tokenizer.from=", fs::absolute(tokenizer).string()));
+  }
   return all;
 }
 
@@ -52,6 +55,10 @@ void add_run_options(CLI::App* command, RunCommandOptions& options, const std::s
   command->add_option("--data-cache", options.data_cache,
                       "where prepared data is cached (default: $EDGEDISTILL_CACHE_DIR or "
                       "~/.cache/edgedistill)");
+  command->add_option("--tokenizer", options.tokenizer,
+                      "prepare the corpus with this tokenizer instead of training one (= --set "
+                      "data.tokenizer.from=PATH): a tokenizer.json, tokenizer.model, GGUF file, "
+                      "model folder, checkpoint or prepared data");
 }
 
 void write_run_record(const fs::path& run_dir, const std::string& command,

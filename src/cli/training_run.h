@@ -23,14 +23,15 @@ struct RunCommandOptions {
   int threads = -1;
   std::string device;
   std::string data_cache;
+  std::string tokenizer;
 
-  // --set overrides plus --threads and --device.
+  // --set overrides plus --threads, --device and --tokenizer.
   std::vector<std::string> overrides() const;
   std::filesystem::path cache_root() const;
 };
 
 // Registers --config/--set, --run-dir, --resume, --deterministic, --stop-at-step, --threads,
-// --device and --data-cache.
+// --device, --data-cache and --tokenizer.
 void add_run_options(CLI::App* command, RunCommandOptions& options, const std::string& what,
                      const std::string& example);
 

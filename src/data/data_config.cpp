@@ -1,9 +1,12 @@
 #include "data/data_config.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <set>
 
 #include "core/sha256.h"
+#include "data/tokenizer.h"
 
 namespace edgedistill::data {
 namespace {
@@ -120,12 +123,37 @@ void DataConfig::validate(const std::string& at) const {
   }
 }
 
+namespace {
+
+// The hash of the tokenizer at `from`, remembered per path for the life of the process (loading a
+// large tokenizer.json takes a moment, and the key is asked for often).
+std::string tokenizer_hash_of(const fs::path& from) {
+  static std::mutex mutex;
+  static std::map<std::string, std::string> known;
+  const std::string key = fs::absolute(from).lexically_normal().string();
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (const auto it = known.find(key); it != known.end()) return it->second;
+  }
+  const std::string hash = open_tokenizer(from)->hash();
+  std::lock_guard<std::mutex> lock(mutex);
+  known[key] = hash;
+  return hash;
+}
+
+}  // namespace
+
 std::string data_config_hash(const DataConfig& config) {
   auto json = core::to_json(config);
   // Keys added with an empty default stay out of the key while empty, so data prepared before
-  // they existed is still found.
-  if (json.contains("tokenizer") && json["tokenizer"].value("from", std::string()).empty()) {
-    json["tokenizer"].erase("from");
+  // they existed is still found. A tokenizer given by path counts by its contents: the same
+  // tokenizer anywhere is the same data, a changed file is other data.
+  if (json.contains("tokenizer")) {
+    if (config.tokenizer.from.empty()) {
+      json["tokenizer"].erase("from");
+    } else if (config.kind == "text") {
+      json["tokenizer"]["from"] = "sha256:" + tokenizer_hash_of(config.tokenizer.from);
+    }
   }
   return core::sha256_hex(str("edgedistill-data format ", kDataFormatVersion, "\n", json.dump()));
 }

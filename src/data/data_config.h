@@ -76,8 +76,9 @@ struct TokenizerConfig {
   template <class V>
   void visit(V& v) {
     v.field("from", from,
-            "reuse the tokenizer of this prepared data directory (or tokenizer directory) instead "
-            "of training one, e.g. to score a model on another corpus; the other keys are then "
+            "use this tokenizer instead of training one: prepared data, a tokenizer directory, a "
+            "checkpoint or run, a Hugging Face model folder, a tokenizer.json, a tokenizer.model "
+            "or a GGUF file (so a student sees its teacher's token ids); the other keys are then "
             "ignored");
     v.choice("kind", kind, {"sentencepiece", "byte"},
              "sentencepiece: trained on the train split (GGUF 'llama' vocabulary); byte: 256 "

@@ -41,7 +41,9 @@ fs::path data_tool_path() {
 }
 
 bool needs_sentencepiece(const DataConfig& config) {
-  return config.kind == "text" && config.tokenizer.kind == "sentencepiece";
+  // Only training a tokenizer needs it: encoding is tok::Vocab's.
+  return config.kind == "text" && config.tokenizer.from.empty() &&
+         config.tokenizer.kind == "sentencepiece";
 }
 
 void prepare_data_in_tool(const DataConfig& config, const fs::path& out_dir) {

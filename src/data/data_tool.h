@@ -16,7 +16,7 @@ std::filesystem::path data_tool_path();
 // appears on our stderr; its one-line error, if any, is rethrown here as an InputError.
 void prepare_data_in_tool(const DataConfig& config, const std::filesystem::path& out_dir);
 
-// Whether preparing `config` needs libsentencepiece.
+// Whether preparing `config` needs libsentencepiece (to train a SentencePiece tokenizer).
 bool needs_sentencepiece(const DataConfig& config);
 
 }  // namespace edgedistill::data

@@ -107,10 +107,14 @@ struct EncodedSplit {
 };
 
 // Encodes the documents on all cores and checks that each decodes back to its text (the shards
-// must hold the corpus exactly). Throws InputError naming a document that does not round-trip.
+// must hold the corpus exactly). Throws InputError naming a document that does not round-trip
+// with a tokenizer that should keep every text; for one that normalizes, counts the documents
+// whose text it changes into `changed_documents`.
 std::vector<std::vector<int32_t>> encode_documents(const Tokenizer& tokenizer,
-                                                   const std::vector<Document>& corpus) {
+                                                   const std::vector<Document>& corpus,
+                                                   int64_t& changed_documents) {
   std::vector<std::vector<int32_t>> encoded(corpus.size());
+  std::atomic<int64_t> changed{0};
   std::atomic<size_t> next{0};
   std::atomic<int64_t> done{0};
   std::mutex failure_mutex;
@@ -125,10 +129,15 @@ std::vector<std::vector<int32_t>> encode_documents(const Tokenizer& tokenizer,
         const size_t end = std::min(corpus.size(), start + kBatch);
         for (size_t i = start; i < end; ++i) {
           encoded[i] = tokenizer.encode(corpus[i].text);
+          // A tokenizer that keeps every text must give it back exactly; one that normalizes
+          // (NFC, NFKC, extra spaces) or loses characters is only counted.
           if (tokenizer.decode(encoded[i]) != corpus[i].text) {
-            throw InputError(str("document ", corpus[i].id,
-                                 " does not decode back to its text with the ", tokenizer.kind(),
-                                 " tokenizer; report this with the document's text"));
+            if (tokenizer.round_trips()) {
+              throw InputError(
+                  str("document ", corpus[i].id, " does not decode back to its text with the ",
+                      tokenizer.description(), "; report this with the document's text"));
+            }
+            changed.fetch_add(1);
           }
         }
         done.fetch_add(static_cast<int64_t>(end - start));
@@ -156,21 +165,27 @@ std::vector<std::vector<int32_t>> encode_documents(const Tokenizer& tokenizer,
   for (auto& worker : workers) worker.join();
   if (failure) std::rethrow_exception(failure);
   progress.finish(done.load());
+  changed_documents = changed.load();
   return encoded;
 }
 
+// Documents framed as their tokenizer's family frames texts: BOS (when it starts sequences with
+// one), the tokens, EOS (when it has one).
 EncodedSplit assemble_split(const std::vector<int64_t>& indices,
                             const std::vector<Document>& corpus,
-                            const std::vector<std::vector<int32_t>>& encoded) {
+                            const std::vector<std::vector<int32_t>>& encoded,
+                            const Tokenizer& tokenizer) {
   EncodedSplit split;
+  const int32_t bos = tokenizer.frames_with_bos() ? tokenizer.bos_id() : -1;
+  const int32_t eos = tokenizer.eos_id();
   size_t total = 0;
   for (const int64_t i : indices) total += encoded[static_cast<size_t>(i)].size() + 2;
   split.tokens.reserve(total);
   for (const int64_t i : indices) {
     const auto& ids = encoded[static_cast<size_t>(i)];
-    split.tokens.push_back(Tokenizer::kBosId);
+    if (bos >= 0) split.tokens.push_back(bos);
     split.tokens.insert(split.tokens.end(), ids.begin(), ids.end());
-    split.tokens.push_back(Tokenizer::kEosId);
+    if (eos >= 0) split.tokens.push_back(eos);
     split.bytes += static_cast<int64_t>(corpus[static_cast<size_t>(i)].text.size());
   }
   split.documents = static_cast<int64_t>(indices.size());
@@ -241,17 +256,29 @@ void build_text_data(const DataConfig& config, const fs::path& dir) {
   for (const int64_t i : split.train) training_texts.push_back(corpus[static_cast<size_t>(i)].text);
   const std::unique_ptr<Tokenizer> tokenizer =
       config.tokenizer.from.empty() ? train_tokenizer(config.tokenizer, training_texts)
-                                    : load_tokenizer(reused_tokenizer_dir(config.tokenizer.from));
+                                    : open_tokenizer(config.tokenizer.from);
   training_texts = {};
-  check_llama_vocab(*tokenizer);
+  if (!config.tokenizer.from.empty()) {
+    core::info("data '", config.name, "': ", tokenizer->description());
+  }
+  // What we train must export as a GGUF "llama" vocabulary; a pretrained tokenizer keeps its own
+  // layout (tok::Vocab::gguf_model says how it exports).
+  if (tokenizer->kind() != "pretrained") check_llama_vocab(*tokenizer);
   save_tokenizer(*tokenizer, dir / "tokenizer");
   const double tokenizer_s = seconds_since(tokenizer_start);
 
   const auto encode_start = Clock::now();
-  const auto encoded = encode_documents(*tokenizer, corpus);
+  int64_t changed_documents = 0;
+  const auto encoded = encode_documents(*tokenizer, corpus, changed_documents);
+  if (changed_documents > 0) {
+    core::info("data '", config.name, "': the tokenizer normalizes the text of ",
+               core::format_count(changed_documents), " of ",
+               core::format_count(static_cast<int64_t>(corpus.size())),
+               " documents (its decoded ids differ from the source text)");
+  }
   ordered_json splits = ordered_json::object();
   for (const auto& name : kSplitNames) {
-    const EncodedSplit tokens = assemble_split(split.named(name), corpus, encoded);
+    const EncodedSplit tokens = assemble_split(split.named(name), corpus, encoded, *tokenizer);
     const ordered_json sources = count_sources(corpus, &split.named(name));
     write_token_shard(dir / "shards" / (name + ".bin"), tokens.tokens, tokenizer->vocab_size(),
                       tokenizer->hash(),
@@ -268,9 +295,14 @@ void build_text_data(const DataConfig& config, const fs::path& dir) {
   const double encode_s = seconds_since(encode_start);
 
   ordered_json info = data_json_header(config, "text");
-  info["tokenizer"] = ordered_json{{"kind", tokenizer->kind()},
-                                   {"vocab_size", tokenizer->vocab_size()},
-                                   {"hash", tokenizer->hash()}};
+  info["tokenizer"] =
+      ordered_json{{"kind", tokenizer->kind()},
+                   {"vocab_size", tokenizer->vocab_size()},
+                   {"hash", tokenizer->hash()},
+                   {"description", tokenizer->description()},
+                   {"bos_id", tokenizer->frames_with_bos() ? tokenizer->bos_id() : -1},
+                   {"eos_id", tokenizer->eos_id()},
+                   {"normalized_documents", changed_documents}};
   info["documents"] = static_cast<int64_t>(corpus.size());
   info["sources"] = count_sources(corpus);
   info["splits"] = splits;

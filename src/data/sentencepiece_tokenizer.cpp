@@ -57,8 +57,8 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::train(
 std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::from_model_bytes(
     std::string model_bytes, const std::string& origin, nlohmann::ordered_json info) {
   std::unique_ptr<SentencePieceTokenizer> tokenizer(new SentencePieceTokenizer());
-  tokenizer->model_ = parse_sentencepiece_model(model_bytes, origin);
-  const SentencePieceModel& model = tokenizer->model_;
+  tokenizer->model_ = tok::parse_sentencepiece_model(model_bytes, origin);
+  const tok::SentencePieceModel& model = tokenizer->model_;
   if (model.unk_id != kUnkId || model.bos_id != kBosId || model.eos_id != kEosId) {
     throw FileError(str("SentencePiece model ", origin, " has unk/bos/eos ids ", model.unk_id, "/",
                         model.bos_id, "/", model.eos_id,
@@ -83,9 +83,8 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::from_model_bytes
                           byte_piece(static_cast<uint8_t>(byte)), "; re-run `edgedistill data`"));
     }
   }
-  if (const SentencePieceBackend* backend = sentencepiece_backend()) {
-    tokenizer->encoder_ = backend->load_encoder(model_bytes, origin);
-  }
+  tokenizer->vocab_ =
+      std::make_unique<tok::Vocab>(tok::Vocab::from_sentencepiece(model_bytes, origin));
   tokenizer->vocab_size_ = static_cast<int32_t>(model.pieces.size());
   tokenizer->hash_ = core::sha256_hex(model_bytes);
   tokenizer->model_bytes_ = std::move(model_bytes);
@@ -104,13 +103,12 @@ SentencePieceTokenizer::SentencePieceTokenizer() : info_(nlohmann::ordered_json:
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 
 std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view text) const {
-  if (!encoder_) required_backend("encoding");
-  return encoder_->encode(text);
+  return vocab_->encode(text);
 }
 
 std::string SentencePieceTokenizer::decode(const std::vector<int32_t>& ids) const {
   for (const int32_t id : ids) check_id(id);
-  return decode_sentencepiece(model_, ids);
+  return tok::decode_sentencepiece(model_, ids);
 }
 
 std::string SentencePieceTokenizer::piece(int32_t id) const {

@@ -4,10 +4,10 @@
 // The model file is SentencePiece's own serialized ModelProto ("tokenizer.model"), the same file
 // llama.cpp's conversion scripts read. The tokenizer's hash is the SHA-256 of that file.
 //
-// The vocabulary (pieces, scores, types) and decoding come from our own reader of the model file
-// (sentencepiece_model.h) and work in every program. Training and encoding need libsentencepiece
-// (sentencepiece_backend.h), which programs that load LibTorch cannot have: there, encode() is an
-// error that says so, and data preparation runs in the edgedistill-data program.
+// Encoding and decoding are tok::Vocab's (our own SentencePiece implementation, token-exact with
+// libsentencepiece 0.1.97 and shared with the runtime) and work in every program. Training needs
+// libsentencepiece (sentencepiece_backend.h), which programs that load LibTorch cannot have; they
+// hand training to the edgedistill-data program.
 #pragma once
 
 #include <memory>
@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "data/sentencepiece_backend.h"
-#include "data/sentencepiece_model.h"
 #include "data/tokenizer.h"
+#include "tokenizer/sentencepiece_model.h"
 
 namespace edgedistill::data {
 
@@ -56,18 +56,19 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string kind() const override { return "sentencepiece"; }
   const std::string& hash() const override { return hash_; }
   nlohmann::ordered_json save_model_files(const fs::path& dir) const override;
+  const tok::Vocab* vocab() const override { return vocab_.get(); }
 
   // The serialized model (the bytes of tokenizer.model).
   const std::string& model_bytes() const { return model_bytes_; }
   // The parsed model: normalizer settings, model type, special ids.
-  const SentencePieceModel& model() const { return model_; }
+  const tok::SentencePieceModel& model() const { return model_; }
 
  private:
   SentencePieceTokenizer();
   void check_id(int32_t id) const;
 
-  SentencePieceModel model_;
-  std::unique_ptr<SentencePieceEncoder> encoder_;  // null where libsentencepiece is absent
+  tok::SentencePieceModel model_;
+  std::unique_ptr<tok::Vocab> vocab_;
   std::string model_bytes_;
   std::string hash_;
   int32_t vocab_size_ = 0;

@@ -1,80 +1,22 @@
 #include "data/tokenizer.h"
 
 #include <cstdio>
+#include <fstream>
 #include <unordered_map>
 
 #include "core/error.h"
 #include "core/files.h"
 #include "data/byte_tokenizer.h"
 #include "data/data_config.h"
+#include "data/pretrained_tokenizer.h"
 #include "data/sentencepiece_tokenizer.h"
 
 namespace edgedistill::data {
-
-const char* token_type_name(TokenType type) {
-  switch (type) {
-    case TokenType::normal:
-      return "normal";
-    case TokenType::unknown:
-      return "unknown";
-    case TokenType::control:
-      return "control";
-    case TokenType::user_defined:
-      return "user_defined";
-    case TokenType::unused:
-      return "unused";
-    case TokenType::byte:
-      return "byte";
-  }
-  return "invalid";
-}
 
 std::string byte_piece(uint8_t byte) {
   char spelled[8];
   std::snprintf(spelled, sizeof(spelled), "<0x%02X>", byte);
   return spelled;
-}
-
-bool is_valid_utf8(std::string_view text, size_t* error_offset) {
-  // RFC 3629 section 4: the well-formed byte sequences.
-  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
-  const size_t size = text.size();
-  size_t i = 0;
-  while (i < size) {
-    const uint8_t lead = bytes[i];
-    size_t length = 0;
-    uint8_t second_min = 0x80, second_max = 0xBF;
-    if (lead < 0x80) {
-      length = 1;
-    } else if (lead >= 0xC2 && lead <= 0xDF) {
-      length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-      length = 3;
-      if (lead == 0xE0) second_min = 0xA0;  // no overlongs
-      if (lead == 0xED) second_max = 0x9F;  // no UTF-16 surrogates
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-      length = 4;
-      if (lead == 0xF0) second_min = 0x90;  // no overlongs
-      if (lead == 0xF4) second_max = 0x8F;  // nothing past U+10FFFF
-    } else {
-      if (error_offset != nullptr) *error_offset = i;
-      return false;
-    }
-    if (i + length > size) {
-      if (error_offset != nullptr) *error_offset = i;
-      return false;
-    }
-    for (size_t k = 1; k < length; ++k) {
-      const uint8_t low = k == 1 ? second_min : 0x80;
-      const uint8_t high = k == 1 ? second_max : 0xBF;
-      if (bytes[i + k] < low || bytes[i + k] > high) {
-        if (error_offset != nullptr) *error_offset = i;
-        return false;
-      }
-    }
-    i += length;
-  }
-  return true;
 }
 
 std::unique_ptr<Tokenizer> train_tokenizer(const TokenizerConfig& config,
@@ -84,15 +26,91 @@ std::unique_ptr<Tokenizer> train_tokenizer(const TokenizerConfig& config,
   return SentencePieceTokenizer::train(config, training_documents);
 }
 
-fs::path reused_tokenizer_dir(const fs::path& from) {
-  std::error_code ec;
-  const fs::path dir = fs::is_directory(from / "tokenizer", ec) ? from / "tokenizer" : from;
-  if (!fs::exists(dir / kTokenizerJsonName, ec)) {
-    throw InputError(str("tokenizer.from: '", from.string(),
-                         "' is neither prepared data (with tokenizer/) nor a tokenizer directory; "
-                         "give the data directory a model was trained on"));
+std::string Tokenizer::description() const {
+  return str(kind(), " tokenizer of ", vocab_size(), " tokens");
+}
+
+namespace {
+
+// Whether `file` starts with the GGUF magic.
+bool is_gguf_file(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
+}
+
+// Whether a tokenizer.json is edgedistill's own description (rather than Hugging Face's file).
+bool is_our_description(const fs::path& file) {
+  try {
+    const nlohmann::json json = core::read_json_file(file, "tokenizer.json");
+    return json.is_object() && json.value("format", std::string()) == kTokenizerFormat;
+  } catch (const FileError&) {
+    return false;
+  }
+}
+
+std::unique_ptr<Tokenizer> open_tokenizer_file(const fs::path& file) {
+  if (file.filename() == kTokenizerJsonName && is_our_description(file)) {
+    return load_tokenizer(file.parent_path());
+  }
+  if (file.extension() == ".json") {
+    const fs::path config = file.parent_path() / "tokenizer_config.json";
+    std::error_code ec;
+    return PretrainedTokenizer::from_tokenizer_json(
+        file, fs::is_regular_file(config, ec) ? config : fs::path());
+  }
+  if (is_gguf_file(file)) return PretrainedTokenizer::from_gguf(file);
+  // Anything else must be a SentencePiece model; its parser says clearly when it is not one.
+  return PretrainedTokenizer::from_sentencepiece_model(file);
+}
+
+// The data directory a checkpoint's model.json names (without loading the model, which needs
+// LibTorch).
+fs::path checkpoint_data_dir(const fs::path& model_json) {
+  const nlohmann::json meta = core::read_json_file(model_json, "model description");
+  const std::string dir = meta.is_object() ? meta.value("data_dir", std::string()) : std::string();
+  if (dir.empty()) {
+    throw InputError(str(model_json.string(),
+                         " names no data directory, so its tokenizer is unknown; give the "
+                         "tokenizer itself (a tokenizer directory, tokenizer.json, tokenizer.model "
+                         "or GGUF file)"));
   }
   return dir;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> open_tokenizer(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return open_tokenizer_file(path);
+  if (!fs::is_directory(path, ec)) {
+    throw InputError(str("tokenizer '", path.string(),
+                         "' does not exist; give prepared data, a tokenizer directory, a model "
+                         "folder or checkpoint, a tokenizer.json, tokenizer.model or GGUF file"));
+  }
+  auto has = [&](const char* name) { return fs::is_regular_file(path / name, ec); };
+  if (has("data.json") && fs::is_directory(path / "tokenizer", ec)) {
+    return load_tokenizer(path / "tokenizer");
+  }
+  if (has(kTokenizerJsonName) && is_our_description(path / kTokenizerJsonName)) {
+    return load_tokenizer(path);
+  }
+  // A checkpoint keeps its tokenizer beside it (imported models) or names its data directory.
+  if (has("model.json")) {
+    if (fs::is_regular_file(path / "tokenizer" / kTokenizerJsonName, ec)) {
+      return load_tokenizer(path / "tokenizer");
+    }
+    return open_tokenizer(checkpoint_data_dir(path / "model.json"));
+  }
+  if (fs::is_regular_file(path / "final" / "model.json", ec)) return open_tokenizer(path / "final");
+  // A Hugging Face model folder.
+  if (has(kTokenizerJsonName)) return open_tokenizer_file(path / kTokenizerJsonName);
+  if (has("tokenizer.model"))
+    return PretrainedTokenizer::from_sentencepiece_model(path / "tokenizer.model");
+  throw InputError(str("'", path.string(),
+                       "' holds no tokenizer: expected prepared data (data.json + tokenizer/), a "
+                       "tokenizer directory, a checkpoint (model.json), a run (final/), or a model "
+                       "folder with tokenizer.json or tokenizer.model"));
 }
 
 void save_tokenizer(const Tokenizer& tokenizer, const fs::path& dir) {
@@ -164,10 +182,12 @@ std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& dir) {
       if (description.contains(key)) info[key] = description[key];
     }
     tokenizer = SentencePieceTokenizer::load(dir / model_name, std::move(info));
+  } else if (kind == "pretrained") {
+    tokenizer = PretrainedTokenizer::load_saved(dir, description, file);
   } else {
     throw FileError(str("tokenizer '", file.string(), "' has the unknown kind '", kind,
-                        "' (expected byte or sentencepiece); upgrade edgedistill or re-run "
-                        "`edgedistill data`"));
+                        "' (expected byte, sentencepiece or pretrained); upgrade edgedistill or "
+                        "re-run `edgedistill data`"));
   }
   if (tokenizer->hash() != expected_hash) {
     throw FileError(str("tokenizer '", dir.string(), "': the model's hash ", tokenizer->hash(),

@@ -26,7 +26,7 @@ LlamaModel::LlamaModel(const fs::path& path) : file_(path) {
     throw FileError(str(path.string(), ": general.architecture is '", arch,
                         "'; the runtime runs 'llama' models only"));
   }
-  vocab_ = std::make_unique<Vocab>(Vocab::from_gguf(file_));
+  vocab_ = std::make_unique<tok::Vocab>(tok::Vocab::from_gguf(file_));
   LlamaHParams& h = hparams_;
   h.vocab_size = vocab_->size();
   h.dim = positive_u32(file_, "llama.embedding_length");

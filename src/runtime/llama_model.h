@@ -15,7 +15,7 @@
 
 #include "io/gguf.h"
 #include "runtime/kernels.h"
-#include "runtime/vocab.h"
+#include "tokenizer/vocab.h"
 
 namespace edgedistill::runtime {
 
@@ -50,7 +50,7 @@ class LlamaModel {
 
   const io::GgufReader& file() const { return file_; }
   const LlamaHParams& hparams() const { return hparams_; }
-  const Vocab& vocab() const { return *vocab_; }
+  const tok::Vocab& vocab() const { return *vocab_; }
 
   const WeightMatrix& token_embd() const { return token_embd_; }  // [vocab, dim]
   const WeightMatrix& output() const { return output_; }          // [vocab, dim]
@@ -70,7 +70,7 @@ class LlamaModel {
 
   io::GgufReader file_;
   LlamaHParams hparams_;
-  std::unique_ptr<Vocab> vocab_;
+  std::unique_ptr<tok::Vocab> vocab_;
   WeightMatrix token_embd_, output_;
   std::vector<float> output_norm_;
   std::vector<LlamaLayerWeights> layers_;

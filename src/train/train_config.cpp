@@ -62,7 +62,7 @@ void TrainRecipe::validate(const std::string& at) const {
 
 int tokenizer_vocab_size(const data::DataConfig& config) {
   if (!config.tokenizer.from.empty()) {
-    return data::load_tokenizer(data::reused_tokenizer_dir(config.tokenizer.from))->vocab_size();
+    return data::open_tokenizer(config.tokenizer.from)->vocab_size();
   }
   if (config.tokenizer.kind == "byte") return data::ByteTokenizer::kVocabSize;
   return config.tokenizer.vocab_size;

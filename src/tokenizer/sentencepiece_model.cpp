@@ -1,10 +1,13 @@
-#include "data/sentencepiece_model.h"
+#include "tokenizer/sentencepiece_model.h"
 
+#include <cctype>
 #include <cstring>
 
 #include "core/error.h"
+#include "tokenizer/spm_normalizer.h"
+#include "tokenizer/utf8.h"
 
-namespace edgedistill::data {
+namespace edgedistill::tok {
 namespace {
 
 enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5 };
@@ -158,8 +161,15 @@ void parse_trainer_spec(std::string_view bytes, const std::string& origin,
         model.model_type = kNames[type];
         break;
       }
+      case 24:
+        model.treat_whitespace_as_suffix = int32_value("treat_whitespace_as_suffix") != 0;
+        break;
       case 35:
         model.byte_fallback = int32_value("byte_fallback") != 0;
+        break;
+      case 44:
+        reader.expect(wire, kLengthDelimited, "unk_surface");
+        model.unk_surface = std::string(reader.length_delimited());
         break;
       case 40:
         model.unk_id = int32_value("unk_id");
@@ -179,20 +189,23 @@ void parse_trainer_spec(std::string_view bytes, const std::string& origin,
   }
 }
 
-void parse_normalizer_spec(std::string_view bytes, const std::string& origin,
-                           SentencePieceModel& model) {
-  WireReader reader(bytes, origin, "normalizer_spec");
+void parse_normalizer_spec(std::string_view bytes, const std::string& origin, const char* message,
+                           SentencePieceNormalizerSpec& spec) {
+  WireReader reader(bytes, origin, message);
   while (!reader.done()) {
     const auto [field, wire] = reader.key();
     if (field == 1) {
       reader.expect(wire, kLengthDelimited, "name");
-      model.normalizer_name = std::string(reader.length_delimited());
+      spec.name = std::string(reader.length_delimited());
+    } else if (field == 2) {
+      reader.expect(wire, kLengthDelimited, "precompiled_charsmap");
+      spec.precompiled_charsmap = std::string(reader.length_delimited());
     } else if (field == 3 || field == 4 || field == 5) {
       reader.expect(wire, kVarint, "a flag");
       const bool value = reader.varint() != 0;
-      (field == 3   ? model.add_dummy_prefix
-       : field == 4 ? model.remove_extra_whitespaces
-                    : model.escape_whitespaces) = value;
+      (field == 3   ? spec.add_dummy_prefix
+       : field == 4 ? spec.remove_extra_whitespaces
+                    : spec.escape_whitespaces) = value;
     } else {
       reader.skip(wire);
     }
@@ -209,6 +222,7 @@ uint8_t byte_of_piece(const std::string& text) {
 
 SentencePieceModel parse_sentencepiece_model(std::string_view bytes, const std::string& origin) {
   SentencePieceModel model;
+  SentencePieceNormalizerSpec normalizer;
   WireReader reader(bytes, origin, "the model");
   bool has_trainer_spec = false;
   while (!reader.done()) {
@@ -222,11 +236,20 @@ SentencePieceModel parse_sentencepiece_model(std::string_view bytes, const std::
       has_trainer_spec = true;
     } else if (field == 3) {
       reader.expect(wire, kLengthDelimited, "normalizer_spec");
-      parse_normalizer_spec(reader.length_delimited(), origin, model);
+      parse_normalizer_spec(reader.length_delimited(), origin, "normalizer_spec", normalizer);
+    } else if (field == 5) {
+      reader.expect(wire, kLengthDelimited, "denormalizer_spec");
+      parse_normalizer_spec(reader.length_delimited(), origin, "denormalizer_spec",
+                            model.denormalizer);
     } else {
       reader.skip(wire);
     }
   }
+  model.normalizer_name = std::move(normalizer.name);
+  model.precompiled_charsmap = std::move(normalizer.precompiled_charsmap);
+  model.add_dummy_prefix = normalizer.add_dummy_prefix;
+  model.remove_extra_whitespaces = normalizer.remove_extra_whitespaces;
+  model.escape_whitespaces = normalizer.escape_whitespaces;
   if (model.pieces.empty() || !has_trainer_spec) {
     reader.fail(model.pieces.empty() ? "there are no pieces" : "there is no trainer_spec");
   }
@@ -244,39 +267,76 @@ SentencePieceModel parse_sentencepiece_model(std::string_view bytes, const std::
 }
 
 std::string decode_sentencepiece(const SentencePieceModel& model, const std::vector<int32_t>& ids) {
-  std::string text;
-  bool at_start = true;  // no visible text emitted yet: the dummy prefix space is still due
-  for (const int32_t id : ids) {
-    const auto& piece = model.pieces[static_cast<size_t>(id)];
-    switch (piece.type) {
-      case TokenType::control:
-      case TokenType::unused:
-        continue;
-      case TokenType::unknown:
-        text += " \xE2\x81\x87 ";
-        break;
-      case TokenType::byte:
-        text.push_back(static_cast<char>(byte_of_piece(piece.text)));
-        break;
-      default: {
-        std::string_view surface = piece.text;
-        if (at_start && model.add_dummy_prefix &&
-            surface.substr(0, kSpaceMarker.size()) == kSpaceMarker) {
-          surface.remove_prefix(kSpaceMarker.size());
-        }
-        for (size_t i = 0; i < surface.size();) {
-          if (surface.compare(i, kSpaceMarker.size(), kSpaceMarker) == 0) {
-            text.push_back(' ');
-            i += kSpaceMarker.size();
-          } else {
-            text.push_back(surface[i++]);
-          }
-        }
-      }
-    }
-    at_start = false;
+  if (model.denormalizer.precompiled_charsmap.empty()) {
+    return decode_sentencepiece(model, ids, nullptr);
   }
-  return text;
+  const SpmNormalizer denormalizer(model.denormalizer, false, "the denormalizer of a model");
+  return decode_sentencepiece(model, ids, &denormalizer);
 }
 
-}  // namespace edgedistill::data
+std::string decode_sentencepiece(const SentencePieceModel& model, const std::vector<int32_t>& ids,
+                                 const SpmNormalizer* denormalizer) {
+  std::string text;
+  std::string byte_run;  // the bytes of consecutive byte pieces, written out when the run ends
+  // Each byte that does not begin a well-formed UTF-8 character in the run becomes U+FFFD and the
+  // run goes on with the next byte (IsValidDecodeUTF8 consumes one byte of a malformed sequence:
+  // SentencePiece 0.1.97 sentencepiece_processor.cc, ProcessBytePieces; util.cc, DecodeUTF8).
+  auto flush_byte_run = [&]() {
+    for (size_t i = 0; i < byte_run.size();) {
+      uint32_t code = 0;
+      const size_t length = utf8_decode(byte_run, i, code);
+      if (length == 0) {
+        utf8_append(text, kReplacementCharacter);
+        ++i;
+      } else {
+        text.append(byte_run, i, length);
+        i += length;
+      }
+    }
+    byte_run.clear();
+  };
+  // Whether the next piece may still lose a leading U+2581 (the dummy prefix), and whether the
+  // last piece did lose one: SentencePiece stops stripping once some text was written or one
+  // prefix was stripped, except that with remove_extra_whitespaces it strips from every piece
+  // while the text is still empty.
+  bool at_start = true;
+  bool prefix_stripped = false;
+  const bool strip_prefix = model.add_dummy_prefix || model.remove_extra_whitespaces;
+  const auto vocab_size = static_cast<int64_t>(model.pieces.size());
+  for (const int32_t id : ids) {
+    if (id < 0 || id >= vocab_size) {
+      throw InputError(str("token id ", id, " is outside the SentencePiece vocabulary of ",
+                           vocab_size, " pieces; the ids were made with another vocabulary"));
+    }
+    const auto& piece = model.pieces[static_cast<size_t>(id)];
+    if (piece.type == TokenType::byte) {
+      byte_run.push_back(static_cast<char>(byte_of_piece(piece.text)));
+      continue;
+    }
+    flush_byte_run();
+    if (prefix_stripped || !text.empty()) at_start = false;
+    prefix_stripped = false;
+    if (piece.type == TokenType::control) continue;
+    if (piece.type == TokenType::unknown) {
+      text += model.unk_surface;
+      continue;
+    }
+    std::string_view surface = piece.text;
+    if (at_start && strip_prefix && surface.substr(0, kSpaceMarker.size()) == kSpaceMarker) {
+      surface.remove_prefix(kSpaceMarker.size());
+      prefix_stripped = !model.remove_extra_whitespaces;
+    }
+    for (size_t i = 0; i < surface.size();) {
+      if (surface.compare(i, kSpaceMarker.size(), kSpaceMarker) == 0) {
+        text.push_back(' ');
+        i += kSpaceMarker.size();
+      } else {
+        text.push_back(surface[i++]);
+      }
+    }
+  }
+  flush_byte_run();
+  return denormalizer != nullptr ? denormalizer->normalize(text) : text;
+}
+
+}  // namespace edgedistill::tok
