@@ -13,7 +13,7 @@ Steps (each cached in WORK_DIR):
      corpus split by the GPT-2 expression (a plain pair-counting trainer with a heap), written as
      tokenizer.json twice: GPT-2's layout (ByteLevel with its regex) and Llama 3's (Split with the
      Llama 3 expression, then ByteLevel, ignore_merges).
-  3. SentencePiece models trained by Python's sentencepiece on the Bible: BPE 32,000 with the
+  3. SentencePiece models trained by Python's sentencepiece on the corpus: BPE 32,000 with the
      settings `edgedistill data` uses (identity normalization, byte fallback), and unigram 32,000
      with the library's defaults (nmt_nfkc).
   4. Rounds, interleaved: edgedistill bench --tokenizer (one thread, every line encoded), the peer
@@ -68,9 +68,10 @@ def texts(work):
                              capture_output=True, text=True).stdout
         verses = []
         for line in out.splitlines():
-            # "Gen1:1 In the beginning ..." -> the verse text; chapter headers are skipped.
-            parts = line.split(" ", 1)
-            if len(parts) == 2 and ":" in parts[0]:
+            # "  1 In the beginning ..." -> the verse text; "Genesis 1" headers and blank lines
+            # are skipped.
+            parts = line.strip().split(" ", 1)
+            if len(parts) == 2 and parts[0].isdigit() and line.startswith(" "):
                 verses.append(parts[1].strip())
         with open(kjv, "w", encoding="utf-8") as f:
             f.write("\n".join(verses) + "\n")
@@ -231,8 +232,8 @@ def main():
                         ("unigram", {})):
         prefix = os.path.join(work, f"spm-{kind}-32k")
         if not os.path.exists(prefix + ".model"):
-            log(f"training SentencePiece {kind} {SPM_VOCAB} on {kjv}")
-            spm.SentencePieceTrainer.train(input=kjv, model_prefix=prefix, model_type=kind,
+            log(f"training SentencePiece {kind} {SPM_VOCAB} on {corpus}")
+            spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, model_type=kind,
                                            vocab_size=SPM_VOCAB, num_threads=2, minloglevel=2,
                                            **extra)
         models[kind] = prefix + ".model"

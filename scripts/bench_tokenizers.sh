@@ -64,7 +64,7 @@ fi)
   echo "tokenizers.js $js_version (Hugging Face's JavaScript tokenizer.json implementation) for"
   echo "byte-level BPE. MB/s = bytes of text / median round time, $rounds rounds in each of two"
   echo "interleaved passes. The BPE vocabulary (50,000 tokens) is trained by the script on the Bible"
-  echo "and the WordNet glosses; the SentencePiece models (32,000 pieces) on the Bible. \"ids"
+  echo "and the WordNet glosses, the SentencePiece models (32,000 pieces) on the same text. \"ids"
   echo "identical\" compares edgedistill's ids with the peer's, line by line."
   echo
   echo "$table"

@@ -938,6 +938,30 @@ TEST_CASE(
   INFO(generated.err);
   REQUIRE(generated.exit_code == 0);
   CHECK(generated.out.rfind("the cat", 0) == 0);
+  // A distillation from this teacher prepares the student's corpus with the teacher's tokenizer
+  // without being told (the recipe names the byte tokenizer).
+  const std::string distill_recipe = R"({
+    "name": "tiny-student", "seed": 3,
+    "data": {"name": "tiny", "sources": [{"kind": "text_file", "path": "corpus.txt"}],
+             "split": {"valid": 0.1, "test": 0.1}, "tokenizer": {"kind": "byte"}},
+    "model": {"arch": "llama", "dim": 32, "n_layers": 1, "n_heads": 1, "n_kv_heads": 1,
+              "ffn_dim": 64, "max_seq_len": 64},
+    "train": {"steps": 4, "batch_size": 4, "seq_len": 32, "lr": 0.003, "warmup_steps": 1,
+              "eval_every": 0, "checkpoint_every": 0, "log_every": 1},
+    "distill": {"losses": [{"kind": "forward_kl", "alpha": 0.5}]}
+  })";
+  core::write_file_atomic(dir.path() / "distill.json", distill_recipe);
+  const auto student = dir.path() / "student";
+  const auto distilled =
+      run_edgedistill({"distill", "--config", (dir.path() / "distill.json").string(), "--teacher",
+                       run.string(), "--run-dir", student.string()},
+                      dir.path());
+  INFO(distilled.err);
+  REQUIRE(distilled.exit_code == 0);
+  CHECK(distilled.err.find("the teacher's tokenizer") != std::string::npos);
+  CHECK(core::read_json_file(student / "final" / "model.json", "student")["tokenizer_hash"] ==
+        core::read_json_file(run / "final" / "model.json", "teacher")["tokenizer_hash"]);
+
   const auto gates = dir.path() / "gates.json";
   core::write_file_atomic(gates, R"({"min_top1_agreement": 0.99, "max_ppl_increase_pct": 0.5})");
   const auto verified = run_edgedistill({"verify", "--model", gguf, "--reference", run.string(),

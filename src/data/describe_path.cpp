@@ -71,19 +71,29 @@ ordered_json describe_shard(const fs::path& path) {
   return out;
 }
 
-ordered_json describe_tokenizer(const fs::path& dir) {
-  const auto tokenizer = load_tokenizer(dir);
-  const nlohmann::json description =
-      core::read_json_file(dir / kTokenizerJsonName, "tokenizer description");
+// A summary of a tokenizer: a tokenizer directory, or any tokenizer file open_tokenizer reads
+// (a Hugging Face tokenizer.json, a SentencePiece model).
+ordered_json describe_tokenizer(const fs::path& path) {
+  const auto tokenizer = open_tokenizer(path);
   ordered_json out = {
       {"kind", "tokenizer"},
-      {"path", dir.string()},
+      {"path", path.string()},
       {"tokenizer", tokenizer->kind()},
+      {"description", tokenizer->description()},
       {"vocab_size", tokenizer->vocab_size()},
       {"hash", tokenizer->hash()},
+      {"bos_id", tokenizer->bos_id()},
+      {"eos_id", tokenizer->eos_id()},
+      {"unk_id", tokenizer->unk_id()},
   };
-  for (const char* key : {"model_type", "character_coverage", "training_lines"}) {
-    if (description.contains(key)) out[key] = description[key];
+  std::error_code ec;
+  if (fs::is_directory(path, ec) && fs::is_regular_file(path / kTokenizerJsonName, ec)) {
+    const nlohmann::json description =
+        core::read_json_file(path / kTokenizerJsonName, "tokenizer description");
+    for (const char* key :
+         {"model_type", "character_coverage", "training_lines", "source", "origin"}) {
+      if (description.contains(key)) out[key] = description[key];
+    }
   }
   std::map<std::string, int64_t> type_counts;
   for (int32_t id = 0; id < tokenizer->vocab_size(); ++id) {
@@ -100,11 +110,18 @@ ordered_json describe_tokenizer(const fs::path& dir) {
     sample.push_back(tokenizer->piece(id));
   }
   out["sample"] = {{"text", kTokenizerSample}, {"pieces", sample}};
-  try {
-    check_llama_vocab(*tokenizer);
-    out["gguf_llama_vocab"] = "ok";
-  } catch (const InputError& e) {
-    out["gguf_llama_vocab"] = e.what();
+  if (const tok::Vocab* vocab = tokenizer->vocab()) {
+    std::string why_not;
+    const std::string model = vocab->gguf_model(&why_not);
+    out["gguf_vocab"] = model.empty() ? why_not : model;
+  }
+  if (tokenizer->kind() != "pretrained") {
+    try {
+      check_llama_vocab(*tokenizer);
+      out["gguf_llama_vocab"] = "ok";
+    } catch (const InputError& e) {
+      out["gguf_llama_vocab"] = e.what();
+    }
   }
   return out;
 }
@@ -137,8 +154,19 @@ ordered_json describe_path(const fs::path& path) {
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) {
     if (path.filename() == kDataJsonName) return describe_data(path.parent_path());
-    if (path.filename() == kTokenizerJsonName) return describe_tokenizer(path.parent_path());
+    if (path.filename() == kTokenizerJsonName) return describe_tokenizer(path);
     if (looks_like_token_shard(path)) return describe_shard(path);
+    if (path.extension() == ".model") return describe_tokenizer(path);
+    // Another .json: a Hugging Face tokenizer.json (it has a "model" section) under another name.
+    if (path.extension() == ".json") {
+      try {
+        const nlohmann::json json = core::read_json_file(path, "JSON file");
+        if (json.is_object() && json.contains("model") && json["model"].is_object()) {
+          return describe_tokenizer(path);
+        }
+      } catch (const FileError&) {
+      }
+    }
     return ordered_json::object();
   }
   if (fs::is_directory(path, ec)) {

@@ -7,7 +7,8 @@
 
 namespace edgedistill::data {
 
-// A summary of a token shard (.bin), a tokenizer directory (or its tokenizer.json) or a prepared
+// A summary of a token shard (.bin), a tokenizer directory (or its tokenizer.json, or a Hugging
+// Face tokenizer.json, or a SentencePiece .model file) or a prepared
 // data directory (or its data.json): counts, hashes, vocabulary size, and for a shard whose
 // tokenizer sits beside it (../tokenizer) the first tokens decoded. An empty object when the path
 // is none of these, so the caller can try other kinds; a damaged file of one of these kinds
