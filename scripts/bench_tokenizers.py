@@ -34,27 +34,12 @@ from collections import defaultdict
 import regex
 import sentencepiece as spm
 
-GPT2_RE = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-LLAMA3_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
-             r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# The tests' reference module: GPT-2's byte alphabet and the split expressions.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+from bpe_reference import BYTE_CHAR, GPT2_RE, LLAMA3_RE  # noqa: E402
+
 BPE_VOCAB = 50000
 SPM_VOCAB = 32000
-
-
-def bytes_to_unicode():
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) +
-                 list(range(0xAE, 0x100)))
-    chars = printable[:]
-    n = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(printable, chars)}
-
-
-BYTE_CHAR = bytes_to_unicode()
 
 
 def log(*args):

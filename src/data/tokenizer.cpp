@@ -13,12 +13,6 @@
 
 namespace edgedistill::data {
 
-std::string byte_piece(uint8_t byte) {
-  char spelled[8];
-  std::snprintf(spelled, sizeof(spelled), "<0x%02X>", byte);
-  return spelled;
-}
-
 std::unique_ptr<Tokenizer> train_tokenizer(const TokenizerConfig& config,
                                            const std::vector<std::string>& training_documents) {
   if (config.kind == "byte") return std::make_unique<ByteTokenizer>();

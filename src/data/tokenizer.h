@@ -116,6 +116,8 @@ void check_llama_vocab(const Tokenizer& tokenizer);
 using tok::is_valid_utf8;
 
 // "<0x0A>" for byte 10: the spelling of byte pieces in SentencePiece and GGUF.
-std::string byte_piece(uint8_t byte);
+inline std::string byte_piece(uint8_t byte) {
+  return tok::byte_token(byte);
+}
 
 }  // namespace edgedistill::data

@@ -5,6 +5,7 @@
 #include <queue>
 
 #include "core/error.h"
+#include "tokenizer/token_type.h"
 #include "tokenizer/utf8.h"
 
 namespace edgedistill::tok {
@@ -127,9 +128,7 @@ BpeModel::BpeModel(const std::vector<std::pair<std::string, int32_t>>& vocab,
       const char c = static_cast<char>(byte);
       byte_ids_[byte] = find(std::string_view(&c, 1));
     } else if (options_.byte_fallback) {
-      char spelled[8];
-      std::snprintf(spelled, sizeof(spelled), "<0x%02X>", byte);
-      byte_ids_[byte] = find(spelled);
+      byte_ids_[byte] = find(byte_token(static_cast<uint8_t>(byte)));
     }
   }
   merges_.reserve(merges.size());

@@ -212,12 +212,6 @@ void parse_normalizer_spec(std::string_view bytes, const std::string& origin, co
   }
 }
 
-// The byte a "<0xNN>" piece stands for.
-uint8_t byte_of_piece(const std::string& text) {
-  auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'A' + 10; };
-  return static_cast<uint8_t>(nibble(text[3]) * 16 + nibble(text[4]));
-}
-
 }  // namespace
 
 SentencePieceModel parse_sentencepiece_model(std::string_view bytes, const std::string& origin) {
@@ -254,12 +248,7 @@ SentencePieceModel parse_sentencepiece_model(std::string_view bytes, const std::
     reader.fail(model.pieces.empty() ? "there are no pieces" : "there is no trainer_spec");
   }
   for (const auto& piece : model.pieces) {
-    if (piece.type == TokenType::byte &&
-        (piece.text.size() != 6 || piece.text.compare(0, 3, "<0x") != 0 || piece.text[5] != '>' ||
-         !std::isxdigit(static_cast<unsigned char>(piece.text[3])) ||
-         !std::isxdigit(static_cast<unsigned char>(piece.text[4])) ||
-         std::islower(static_cast<unsigned char>(piece.text[3])) ||
-         std::islower(static_cast<unsigned char>(piece.text[4])))) {
+    if (piece.type == TokenType::byte && byte_of_token(piece.text) < 0) {
       reader.fail(str("the byte piece '", piece.text, "' is not spelled <0xNN>"));
     }
   }
@@ -310,7 +299,7 @@ std::string decode_sentencepiece(const SentencePieceModel& model, const std::vec
     }
     const auto& piece = model.pieces[static_cast<size_t>(id)];
     if (piece.type == TokenType::byte) {
-      byte_run.push_back(static_cast<char>(byte_of_piece(piece.text)));
+      byte_run.push_back(static_cast<char>(byte_of_token(piece.text)));
       continue;
     }
     flush_byte_run();

@@ -43,18 +43,6 @@ size_t char_length_at(std::string_view text, size_t position) {
   return std::min(lead_byte_length(static_cast<uint8_t>(text[position])), text.size() - position);
 }
 
-// The byte a "<0xNN>" piece stands for (uppercase hex, as SentencePiece spells it), or -1.
-int byte_of_piece(std::string_view text) {
-  if (text.size() != 6 || text.substr(0, 3) != "<0x" || text[5] != '>') return -1;
-  auto nibble = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  const int high = nibble(text[3]), low = nibble(text[4]);
-  return high < 0 || low < 0 ? -1 : high * 16 + low;
-}
-
 // Whether `text` has a U+2581 right after a character that is not U+2581 ("a\u2581", not
 // "\u2581\u2581a").
 bool has_space_marker_after_other_char(std::string_view text) {
@@ -97,7 +85,7 @@ int32_t check_model(const SentencePieceModel& model, const std::string& origin) 
         fail_model(origin, str("piece ", i, " '", piece.text,
                                "' is a byte piece but trainer_spec.byte_fallback is false"));
       }
-      const int byte = byte_of_piece(piece.text);
+      const int byte = byte_of_token(piece.text);
       if (byte < 0) {
         fail_model(origin, str("byte piece ", i, " is spelled '", piece.text, "', not <0xNN>"));
       }
@@ -108,9 +96,8 @@ int32_t check_model(const SentencePieceModel& model, const std::string& origin) 
   if (model.byte_fallback) {
     for (int byte = 0; byte < 256; ++byte) {
       if (!has_byte[byte]) {
-        char name[8];
-        std::snprintf(name, sizeof(name), "<0x%02X>", byte);
-        fail_model(origin, str("byte_fallback is true but there is no piece ", name,
+        fail_model(origin, str("byte_fallback is true but there is no piece ",
+                               byte_token(static_cast<uint8_t>(byte)),
                                " (all 256 byte pieces are needed)"));
       }
     }
@@ -190,7 +177,7 @@ SpmEncoder::SpmEncoder(std::vector<SentencePieceModel::Piece> pieces, Algorithm 
     }
     switch (piece.type) {
       case TokenType::byte: {
-        const int byte = byte_of_piece(piece.text);
+        const int byte = byte_of_token(piece.text);
         if (byte < 0) {
           fail(str("byte piece ", i, " is spelled '", piece.text,
                    "'; expected <0xNN> with uppercase hex"));

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace edgedistill::tok {
 
@@ -17,5 +19,11 @@ enum class TokenType : int32_t {
 
 // "normal", "unknown", ...
 const char* token_type_name(TokenType type);
+
+// The byte a byte token spelled "<0xNN>" (uppercase hex, as SentencePiece, Hugging Face's byte
+// fallback and GGUF spell them) stands for, or -1 for any other text.
+int byte_of_token(std::string_view text);
+// "<0x0A>" for byte 10.
+std::string byte_token(uint8_t byte);
 
 }  // namespace edgedistill::tok

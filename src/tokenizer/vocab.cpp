@@ -14,18 +14,6 @@ namespace {
 
 constexpr std::string_view kSpaceMarker = "\xE2\x96\x81";  // U+2581, SentencePiece's space
 
-// The byte a "<0xNN>" token stands for (uppercase hex), or -1.
-int byte_of_token(std::string_view token) {
-  if (token.size() != 6 || token.substr(0, 3) != "<0x" || token[5] != '>') return -1;
-  auto nibble = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  const int high = nibble(token[3]), low = nibble(token[4]);
-  return high < 0 || low < 0 ? -1 : high * 16 + low;
-}
-
 void replace_all(std::string& text, std::string_view pattern, std::string_view replacement) {
   if (pattern.empty() || text.find(pattern) == std::string::npos) return;
   std::string out;

@@ -433,8 +433,7 @@ Vocab Vocab::from_hugging_face(std::string_view tokenizer_json, std::string_view
   if (options.byte_fallback) {
     for (size_t id = 0; id < v.tokens.size(); ++id) {
       VocabToken& token = v.tokens[id];
-      if (token.type == TokenType::normal && token.text.size() == 6 &&
-          token.text.compare(0, 3, "<0x") == 0 && token.text[5] == '>') {
+      if (token.type == TokenType::normal && byte_of_token(token.text) >= 0) {
         token.type = TokenType::byte;
       }
     }
