@@ -316,6 +316,8 @@ TEST_CASE("tokenizer.json features that are not implemented are refused by name"
   refused(with([](auto& j) { j["model"]["merges"][3] = "only-one-token"; }), "merge 3");
   refused(with([](auto& j) { j["model"]["merges"][5] = "nope notthere"; }), "merge 5");
   refused(with([](auto& j) { j["model"]["vocab"].erase(j["model"]["vocab"].begin()); }), "id");
+  // A huge id is refused before a vocabulary of that size is allocated.
+  refused(with([](auto& j) { j["added_tokens"][0]["id"] = 2000000000; }), "without gaps");
 }
 
 TEST_CASE("BPE merges by rank, leftmost first on ties, with byte fallback and unk") {

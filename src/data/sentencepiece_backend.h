@@ -1,4 +1,5 @@
-// SentencePiece training and encoding, through libsentencepiece, in the programs that may load it.
+// SentencePiece training (and, as the tests' reference, encoding) through libsentencepiece, in
+// the programs that may load it.
 //
 // Debian 12's libsentencepiece embeds its own protobuf 3.14 runtime and exports its symbols; in a
 // process that also loads LibTorch (which brings protobuf 3.21) the two interpose each other and
@@ -6,8 +7,8 @@
 // version-mismatch abort). So only programs without LibTorch (edgedistill-data, test_data) link
 // the edgedistill_sentencepiece library and install its backend at start-up:
 //   data::set_sentencepiece_backend(&data::libsentencepiece_backend());
-// Programs with LibTorch have no backend: they hand data preparation to the edgedistill-data
-// program (data_tool.h) and read vocabularies with our own parser (sentencepiece_model.h).
+// Programs with LibTorch have no backend: they hand data preparation that trains a tokenizer to
+// the edgedistill-data program (data_tool.h); encoding and decoding are tok::Vocab's everywhere.
 #pragma once
 
 #include <memory>
@@ -19,7 +20,8 @@ namespace edgedistill::data {
 
 struct TokenizerConfig;
 
-// Encodes text with one loaded model.
+// Encodes text with one loaded model: libsentencepiece's own encoder, which edgedistill no longer
+// uses to prepare data (tok::Vocab does) but keeps as the reference the tests compare with.
 class SentencePieceEncoder {
  public:
   virtual ~SentencePieceEncoder() = default;

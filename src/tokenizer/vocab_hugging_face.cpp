@@ -351,6 +351,12 @@ Vocab Vocab::from_hugging_face(std::string_view tokenizer_json, std::string_view
     }
   }
 
+  // Ids run from 0 without gaps, so the largest is below the number of entries; checked before
+  // anything that size is allocated (a damaged file must not ask for 2^31 tokens).
+  if (static_cast<size_t>(max_id) >= model_tokens.size() + added.size()) {
+    unsupported(origin, str("a vocabulary whose ids do not run from 0 without gaps (id ", max_id,
+                            " with ", model_tokens.size() + added.size(), " entries)"));
+  }
   v.tokens.assign(static_cast<size_t>(max_id + 1), VocabToken{});
   std::vector<uint8_t> filled(v.tokens.size(), 0);
   for (const auto& [text, id] : model_tokens) {
