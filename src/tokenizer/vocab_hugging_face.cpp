@@ -316,6 +316,25 @@ Vocab Vocab::from_hugging_face(std::string_view tokenizer_json, std::string_view
       !member<std::string>(model, "end_of_word_suffix", "", origin, "model").empty()) {
     unsupported(origin, "a BPE continuing_subword_prefix or end_of_word_suffix");
   }
+  // The pipeline first: a part that is not implemented is the first thing to say.
+  read_normalizer(root.value("normalizer", json()), origin, "normalizer", v.normalizers);
+  read_pre_tokenizer(root.value("pre_tokenizer", json()), origin, "pre_tokenizer",
+                     v.pre_tokenizers);
+  for (size_t i = 0; i + 1 < v.pre_tokenizers.size(); ++i) {
+    if (v.pre_tokenizers[i].kind == PreTokenizerStep::Kind::byte_level) {
+      unsupported(origin, "a pre-tokenizer after ByteLevel (it must be the last step)");
+    }
+  }
+  const bool byte_level = std::any_of(
+      v.pre_tokenizers.begin(), v.pre_tokenizers.end(),
+      [](const PreTokenizerStep& step) { return step.kind == PreTokenizerStep::Kind::byte_level; });
+  if (const json decoder = root.value("decoder", json()); !decoder.is_null()) {
+    v.has_decoder = true;
+    read_decoder(decoder, origin, "decoder", v.decoders);
+  }
+  Framing framing;
+  read_post_processor(root.value("post_processor", json()), origin, "post_processor", framing);
+
   const json vocab = model.value("vocab", json());
   if (!vocab.is_object()) malformed(origin, "model.vocab is not an object of token: id");
 
@@ -353,6 +372,7 @@ Vocab Vocab::from_hugging_face(std::string_view tokenizer_json, std::string_view
 
   // Ids run from 0 without gaps, so the largest is below the number of entries; checked before
   // anything that size is allocated (a damaged file must not ask for 2^31 tokens).
+  if (max_id < 0) malformed(origin, "it has no tokens (model.vocab and added_tokens are empty)");
   if (static_cast<size_t>(max_id) >= model_tokens.size() + added.size()) {
     unsupported(origin, str("a vocabulary whose ids do not run from 0 without gaps (id ", max_id,
                             " with ", model_tokens.size() + added.size(), " entries)"));
@@ -381,25 +401,6 @@ Vocab Vocab::from_hugging_face(std::string_view tokenizer_json, std::string_view
                               " (ids must run from 0 without gaps)"));
     }
   }
-
-  // The pipeline.
-  read_normalizer(root.value("normalizer", json()), origin, "normalizer", v.normalizers);
-  read_pre_tokenizer(root.value("pre_tokenizer", json()), origin, "pre_tokenizer",
-                     v.pre_tokenizers);
-  for (size_t i = 0; i + 1 < v.pre_tokenizers.size(); ++i) {
-    if (v.pre_tokenizers[i].kind == PreTokenizerStep::Kind::byte_level) {
-      unsupported(origin, "a pre-tokenizer after ByteLevel (it must be the last step)");
-    }
-  }
-  const bool byte_level = std::any_of(
-      v.pre_tokenizers.begin(), v.pre_tokenizers.end(),
-      [](const PreTokenizerStep& step) { return step.kind == PreTokenizerStep::Kind::byte_level; });
-  if (const json decoder = root.value("decoder", json()); !decoder.is_null()) {
-    v.has_decoder = true;
-    read_decoder(decoder, origin, "decoder", v.decoders);
-  }
-  Framing framing;
-  read_post_processor(root.value("post_processor", json()), origin, "post_processor", framing);
 
   // The model's tokens as the BPE model sees them: raw bytes for byte-level vocabularies.
   BpeOptions options;
