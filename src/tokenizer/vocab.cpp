@@ -339,8 +339,7 @@ std::vector<int32_t> Vocab::encode(std::string_view input, bool parse_special) c
   ids.reserve(input.size() / 3 + 4);
   std::string repaired;
   std::string_view text = input;
-  if (impl_->invalid_utf8 != InvalidUtf8Rule::sentencepiece &&
-      impl_->invalid_utf8 != InvalidUtf8Rule::keep_bytes && !is_valid_utf8(input)) {
+  if (impl_->invalid_utf8 != InvalidUtf8Rule::sentencepiece && !is_valid_utf8(input)) {
     repaired = impl_->invalid_utf8 == InvalidUtf8Rule::llama_cpp_lenient
                    ? llama_cpp_lenient_utf8(input)
                    : utf8_replace_invalid(input);

@@ -23,9 +23,6 @@ enum class InvalidUtf8Rule {
   // llama.cpp's unicode_cpts_from_utf8: a byte that does not start a sequence with the right
   // number of continuation bytes becomes U+FFFD; overlong forms decode to their code point.
   llama_cpp_lenient,
-  // llama.cpp's SentencePiece-style tokenizer reads bytes: an ill-formed byte falls back to its
-  // byte token.
-  keep_bytes,
   // The SentencePiece codec applies libsentencepiece's own rule (spm_normalizer.h).
   sentencepiece,
 };
