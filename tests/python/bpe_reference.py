@@ -165,7 +165,17 @@ def split_added(text, added, parse_special=True):
     return out
 
 
-class ByteLevelFamily:
+class Family:
+    """Added tokens cut out of the text first (they are their ids), the rest by encode_piece."""
+
+    def encode(self, text, parse_special=True):
+        ids = []
+        for piece, token_id in split_added(text, self.added, parse_special):
+            ids.extend([token_id] if token_id is not None else self.encode_piece(piece))
+        return ids
+
+
+class ByteLevelFamily(Family):
     def __init__(self, name, merges, extra_words, added, split, digits=False, nfc=False,
                  ignore_merges=False, bos=None):
         self.name = name
@@ -231,22 +241,18 @@ class ByteLevelFamily:
             out.extend(found)
         return out
 
-    def encode(self, text, parse_special=True):
+    def encode_piece(self, piece):
+        if self.nfc:
+            piece = unicodedata.normalize("NFC", piece)
         ids = []
-        for piece, token_id in split_added(text, self.added, parse_special):
-            if token_id is not None:
-                ids.append(token_id)
-                continue
-            if self.nfc:
-                piece = unicodedata.normalize("NFC", piece)
-            for word in self.words(piece):
-                symbols = [BYTE_CHAR[b] for b in word.encode("utf-8")]
-                ids.extend(self.vocab[s] for s in bpe_word(symbols, self.ranks, self.vocab,
-                                                             self.ignore_merges))
+        for word in self.words(piece):
+            symbols = [BYTE_CHAR[b] for b in word.encode("utf-8")]
+            ids.extend(self.vocab[s] for s in bpe_word(symbols, self.ranks, self.vocab,
+                                                         self.ignore_merges))
         return ids
 
 
-class CharFamily:
+class CharFamily(Family):
     """Llama 2's tokenizer.json layout: U+2581 for spaces, character BPE, byte fallback."""
 
     def __init__(self, merges, chars):
@@ -286,21 +292,15 @@ class CharFamily:
                       "vocab": self.vocab, "merges": [[a, b] for a, b in self.merges]},
         }
 
-    def encode(self, text, parse_special=True):
-        ids = []
-        for piece, token_id in split_added(text, self.added, parse_special):
-            if token_id is not None:
-                ids.append(token_id)
-                continue
-            normalized = ("\u2581" + piece).replace(" ", "\u2581")
-            symbols = []
-            for ch in normalized:
-                if ch in self.vocab:
-                    symbols.append(ch)
-                else:
-                    symbols.extend("<0x%02X>" % b for b in ch.encode("utf-8"))
-            ids.extend(self.vocab[s] for s in bpe_word(symbols, self.ranks, self.vocab, False))
-        return ids
+    def encode_piece(self, piece):
+        normalized = ("\u2581" + piece).replace(" ", "\u2581")
+        symbols = []
+        for ch in normalized:
+            if ch in self.vocab:
+                symbols.append(ch)
+            else:
+                symbols.extend("<0x%02X>" % b for b in ch.encode("utf-8"))
+        return [self.vocab[s] for s in bpe_word(symbols, self.ranks, self.vocab, False)]
 
 
 def llama_cpp_text(data):
