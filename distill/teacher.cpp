@@ -1,7 +1,9 @@
 #include "distill/teacher.h"
 
+#include "convert/import_model.h"
 #include "core/error.h"
 #include "core/sha256.h"
+#include "data/prepare.h"
 
 namespace edgedistill::distill {
 
@@ -16,17 +18,7 @@ model::MlpClassifierImpl& Teacher::mlp() const {
 }
 
 fs::path resolve_checkpoint_dir(const fs::path& path, const std::string& what) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    throw InputError(
-        str(what, " '", path.string(), "' does not exist; give a checkpoint ",
-            "directory (model.json + weights.safetensors) or a finished run directory"));
-  }
-  if (fs::exists(path / model::kModelFileName, ec)) return path;
-  if (fs::exists(path / "final" / model::kModelFileName, ec)) return path / "final";
-  throw InputError(str(what, " '", path.string(), "' holds neither ", model::kModelFileName,
-                       " nor final/", model::kModelFileName,
-                       "; give a checkpoint directory or a finished run directory"));
+  return convert::resolve_model_dir(path, what, data::default_cache_root());
 }
 
 Teacher load_teacher(const fs::path& path, torch::Device device) {

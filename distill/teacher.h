@@ -26,8 +26,9 @@ struct Teacher {
   model::MlpClassifierImpl& mlp() const;  // ED_CHECKs !is_llama()
 };
 
-// The checkpoint directory `path` names: a checkpoint itself (holds model.json), or a run
-// directory (its final/). Otherwise an InputError saying what was expected.
+// The checkpoint directory `path` names: a checkpoint itself (holds model.json), a run directory
+// (its final/), or a Hugging Face folder or GGUF file, imported once into the cache
+// (convert::resolve_model_dir). Otherwise an InputError saying what was expected.
 fs::path resolve_checkpoint_dir(const fs::path& path, const std::string& what);
 
 // Loads the teacher at `path` (see resolve_checkpoint_dir) onto `device`, in evaluation mode with

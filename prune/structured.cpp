@@ -159,6 +159,11 @@ model::LlamaModel shrink_model(model::LlamaModelImpl& source, const StructuredPl
     to.attn_q->weight.copy_(from.attn_q->weight.index_select(0, q_rows));
     to.attn_k->weight.copy_(from.attn_k->weight.index_select(0, kv_rows));
     to.attn_v->weight.copy_(from.attn_v->weight.index_select(0, kv_rows));
+    if (from.attn_q->bias.defined()) {  // Qwen2's q/k/v biases follow their rows
+      to.attn_q->bias.copy_(from.attn_q->bias.index_select(0, q_rows));
+      to.attn_k->bias.copy_(from.attn_k->bias.index_select(0, kv_rows));
+      to.attn_v->bias.copy_(from.attn_v->bias.index_select(0, kv_rows));
+    }
     to.attn_output->weight.copy_(from.attn_output->weight.index_select(1, q_rows));
     to.ffn_gate->weight.copy_(from.ffn_gate->weight.index_select(0, channels));
     to.ffn_up->weight.copy_(from.ffn_up->weight.index_select(0, channels));

@@ -10,6 +10,7 @@
 #include "io/gguf_quants.h"
 #include "io/half.h"
 #include "io/safetensors.h"
+#include "tokenizer/token_type.h"
 
 namespace edgedistill::quant {
 namespace {
@@ -17,8 +18,10 @@ namespace {
 using io::GgmlType;
 using io::GgufValue;
 
-bool is_norm(const std::string& name) {
-  return name.find("_norm.weight") != std::string::npos;
+// Norm weights and biases: vectors, kept in f32 as llama.cpp's converter keeps them.
+bool is_vector(const std::string& name) {
+  return name.find("_norm.weight") != std::string::npos ||
+         (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
 }
 bool is_embedding_or_head(const std::string& name) {
   return name == "token_embd.weight" || name == "output.weight";
@@ -43,13 +46,16 @@ std::vector<TensorSpec> llama_tensor_specs(const model::LlamaConfig& c) {
              {"attn_q.weight", {q, e}},
              {"attn_k.weight", {kv, e}},
              {"attn_v.weight", {kv, e}},
+             {"attn_q.bias", {c.qkv_bias ? q : 0}},
+             {"attn_k.bias", {c.qkv_bias ? kv : 0}},
+             {"attn_v.bias", {c.qkv_bias ? kv : 0}},
              {"attn_output.weight", {e, q}},
              {"ffn_norm.weight", {e}},
              {"ffn_gate.weight", {f, e}},
              {"ffn_up.weight", {f, e}},
              {"ffn_down.weight", {e, f}},
          }) {
-      specs.push_back({blk + spec.name, spec.shape});
+      if (spec.shape[0] > 0) specs.push_back({blk + spec.name, spec.shape});
     }
   }
   return specs;
@@ -114,6 +120,21 @@ void add_vocabulary(io::GgufWriter& writer, const data::Tokenizer& tokenizer) {
   writer.set("tokenizer.ggml.add_eos_token", GgufValue::boolean(false));
 }
 
+// Models whose embedding has more rows than the tokenizer has tokens (Qwen2.5 pads its vocabulary
+// to a multiple of 128): llama.cpp wants one token per row, so the vocabulary gets unused
+// "[PAD<id>]" tokens up to `vocab_size`, as llama.cpp's own converter pads it.
+void pad_vocabulary(io::GgufWriter& writer, int32_t vocab_size) {
+  GgufValue* tokens = writer.find("tokenizer.ggml.tokens");
+  GgufValue* scores = writer.find("tokenizer.ggml.scores");
+  GgufValue* types = writer.find("tokenizer.ggml.token_type");
+  ED_CHECK(tokens != nullptr && types != nullptr, "pad_vocabulary: no vocabulary written");
+  for (auto id = static_cast<int32_t>(tokens->elements.size()); id < vocab_size; ++id) {
+    tokens->elements.push_back(GgufValue::string(str("[PAD", id, "]")));
+    if (scores != nullptr) scores->elements.push_back(GgufValue::f32(0.0f));
+    types->elements.push_back(GgufValue::i32(static_cast<int32_t>(tok::TokenType::unused)));
+  }
+}
+
 std::vector<uint8_t> round_to_nearest(const std::string&, GgmlType type, const float* data,
                                       int64_t rows, int64_t cols) {
   return io::quantize_rows(type, data, rows, cols);
@@ -138,7 +159,7 @@ std::vector<std::string> llama_matrix_names(const model::LlamaConfig& config) {
 }
 
 GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& options) {
-  if (is_norm(name)) return GgmlType::f32;
+  if (is_vector(name)) return GgmlType::f32;
   if (const auto it = options.tensor_types.find(name); it != options.tensor_types.end()) {
     return it->second;
   }
@@ -178,6 +199,10 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
   check_export_widths(config, options);
 
   fs::path tokenizer_dir = options.tokenizer_dir;
+  // An imported model keeps its tokenizer beside its weights.
+  if (tokenizer_dir.empty() && fs::exists(model_dir / "tokenizer" / data::kTokenizerJsonName)) {
+    tokenizer_dir = model_dir / "tokenizer";
+  }
   if (tokenizer_dir.empty()) {
     if (meta.data_dir.empty()) {
       throw InputError(str(model_dir.string(),
@@ -197,7 +222,9 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
                          " was trained with (hash ", meta.tokenizer_hash.substr(0, 12),
                          "); pass the right one with --tokenizer"));
   }
-  if (tokenizer->vocab_size() != config.vocab_size) {
+  // Fewer tokens than embedding rows is a padded vocabulary (see pad_vocabulary); more is another
+  // model's tokenizer.
+  if (tokenizer->vocab_size() > config.vocab_size) {
     throw InputError(str("the tokenizer has ", tokenizer->vocab_size(), " tokens but the model's ",
                          "vocab_size is ", config.vocab_size));
   }
@@ -229,8 +256,17 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
     writer.set("llama.attention.value_length", GgufValue::u32(config.head_dim()));
   }
   writer.set("llama.rope.freq_base", GgufValue::f32(static_cast<float>(config.rope_theta)));
+  // RoPE scaling as llama.cpp reads it: linear interpolation by its keys, any other rule (llama3)
+  // as the per-frequency divisors of rope_freqs.weight (added with the tensors below).
+  const std::string& rope_scaling = config.rope_scaling.type;
+  if (rope_scaling == "linear") {
+    writer.set("llama.rope.scaling.type", GgufValue::string("linear"));
+    writer.set("llama.rope.scaling.factor",
+               GgufValue::f32(static_cast<float>(config.rope_scaling.factor)));
+  }
   writer.set("llama.vocab_size", GgufValue::u32(config.vocab_size));
   add_vocabulary(writer, *tokenizer);
+  pad_vocabulary(writer, config.vocab_size);
   writer.set("edgedistill.version", GgufValue::string(kVersion));
   writer.set("edgedistill.git_revision", GgufValue::string(kGitRevision));
   writer.set("edgedistill.source_sha256", GgufValue::string(summary.weights_sha256));
@@ -260,6 +296,14 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
     any_quantized = any_quantized || io::ggml_type_traits(type).quantized;
     summary.parameters += static_cast<int64_t>(values.size());
     writer.add_tensor(spec.name, type, std::move(dims), std::move(bytes));
+    ++summary.tensors;
+  }
+  if (rope_scaling == "llama3" || rope_scaling == "divisors") {
+    const std::vector<double> divisors = model::rope_divisors(config);
+    const std::vector<float> values(divisors.begin(), divisors.end());
+    writer.add_tensor(
+        "rope_freqs.weight", GgmlType::f32, {values.size()},
+        io::quantize_rows(GgmlType::f32, values.data(), 1, static_cast<int64_t>(values.size())));
     ++summary.tensors;
   }
   if (any_quantized) writer.set("general.quantization_version", GgufValue::u32(2));

@@ -17,9 +17,12 @@ jobs=${EDGEDISTILL_JOBS:-$(nproc)}
 packages=(
   # toolchain; python3 formats the quickstart's and the benchmarks' tables
   g++ cmake ninja-build pkg-config git python3
+  # /usr/bin/time: the benchmarks' peak memory (scripts/bench_import.sh)
+  time
   # the tokenizer tests' independent references (tests/python/): Python's sentencepiece (the
-  # library our SentencePiece code must match), regex (the split expressions run as written)
-  python3-sentencepiece python3-regex
+  # library our SentencePiece code must match), regex (the split expressions run as written);
+  # numpy and PyTorch write the Hugging Face test models and run their reference forward pass
+  python3-sentencepiece python3-regex python3-numpy python3-torch
   # libraries (README "Stack")
   libtorch-dev libopenblas0-openmp libeigen3-dev libcli11-dev nlohmann-json3-dev catch2
   libsentencepiece-dev sentencepiece zlib1g-dev

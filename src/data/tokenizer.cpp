@@ -10,6 +10,7 @@
 #include "data/data_config.h"
 #include "data/pretrained_tokenizer.h"
 #include "data/sentencepiece_tokenizer.h"
+#include "io/gguf.h"
 
 namespace edgedistill::data {
 
@@ -25,13 +26,6 @@ std::string Tokenizer::description() const {
 }
 
 namespace {
-
-// Whether `file` starts with the GGUF magic.
-bool is_gguf_file(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  char magic[4] = {};
-  return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
-}
 
 // Whether a tokenizer.json is edgedistill's own description (rather than Hugging Face's file).
 bool is_our_description(const fs::path& file) {
@@ -53,7 +47,7 @@ std::unique_ptr<Tokenizer> open_tokenizer_file(const fs::path& file) {
     return PretrainedTokenizer::from_tokenizer_json(
         file, fs::is_regular_file(config, ec) ? config : fs::path());
   }
-  if (is_gguf_file(file)) return PretrainedTokenizer::from_gguf(file);
+  if (io::is_gguf_file(file)) return PretrainedTokenizer::from_gguf(file);
   // Anything else must be a SentencePiece model; its parser says clearly when it is not one.
   return PretrainedTokenizer::from_sentencepiece_model(file);
 }

@@ -25,6 +25,9 @@ namespace edgedistill::io {
 namespace fs = std::filesystem;
 
 inline constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian uint32
+
+// Whether `path` is a regular file that starts with the GGUF magic (nothing else is checked).
+bool is_gguf_file(const fs::path& path);
 inline constexpr uint32_t kGgufVersion = 3;
 inline constexpr uint32_t kGgufDefaultAlignment = 32;
 
@@ -134,6 +137,8 @@ class GgufWriter {
   void write(const fs::path& path) const;
 
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
+  // The value of a key set before, to extend in place (e.g. an array); nullptr when unset.
+  GgufValue* find(const std::string& key);
 
  private:
   struct PendingTensor {

@@ -4,6 +4,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <type_traits>
 
 #include "core/error.h"
@@ -102,30 +103,20 @@ void quantize_one_row(GgmlType type, const float* x, int64_t cols, uint8_t* out)
   ED_CHECK(false, "unknown GgmlType value ", static_cast<uint32_t>(type));
 }
 
-void dequantize_one_row(GgmlType type, const uint8_t* data, int64_t cols, float* y) {
-  const int64_t blocks = cols / kQuantBlock;
-  switch (type) {
-    case GgmlType::f32:
-      if (cols > 0) std::memcpy(y, data, static_cast<size_t>(cols) * sizeof(float));
-      return;
-    case GgmlType::f16:
-      for (int64_t i = 0; i < cols; ++i) {
-        uint16_t half;
-        std::memcpy(&half, data + 2 * i, sizeof half);
-        y[i] = f16_to_float(half);
-      }
-      return;
-    case GgmlType::q8_0:
-      dequantize_row_q8_0(load_blocks<Q8_0Block>(data, blocks).data(), cols, y);
-      return;
-    case GgmlType::q4_0:
-      dequantize_row_q4_0(load_blocks<Q4_0Block>(data, blocks).data(), cols, y);
-      return;
-    case GgmlType::q4_1:
-      dequantize_row_q4_1(load_blocks<Q4_1Block>(data, blocks).data(), cols, y);
-      return;
+// The row dequantizers, one per type: raw row bytes -> `cols` floats.
+void f32_row(const uint8_t* data, int64_t cols, float* y) {
+  if (cols > 0) std::memcpy(y, data, static_cast<size_t>(cols) * sizeof(float));
+}
+void f16_row(const uint8_t* data, int64_t cols, float* y) {
+  for (int64_t i = 0; i < cols; ++i) {
+    uint16_t half;
+    std::memcpy(&half, data + 2 * i, sizeof half);
+    y[i] = f16_to_float(half);
   }
-  ED_CHECK(false, "unknown GgmlType value ", static_cast<uint32_t>(type));
+}
+template <class Block, void (*Dequantize)(const Block*, int64_t, float*)>
+void block_row(const uint8_t* data, int64_t cols, float* y) {
+  Dequantize(load_blocks<Block>(data, cols / kQuantBlock).data(), cols, y);
 }
 
 }  // namespace
@@ -292,11 +283,25 @@ std::vector<uint8_t> quantize_rows(GgmlType type, const float* x, int64_t rows, 
   return out;
 }
 
+RowDequantizer row_dequantizer(GgmlType type) {
+  // One entry per block type the reader knows; a new type (the K-quants) adds its row here.
+  static const std::map<GgmlType, RowDequantizer> table = {
+      {GgmlType::f32, f32_row},
+      {GgmlType::f16, f16_row},
+      {GgmlType::q8_0, block_row<Q8_0Block, dequantize_row_q8_0>},
+      {GgmlType::q4_0, block_row<Q4_0Block, dequantize_row_q4_0>},
+      {GgmlType::q4_1, block_row<Q4_1Block, dequantize_row_q4_1>},
+  };
+  const auto it = table.find(type);
+  ED_CHECK(it != table.end(), "no dequantizer for GgmlType ", static_cast<uint32_t>(type));
+  return it->second;
+}
+
 void dequantize_rows(GgmlType type, const uint8_t* data, int64_t rows, int64_t cols, float* y) {
   ED_CHECK(rows >= 0 && cols >= 0, "dequantize_rows: rows=", rows, " cols=", cols);
   const uint64_t row_bytes = ggml_row_bytes(type, static_cast<uint64_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
-    dequantize_one_row(type, data + static_cast<uint64_t>(r) * row_bytes, cols, y + r * cols);
+    row_dequantizer(type)(data + static_cast<uint64_t>(r) * row_bytes, cols, y + r * cols);
   }
 }
 

@@ -46,6 +46,12 @@ void dequantize_row_q8_0(const Q8_0Block* in, int64_t n, float* y);
 void dequantize_row_q4_0(const Q4_0Block* in, int64_t n, float* y);
 void dequantize_row_q4_1(const Q4_1Block* in, int64_t n, float* y);
 
+// How one row of `cols` elements of a type becomes floats. Every type the reader knows has one
+// (row_dequantizer's table is the one place to add a block type); dequantize_rows and model
+// import go through it.
+using RowDequantizer = void (*)(const uint8_t* row, int64_t cols, float* y);
+RowDequantizer row_dequantizer(GgmlType type);
+
 // Any type (F32, F16 included): `rows` rows of `cols` floats -> the type's bytes, rows back to
 // back (ggml_row_bytes(type, cols) each), and back.
 std::vector<uint8_t> quantize_rows(GgmlType type, const float* x, int64_t rows, int64_t cols);

@@ -1,6 +1,7 @@
 // GGUF values and the validating reader (../shared/specs/gguf.md, "Container").
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <ostream>
 #include <string_view>
@@ -11,6 +12,14 @@
 #include "io/gguf_parse.h"
 
 namespace edgedistill::io {
+
+bool is_gguf_file(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
+}
 namespace {
 
 constexpr std::string_view kHintTruncated = "the file is truncated or not a GGUF file";

@@ -132,6 +132,13 @@ void write_zeros(core::AtomicFile& file, uint64_t count) {
 
 }  // namespace
 
+GgufValue* GgufWriter::find(const std::string& key) {
+  for (auto& [existing, value] : metadata_) {
+    if (existing == key) return &value;
+  }
+  return nullptr;
+}
+
 void GgufWriter::set(const std::string& key, GgufValue value) {
   ED_CHECK(!key.empty(), "GGUF keys must be non-empty");
   for (const auto& [existing, unused] : metadata_) {

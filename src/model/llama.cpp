@@ -16,25 +16,33 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 
 std::pair<torch::Tensor, torch::Tensor> rope_tables(int64_t max_len, int64_t head_dim,
                                                     double base) {
+  std::vector<double> frequencies(static_cast<size_t>(head_dim / 2));
+  for (size_t i = 0; i < frequencies.size(); ++i) {
+    frequencies[i] = std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+  }
+  return rope_tables(max_len, frequencies);
+}
+
+std::pair<torch::Tensor, torch::Tensor> rope_tables(int64_t max_len,
+                                                    const std::vector<double>& frequencies) {
   // Computed in float64 and rounded once, so long positions keep their precision.
   auto options = torch::TensorOptions().dtype(torch::kFloat64);
-  const auto i = torch::arange(head_dim / 2, options);
-  const auto inv_freq = torch::pow(base, -2.0 * i / static_cast<double>(head_dim));  // [D/2]
-  const auto positions = torch::arange(max_len, options);                            // [L]
-  const auto angles = torch::outer(positions, inv_freq);                             // [L, D/2]
+  const auto inv_freq = torch::tensor(frequencies, options);  // [D/2]
+  const auto positions = torch::arange(max_len, options);     // [L]
+  const auto angles = torch::outer(positions, inv_freq);      // [L, D/2]
   return {angles.cos().to(torch::kFloat32), angles.sin().to(torch::kFloat32)};
 }
 
 LlamaBlockImpl::LlamaBlockImpl(const LlamaConfig& config)
     : n_heads_(config.n_heads), n_kv_heads_(config.n_kv_heads), head_dim_(config.head_dim()) {
   const int64_t dim = config.dim, kv_width = n_kv_heads_ * head_dim_;
-  auto linear = [](int64_t in, int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+  auto linear = [](int64_t in, int64_t out, bool bias = false) {
+    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
   };
   attn_norm = register_module("attn_norm", RMSNorm(dim, config.norm_eps));
-  attn_q = register_module("attn_q", linear(dim, n_heads_ * head_dim_));
-  attn_k = register_module("attn_k", linear(dim, kv_width));
-  attn_v = register_module("attn_v", linear(dim, kv_width));
+  attn_q = register_module("attn_q", linear(dim, n_heads_ * head_dim_, config.qkv_bias));
+  attn_k = register_module("attn_k", linear(dim, kv_width, config.qkv_bias));
+  attn_v = register_module("attn_v", linear(dim, kv_width, config.qkv_bias));
   attn_output = register_module("attn_output", linear(n_heads_ * head_dim_, dim));
   ffn_norm = register_module("ffn_norm", RMSNorm(dim, config.norm_eps));
   ffn_gate = register_module("ffn_gate", linear(dim, config.ffn_dim));
@@ -51,7 +59,10 @@ torch::Tensor LlamaBlockImpl::attention_context(const torch::Tensor& h, const to
   // One GEMM for q, k and v: [B, T, dim] x [dim, (H + 2 Hk) D]. The weights stay separate
   // parameters (GGUF names); concatenating them costs a copy of the weights, far less than two more
   // GEMMs (measured: 8 % slower per training step unfused).
-  const auto qkv = F::linear(h, torch::cat({attn_q->weight, attn_k->weight, attn_v->weight}));
+  const auto qkv = attn_q->bias.defined()
+                       ? F::linear(h, torch::cat({attn_q->weight, attn_k->weight, attn_v->weight}),
+                                   torch::cat({attn_q->bias, attn_k->bias, attn_v->bias}))
+                       : F::linear(h, torch::cat({attn_q->weight, attn_k->weight, attn_v->weight}));
   // RoPE is linear, so the attention scale 1/sqrt(D) rides on q's rotation tables for free.
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   // Grouped-query attention without repeating K and V: the `group` query heads that share a kv
@@ -153,7 +164,7 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& config) : config_(config) {
         "output",
         torch::nn::Linear(torch::nn::LinearOptions(config.dim, config.vocab_size).bias(false)));
   }
-  auto [cos, sin] = rope_tables(config.max_seq_len, config.head_dim(), config.rope_theta);
+  auto [cos, sin] = rope_tables(config.max_seq_len, rope_frequencies(config));
   // Buffers, not parameters: they follow .to(device) but are not trained or saved.
   rope_cos_ = register_buffer("rope_cos", cos);
   rope_sin_ = register_buffer("rope_sin", sin);
@@ -173,6 +184,9 @@ void LlamaModelImpl::initialize_weights() {
     for (auto* linear :
          {&block->attn_q, &block->attn_k, &block->attn_v, &block->ffn_gate, &block->ffn_up}) {
       (*linear)->weight.normal_(0.0, std);
+    }
+    for (auto* linear : {&block->attn_q, &block->attn_k, &block->attn_v}) {
+      if ((*linear)->bias.defined()) (*linear)->bias.zero_();
     }
     block->attn_output->weight.normal_(0.0, residual_std);
     block->ffn_down->weight.normal_(0.0, residual_std);

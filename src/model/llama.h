@@ -34,6 +34,9 @@ TORCH_MODULE(RMSNorm);
 
 // cos and sin tables [max_len, head_dim/2] for theta_i = pos * base^(-2i/head_dim).
 std::pair<torch::Tensor, torch::Tensor> rope_tables(int64_t max_len, int64_t head_dim, double base);
+// The same for explicit per-pair frequencies (model_config.h rope_frequencies: scaled RoPE).
+std::pair<torch::Tensor, torch::Tensor> rope_tables(int64_t max_len,
+                                                    const std::vector<double>& frequencies);
 
 // What forward() should capture besides the logits. Nothing is captured (or kept alive for it)
 // unless asked.

@@ -1,5 +1,8 @@
 #include "model/model_config.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace edgedistill::model {
 
 using core::config_fail;
@@ -46,6 +49,70 @@ void LlamaConfig::validate(const std::string& at) const {
   if (!(norm_eps > 0) || norm_eps > 0.1)
     config_fail(key_path(at, "norm_eps"), "must be in (0, 0.1]");
   if (!(init_std > 0)) config_fail(key_path(at, "init_std"), "must be positive");
+  rope_scaling.validate(key_path(at, "rope_scaling"), head_dim());
+}
+
+void RopeScaling::validate(const std::string& at, int head_dim) const {
+  if ((type == "linear" || type == "llama3") && !(factor >= 1.0)) {
+    config_fail(key_path(at, "factor"), str("must be at least 1, found ", factor));
+  }
+  if (type == "llama3") {
+    if (!(low_freq_factor > 0) || !(high_freq_factor > low_freq_factor)) {
+      config_fail(
+          key_path(at, "high_freq_factor"),
+          str("must exceed low_freq_factor (", low_freq_factor, ") > 0, found ", high_freq_factor));
+    }
+    if (original_context <= 0) config_fail(key_path(at, "original_context"), "must be positive");
+  }
+  if (type == "divisors") {
+    if (static_cast<int>(divisors.size()) != head_dim / 2) {
+      config_fail(key_path(at, "divisors"),
+                  str("needs head_dim / 2 = ", head_dim / 2, " entries, found ", divisors.size()));
+    }
+    for (double d : divisors) {
+      if (!(d > 0)) config_fail(key_path(at, "divisors"), str("must be positive, found ", d));
+    }
+  }
+}
+
+std::vector<double> rope_divisors(const LlamaConfig& config) {
+  const int half = config.head_dim() / 2;
+  const RopeScaling& s = config.rope_scaling;
+  if (s.type == "divisors") return s.divisors;
+  std::vector<double> divisors(static_cast<size_t>(half), 1.0);
+  if (s.type == "linear") std::fill(divisors.begin(), divisors.end(), s.factor);
+  if (s.type == "llama3") {
+    // Wavelengths shorter than original_context / high_freq_factor keep their frequency, longer
+    // than original_context / low_freq_factor are divided by `factor`, and in between the
+    // frequency blends linearly in original_context / wavelength (Llama 3.1's reference rule).
+    const double pi = 3.14159265358979323846;
+    const double low_wavelength = s.original_context / s.low_freq_factor;
+    const double high_wavelength = s.original_context / s.high_freq_factor;
+    for (int i = 0; i < half; ++i) {
+      const double frequency = std::pow(config.rope_theta, -2.0 * i / config.head_dim());
+      const double wavelength = 2 * pi / frequency;
+      if (wavelength < high_wavelength) continue;
+      if (wavelength > low_wavelength) {
+        divisors[i] = s.factor;
+        continue;
+      }
+      const double smooth = (s.original_context / wavelength - s.low_freq_factor) /
+                            (s.high_freq_factor - s.low_freq_factor);
+      divisors[i] = 1.0 / ((1.0 - smooth) / s.factor + smooth);
+    }
+  }
+  return divisors;
+}
+
+std::vector<double> rope_frequencies(const LlamaConfig& config) {
+  const std::vector<double> divisors = rope_divisors(config);
+  std::vector<double> frequencies(divisors.size());
+  for (size_t i = 0; i < divisors.size(); ++i) {
+    frequencies[i] =
+        std::pow(config.rope_theta, -2.0 * static_cast<double>(i) / config.head_dim()) /
+        divisors[i];
+  }
+  return frequencies;
 }
 
 void MlpConfig::validate(const std::string& at) const {
@@ -69,8 +136,9 @@ ParameterCounts count_parameters(const LlamaConfig& c) {
   ParameterCounts counts;
   const int64_t dim = c.dim, vocab = c.vocab_size, kv_width = int64_t{c.n_kv_heads} * c.head_dim();
   const int64_t q_width = int64_t{c.n_heads} * c.head_dim();
-  const int64_t attention = dim * q_width * 2 + dim * kv_width * 2;  // q, output; k, v
-  const int64_t ffn = 3 * dim * int64_t{c.ffn_dim};                  // gate, up, down
+  const int64_t biases = c.qkv_bias ? q_width + 2 * kv_width : 0;
+  const int64_t attention = dim * q_width * 2 + dim * kv_width * 2 + biases;  // q, output; k, v
+  const int64_t ffn = 3 * dim * int64_t{c.ffn_dim};                           // gate, up, down
   counts.embedding = vocab * dim;
   counts.head = vocab * dim;
   counts.norms = (2 * int64_t{c.n_layers} + 1) * dim;

@@ -71,6 +71,37 @@ LlamaModel::LlamaModel(const fs::path& path) : file_(path) {
                         " but tokenizer.ggml.tokens has ", h.vocab_size, " entries"));
   }
 
+  // RoPE scaling: linear interpolation (a divisor for every frequency) and per-frequency divisors
+  // (rope_freqs.weight, as llama.cpp's converter writes Llama 3.1's rule).
+  float linear_factor = 1.0f;
+  if (file_.find("llama.rope.scaling.type")) {
+    const std::string& type = file_.get_string("llama.rope.scaling.type");
+    if (type == "linear") {
+      linear_factor = file_.get_f32("llama.rope.scaling.factor");
+      if (!(linear_factor > 0)) {
+        throw FileError(str(path.string(), ": llama.rope.scaling.factor is ", linear_factor,
+                            "; it must be positive"));
+      }
+    } else if (type != "none") {
+      throw FileError(str(path.string(), ": llama.rope.scaling.type '", type,
+                          "' is not supported (none and linear are; llama3-style scaling comes "
+                          "as rope_freqs.weight)"));
+    }
+  }
+  h.rope_divisors.assign(static_cast<size_t>(h.head_dim / 2), linear_factor);
+  size_t extra_tensors = 0;
+  if (file_.find_tensor("rope_freqs.weight") != nullptr) {
+    const std::vector<float> divisors = vector("rope_freqs.weight", h.head_dim / 2);
+    for (size_t i = 0; i < divisors.size(); ++i) {
+      if (!(divisors[i] > 0)) {
+        throw FileError(str(path.string(), ": rope_freqs.weight[", i, "] is ", divisors[i],
+                            "; RoPE frequency divisors must be positive"));
+      }
+      h.rope_divisors[i] *= divisors[i];
+    }
+    ++extra_tensors;
+  }
+
   const int64_t q = h.n_heads * h.head_dim, kv = h.n_kv_heads * h.head_dim;
   token_embd_ = matrix("token_embd.weight", h.vocab_size, h.dim);
   output_norm_ = norm("output_norm.weight");
@@ -83,6 +114,13 @@ LlamaModel::LlamaModel(const fs::path& path) : file_(path) {
     layer.attn_q = matrix(blk + "attn_q.weight", q, h.dim);
     layer.attn_k = matrix(blk + "attn_k.weight", kv, h.dim);
     layer.attn_v = matrix(blk + "attn_v.weight", kv, h.dim);
+    // q/k/v biases come together or not at all (Qwen2's layout).
+    if (file_.find_tensor(blk + "attn_q.bias") != nullptr) {
+      layer.q_bias = vector(blk + "attn_q.bias", q);
+      layer.k_bias = vector(blk + "attn_k.bias", kv);
+      layer.v_bias = vector(blk + "attn_v.bias", kv);
+      extra_tensors += 3;
+    }
     layer.attn_output = matrix(blk + "attn_output.weight", h.dim, q);
     layer.ffn_norm = norm(blk + "ffn_norm.weight");
     layer.ffn_gate = matrix(blk + "ffn_gate.weight", h.ffn_dim, h.dim);
@@ -91,7 +129,8 @@ LlamaModel::LlamaModel(const fs::path& path) : file_(path) {
     layers_.push_back(std::move(layer));
   }
   // llama.cpp refuses tensors it does not expect; so do we, so that a file we accept loads there.
-  const size_t expected = 2 + (h.tied_embeddings ? 0 : 1) + 9 * static_cast<size_t>(h.n_layers);
+  const size_t expected =
+      2 + (h.tied_embeddings ? 0 : 1) + 9 * static_cast<size_t>(h.n_layers) + extra_tensors;
   if (file_.tensors().size() != expected) {
     throw FileError(str(path.string(), ": ", file_.tensors().size(), " tensors, expected ",
                         expected, " for a ", h.n_layers,
@@ -110,14 +149,15 @@ WeightMatrix LlamaModel::matrix(const std::string& name, int64_t rows, int64_t c
   return w;
 }
 
-std::vector<float> LlamaModel::norm(const std::string& name) const {
-  const io::GgufTensor& tensor = file_.require_tensor(name, {static_cast<uint64_t>(hparams_.dim)});
+std::vector<float> LlamaModel::vector(const std::string& name, int64_t length) const {
+  const io::GgufTensor& tensor = file_.require_tensor(name, {static_cast<uint64_t>(length)});
   if (tensor.type != io::GgmlType::f32) {
     throw FileError(str(file_.path().string(), ": tensor '", name, "' is ",
                         io::ggml_type_traits(tensor.type).name,
-                        "; norm weights must be f32 (re-export with `edgedistill export`)"));
+                        "; norm weights, biases and rope_freqs must be f32 (re-export with "
+                        "`edgedistill export`)"));
   }
-  std::vector<float> values(static_cast<size_t>(hparams_.dim));
+  std::vector<float> values(static_cast<size_t>(length));
   std::memcpy(values.data(), tensor.data, values.size() * sizeof(float));
   return values;
 }

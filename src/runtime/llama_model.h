@@ -31,6 +31,9 @@ struct LlamaHParams {
   int64_t ffn_dim = 0;
   int64_t context_length = 0;
   float rope_theta = 10000.0f;
+  // Each RoPE frequency theta^(-2i/D) is divided by rope_divisors[i] (D/2 entries): 1 without
+  // scaling, llama.rope.scaling.factor for linear scaling, times rope_freqs.weight when present.
+  std::vector<float> rope_divisors;
   float norm_eps = 1e-5f;
   bool tied_embeddings = false;  // no output.weight: the head is token_embd
 };
@@ -42,6 +45,8 @@ struct LlamaLayerWeights {
   WeightMatrix attn_output;                // [dim, n_heads * head_dim]
   WeightMatrix ffn_gate, ffn_up;           // [ffn_dim, dim]
   WeightMatrix ffn_down;                   // [dim, ffn_dim]
+  // attn_q.bias, attn_k.bias, attn_v.bias (Qwen2-style models); empty when the file has none.
+  std::vector<float> q_bias, k_bias, v_bias;
 };
 
 class LlamaModel {
@@ -66,7 +71,9 @@ class LlamaModel {
 
  private:
   WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols) const;
-  std::vector<float> norm(const std::string& name) const;
+  // A vector tensor of `length` f32 values (norm weights, biases, rope_freqs).
+  std::vector<float> vector(const std::string& name, int64_t length) const;
+  std::vector<float> norm(const std::string& name) const { return vector(name, hparams_.dim); }
 
   io::GgufReader file_;
   LlamaHParams hparams_;

@@ -17,6 +17,12 @@ void add_in_place(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
+// Adds `bias` to each of the `rows` rows of x (row length bias.size()).
+void add_bias_rows(float* x, const std::vector<float>& bias, int64_t rows) {
+  const auto width = static_cast<int64_t>(bias.size());
+  for (int64_t r = 0; r < rows; ++r) add_in_place(x + r * width, bias.data(), width);
+}
+
 }  // namespace
 
 void rms_norm_rows(const float* x, const float* w, float eps, int64_t rows, int64_t dim,
@@ -45,8 +51,9 @@ LlamaSession::LlamaSession(const LlamaModel& model, ThreadPool& pool, int64_t co
   rope_sin_.resize(context_ * half);
   for (int64_t pos = 0; pos < context_; ++pos) {
     for (int64_t i = 0; i < half; ++i) {
-      const double angle =
-          pos * std::pow(static_cast<double>(h_.rope_theta), -2.0 * i / h_.head_dim);
+      const double angle = pos *
+                           std::pow(static_cast<double>(h_.rope_theta), -2.0 * i / h_.head_dim) /
+                           static_cast<double>(h_.rope_divisors[i]);
       rope_cos_[pos * half + i] = static_cast<float>(std::cos(angle));
       rope_sin_[pos * half + i] = static_cast<float>(std::sin(angle));
     }
@@ -168,6 +175,11 @@ void LlamaSession::forward_chunk(const int32_t* tokens, int64_t n, bool all_logi
     linear(pool_, kernels_, w.attn_q, xn_.data(), n, q_.data(), scratch_);
     linear(pool_, kernels_, w.attn_k, xn_.data(), n, k_.data(), scratch_);
     linear(pool_, kernels_, w.attn_v, xn_.data(), n, v_.data(), scratch_);
+    if (!w.q_bias.empty()) {
+      add_bias_rows(q_.data(), w.q_bias, n);
+      add_bias_rows(k_.data(), w.k_bias, n);
+      add_bias_rows(v_.data(), w.v_bias, n);
+    }
     rope(q_.data(), n, h_.n_heads);
     rope(k_.data(), n, h_.n_kv_heads);
     float* k_slot = k_cache_.data() + (l * context_ + position_) * kv_width;
