@@ -133,6 +133,29 @@ void validate_techniques(const DistillRecipe& recipe, const std::string& at) {
                   "drop one of the two");
     }
   }
+  if (recipe.distills_across_tokenizers()) {
+    // uld runs the teacher on re-encoded text: it has no logits or internals at the student's
+    // own positions for another term, a query or a loss-based removal score to use.
+    for (size_t i = 0; i < d.losses.size(); ++i) {
+      const auto& kind = d.losses[i].kind;
+      if (kind != "ce" && !d.losses[i].is_cross_tokenizer_term()) {
+        config_fail(key_path(at, str("distill.losses[", i, "].kind")),
+                    str("'", kind,
+                        "' needs the teacher on the student's own tokens, which a recipe with a "
+                        "uld term does not run; uld combines with ce only"));
+      }
+    }
+    if (d.queries.enabled()) {
+      config_fail(key_path(at, "distill.queries"),
+                  "picks student token windows for the teacher, but a uld term re-encodes every "
+                  "window with the teacher's tokenizer; drop one of the two");
+    }
+    if (removal.enabled() && removal.criterion == "loss") {
+      config_fail(key_path(at, "distill.layer_removal.criterion"),
+                  "'loss' scores blocks by a logit divergence on the student's tokens, which a "
+                  "uld recipe does not compute; use influence");
+    }
+  }
   const auto& queries = d.queries;
   if (queries.enabled()) {
     if (recipe.needs_live_teacher()) {
@@ -162,6 +185,11 @@ void DistillRecipe::validate(const std::string& at) const {
   if (base.model.arch == "mlp") {
     for (size_t i = 0; i < distill.losses.size(); ++i) {
       const auto& term = distill.losses[i];
+      if (term.is_cross_tokenizer_term()) {
+        config_fail(key_path(at, str("distill.losses[", i, "].kind")),
+                    "'uld' distils language models across tokenizers; an mlp classifier takes ce "
+                    "and the logit divergences");
+      }
       if (term.kind != "ce" && !term.is_logit_term()) {
         config_fail(key_path(at, str("distill.losses[", i, "].kind")),
                     str("'", term.kind,
@@ -178,6 +206,11 @@ bool DistillRecipe::needs_live_teacher() const {
       return true;
   }
   return false;
+}
+
+bool DistillRecipe::distills_across_tokenizers() const {
+  return std::any_of(distill.losses.begin(), distill.losses.end(),
+                     [](const LossTerm& term) { return term.is_cross_tokenizer_term(); });
 }
 
 bool DistillRecipe::needs_teacher() const {

@@ -15,7 +15,7 @@ namespace edgedistill::distill {
 struct LossTerm {
   std::string kind = "forward_kl";
   double weight = 1.0;
-  // Logit terms (forward_kl, reverse_kl, jsd, skew_kl, skew_reverse_kl).
+  // Logit terms (forward_kl, reverse_kl, jsd, skew_kl, skew_reverse_kl) and uld.
   double temperature = 1.0;
   bool scale_by_t2 = true;
   double alpha = 1.0;   // forward_kl: alpha * T^2 KL + (1 - alpha) * CE (Hinton et al. 2015)
@@ -32,17 +32,26 @@ struct LossTerm {
   int memory_bank = 0;
 
   bool is_logit_term() const;
+  // uld (distill/uld_loss.h): compares sorted probabilities, so the teacher may use another
+  // tokenizer than the student.
+  bool is_cross_tokenizer_term() const { return kind == "uld"; }
   bool needs_hidden_states() const { return kind == "hidden" || kind == "contrastive"; }
 
   template <class V>
   void visit(V& v) {
     v.choice("kind", kind,
              {"ce", "forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "hidden",
-              "attention_relation", "contrastive"},
-             "the loss: hard-label ce, a logit divergence, or a representation loss");
+              "attention_relation", "contrastive", "uld"},
+             "the loss: hard-label ce, a logit divergence, a representation loss, or uld "
+             "(universal logit distillation: sum_i |sorted q_i - sorted p_i| per position, for a "
+             "teacher with another tokenizer)");
     v.field("weight", weight, "the term's weight in the total loss");
+    if (is_logit_term() || is_cross_tokenizer_term()) {
+      v.field("temperature", temperature,
+              "softmax temperature T of teacher and student (uld: before the probabilities are "
+              "sorted)");
+    }
     if (is_logit_term()) {
-      v.field("temperature", temperature, "softmax temperature T of teacher and student");
       v.field("scale_by_t2", scale_by_t2, "multiply by T^2 so gradients keep their size across T");
     }
     if (kind == "forward_kl") {
@@ -216,6 +225,9 @@ struct DistillRecipe {
   // Whether any term needs the live teacher (hidden states or attention), not only logits.
   bool needs_live_teacher() const;
   bool needs_teacher() const;  // any term besides ce
+  // Whether a term distils across tokenizers (uld): the teacher then runs on the student's text
+  // re-encoded with its own tokenizer.
+  bool distills_across_tokenizers() const;
 };
 
 }  // namespace edgedistill::distill

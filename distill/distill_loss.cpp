@@ -8,6 +8,7 @@
 #include "distill/contrastive.h"
 #include "distill/hidden_loss.h"
 #include "distill/logit_losses.h"
+#include "distill/uld_loss.h"
 #include "model/fused_ops.h"
 
 namespace edgedistill::distill {
@@ -52,6 +53,7 @@ DistillLoss::DistillLoss(const std::vector<LossTerm>& terms, const model::ModelC
     const std::string at = str("distill.losses[", i, "]");
     const auto& kind = term.config.kind;
     if (term.config.is_logit_term()) needs_teacher_logits_ = true;
+    if (term.config.is_cross_tokenizer_term()) needs_aligned_teacher_ = true;
     if (kind == "hidden" || kind == "attention_relation" || kind == "contrastive") {
       ED_CHECK(student.arch == "llama" && teacher.arch == "llama",
                "representation terms need llama models (checked by the config)");
@@ -152,6 +154,18 @@ train::MicroBatchLoss DistillLoss::compute(const DistillBatch& batch) const {
       } else {
         add(term.name, divergence, weight);
       }
+      continue;
+    }
+    if (term.config.is_cross_tokenizer_term()) {
+      ED_CHECK(batch.aligned_teacher_logits.defined(), "uld needs the aligned teacher logits");
+      const auto& rows = batch.aligned_rows;
+      const auto student =
+          rows.defined() ? batch.student_logits.index_select(0, rows) : batch.student_logits;
+      const auto mask =
+          rows.defined() && batch.mask.defined() ? batch.mask.index_select(0, rows) : batch.mask;
+      UldOptions options;
+      options.temperature = term.config.temperature;
+      add(term.name, uld_loss(student, batch.aligned_teacher_logits, mask, options), weight);
       continue;
     }
     ED_CHECK(batch.student != nullptr && batch.teacher != nullptr,

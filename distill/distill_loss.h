@@ -27,6 +27,11 @@ struct DistillBatch {
   const TopKDistribution* teacher_top_k = nullptr;  // cached teacher, when no dense logits
   const model::ForwardOutput* student = nullptr;    // llama outputs (representation terms)
   const model::ForwardOutput* teacher = nullptr;
+  // uld: the teacher's logits over its own vocabulary [M, V_t] at the M positions paired with
+  // student rows `aligned_rows` [M] (distill/tokenizer_alignment.h); undefined aligned_rows: one
+  // teacher row per student row (the same tokenizer).
+  torch::Tensor aligned_teacher_logits;
+  torch::Tensor aligned_rows;
 };
 
 class DistillLoss {
@@ -41,6 +46,8 @@ class DistillLoss {
   model::ForwardOptions student_options() const { return student_options_; }
   model::ForwardOptions teacher_options() const { return teacher_options_; }
   bool needs_teacher_logits() const { return needs_teacher_logits_; }
+  // Whether a term (uld) reads DistillBatch::aligned_teacher_logits.
+  bool needs_aligned_teacher() const { return needs_aligned_teacher_; }
 
   // The weighted sum and each term on its own ("loss_<kind>", unweighted).
   train::MicroBatchLoss compute(const DistillBatch& batch) const;
@@ -57,6 +64,7 @@ class DistillLoss {
   bool has_modules_ = false;
   model::ForwardOptions student_options_, teacher_options_;
   bool needs_teacher_logits_ = false;
+  bool needs_aligned_teacher_ = false;
 };
 
 }  // namespace edgedistill::distill

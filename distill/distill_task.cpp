@@ -13,6 +13,7 @@
 #include "distill/layer_removal.h"
 #include "distill/logit_losses.h"
 #include "distill/student_init.h"
+#include "distill/tokenizer_alignment.h"
 #include "model/fused_ops.h"
 #include "train/setup.h"
 #include "train/token_windows.h"
@@ -23,11 +24,13 @@ LanguageModelDistillTask::LanguageModelDistillTask(model::LlamaModel student,
                                                    const data::PreparedData& data,
                                                    const DistillRecipe& recipe,
                                                    torch::Device device, const Teacher* teacher,
-                                                   const TeacherCache* cache)
+                                                   const TeacherCache* cache,
+                                                   const data::Tokenizer* teacher_tokenizer)
     : base_(student, data, recipe.base, device, /*aligned_windows=*/cache != nullptr),
       student_(student),
       teacher_(teacher),
       cache_(cache),
+      teacher_tokenizer_(teacher_tokenizer),
       loss_(recipe.distill.losses, recipe.base.model,
             teacher != nullptr ? teacher->meta.config : recipe.base.model),
       run_teacher_(teacher != nullptr &&
@@ -42,6 +45,11 @@ LanguageModelDistillTask::LanguageModelDistillTask(model::LlamaModel student,
   if (query_config_.enabled()) {
     ED_CHECK(teacher != nullptr, "queries need the live teacher (checked by prepare_distillation)");
     queries_ = std::make_unique<TeacherQueries>(query_config_, seed_);
+  }
+  if (loss_.needs_aligned_teacher()) {
+    ED_CHECK(teacher != nullptr, "uld needs the live teacher (checked by prepare_distillation)");
+    // Teacher positions past the student's window are never paired.
+    teacher_context_ = std::min<int64_t>(teacher->meta.config.llama.max_seq_len, base_.seq_len());
   }
 }
 
@@ -63,6 +71,33 @@ void LanguageModelDistillTask::count_teacher(int64_t tokens, double flops, int64
   teacher_flops_ += flops;
   teacher_tokens_full_ += rows * length;
   teacher_flops_full_ += model::forward_flops(teacher_->meta.config.llama, rows, length);
+}
+
+void LanguageModelDistillTask::add_aligned_teacher(const torch::Tensor& inputs,
+                                                   DistillBatch& batch) {
+  torch::NoGradGuard no_grad;
+  const auto& config = teacher_->meta.config.llama;
+  const int64_t rows = inputs.size(0);
+  if (teacher_tokenizer_ == nullptr) {
+    const auto logits = teacher_->llama().forward(inputs).logits;  // [B, S, V]
+    batch.aligned_teacher_logits = logits.reshape({-1, logits.size(-1)});
+    count_teacher(inputs.numel(), model::forward_flops(config, rows, inputs.size(1)), rows,
+                  inputs.size(1));
+    return;
+  }
+  const auto alignment =
+      align_windows(inputs.cpu(), base_.data().tokenizer(), *teacher_tokenizer_, teacher_context_);
+  const int64_t length = alignment.teacher_inputs.size(1);
+  if (length > 0) {
+    const auto logits = teacher_->llama().forward(alignment.teacher_inputs.to(device_)).logits;
+    batch.aligned_teacher_logits =
+        logits.reshape({-1, logits.size(-1)}).index_select(0, alignment.teacher_rows.to(device_));
+    count_teacher(alignment.teacher_tokens, model::forward_flops(config, rows, length), rows,
+                  length);
+  } else {
+    batch.aligned_teacher_logits = torch::zeros({0, config.vocab_size}, torch::device(device_));
+  }
+  batch.aligned_rows = alignment.student_rows.to(device_);
 }
 
 TopKDistribution LanguageModelDistillTask::cached_teacher(const std::vector<int64_t>& starts,
@@ -107,7 +142,9 @@ train::MicroBatchLoss LanguageModelDistillTask::next_micro_batch_loss() {
     distill_batch.student = &student_out;
     model::ForwardOutput teacher_out;
     TopKDistribution top_k;
-    if (run_teacher_) {
+    if (loss_.needs_aligned_teacher()) {
+      add_aligned_teacher(inputs, distill_batch);
+    } else if (run_teacher_) {
       torch::NoGradGuard no_grad;
       teacher_out = teacher_->llama().forward(inputs, loss_.teacher_options());
       distill_batch.teacher_logits = teacher_out.logits.reshape({-1, vocab});
@@ -370,7 +407,8 @@ std::vector<train::Metric> LanguageModelDistillTask::summary() const {
 
 std::vector<train::Metric> LanguageModelDistillTask::evaluate(const std::string& split) {
   auto metrics = base_.evaluate(split);
-  if (teacher_ == nullptr) return metrics;
+  // A teacher with another tokenizer cannot read the student's evaluation windows.
+  if (teacher_ == nullptr || teacher_tokenizer_ != nullptr) return metrics;
   const auto& shard = base_.shard(split);
   if (teacher_ppl_.count(split) == 0) {
     const auto [loss, tokens] =
@@ -441,6 +479,17 @@ void check_teacher_sources(const DistillRecipe& recipe) {
         "the hidden, attention_relation and contrastive terms need the live teacher's internals, "
         "which a teacher cache does not hold; give --teacher DIR as well, or drop those terms");
   }
+  if (recipe.distills_across_tokenizers() && !teacher) {
+    throw InputError(
+        "a uld term runs the live teacher on the student's text re-encoded with the teacher's "
+        "tokenizer; give --teacher DIR");
+  }
+  if (recipe.distills_across_tokenizers() && cache) {
+    throw InputError(
+        "a teacher cache holds the teacher's top-k on the student's own token windows, which a "
+        "uld term does not use (it runs the live teacher on re-encoded text); drop "
+        "--teacher-cache");
+  }
   if (cache && !llama) {
     throw InputError(
         "a teacher cache holds language-model logits; an image classifier distills "
@@ -462,6 +511,46 @@ void check_teacher_sources(const DistillRecipe& recipe) {
         "student.init = teacher-layers copies blocks from a live llama teacher; give --teacher "
         "DIR");
   }
+}
+
+// "byte tokenizer of 259 tokens, sha256 0123456789ab": a description that tells two tokenizers of
+// the same kind and size apart.
+std::string tokenizer_name(const data::Tokenizer& tokenizer) {
+  return str(tokenizer.description(), ", sha256 ", tokenizer.hash().substr(0, 12));
+}
+
+// The teacher's tokenizer when it differs from the data's `student` one; the InputErrors say why
+// distillation cannot go on: no uld term (naming both tokenizers), or a recipe that needs the two
+// vocabularies to be one.
+std::unique_ptr<data::Tokenizer> open_teacher_tokenizer(const DistillRecipe& recipe,
+                                                        const Teacher& teacher,
+                                                        const data::Tokenizer& student) {
+  auto tokenizer = data::open_tokenizer(teacher.dir);
+  if (tokenizer->hash() != teacher.meta.tokenizer_hash) {
+    throw InputError(str("the tokenizer found for the teacher '", teacher.dir.string(), "' (",
+                         tokenizer_name(*tokenizer),
+                         ") is not the one it was trained with (sha256 ",
+                         teacher.meta.tokenizer_hash.substr(0, 12),
+                         "); restore the data directory its model.json names"));
+  }
+  if (!recipe.distills_across_tokenizers()) {
+    throw InputError(
+        str("the teacher '", teacher.dir.string(), "' uses another tokenizer (",
+            tokenizer_name(*tokenizer), ") than this recipe's data (", tokenizer_name(student),
+            "); distill across tokenizers with a uld loss term (--set "
+            "'distill.losses=[{\"kind\": \"uld\"}, {\"kind\": \"ce\"}]', or {\"kind\": "
+            "\"uld\"} in the recipe's distill.losses), or on the teacher's tokenizer (--tokenizer ",
+            teacher.dir.string(), ")"));
+  }
+  if (recipe.student.init == "teacher-layers") {
+    throw InputError(
+        str("student.init = teacher-layers copies the teacher's embeddings and head, "
+            "but the teacher '",
+            teacher.dir.string(), "' uses another tokenizer (", tokenizer_name(*tokenizer),
+            ") than this recipe's data (", tokenizer_name(student),
+            "); start the student from scratch"));
+  }
+  return tokenizer;
 }
 
 }  // namespace
@@ -519,10 +608,8 @@ DistillSetup prepare_distillation(DistillRecipe recipe, const std::filesystem::p
   const std::string tokenizer_hash = setup.text_data->tokenizer().hash();
   if (setup.teacher) {
     if (setup.teacher->meta.tokenizer_hash != tokenizer_hash) {
-      throw InputError(str(
-          "the teacher '", setup.teacher->dir.string(), "' was trained with another tokenizer (",
-          setup.teacher->meta.tokenizer_hash.substr(0, 12), ") than this recipe's data (",
-          tokenizer_hash.substr(0, 12), "); distill on the teacher's data config"));
+      setup.teacher_tokenizer =
+          open_teacher_tokenizer(setup.recipe, *setup.teacher, setup.text_data->tokenizer());
     }
     if (setup.recipe.student.init == "teacher-layers") {
       init_from_teacher_layers(*student, setup.teacher->llama(), setup.recipe.student);
@@ -539,9 +626,9 @@ DistillSetup prepare_distillation(DistillRecipe recipe, const std::filesystem::p
         setup.teacher ? setup.teacher->weights_sha256 : setup.cache->info().teacher_weights_sha256,
         tokenizer_hash, base.train.seq_len, train_shard.size());
   }
-  auto task = std::make_unique<LanguageModelDistillTask>(student, *setup.text_data, setup.recipe,
-                                                         setup.device, setup.teacher.get(),
-                                                         setup.cache.get());
+  auto task = std::make_unique<LanguageModelDistillTask>(
+      student, *setup.text_data, setup.recipe, setup.device, setup.teacher.get(), setup.cache.get(),
+      setup.teacher_tokenizer.get());
   task->set_masks(std::move(masks));
   setup.task = std::move(task);
   return setup;

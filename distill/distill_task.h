@@ -7,6 +7,7 @@
 
 #include "data/idx.h"
 #include "data/prepared_data.h"
+#include "data/tokenizer.h"
 #include "distill/distill_config.h"
 #include "distill/distill_loss.h"
 #include "distill/teacher.h"
@@ -19,16 +20,18 @@ namespace edgedistill::distill {
 
 class LanguageModelDistillTask : public train::TrainingTask {
  public:
-  // `teacher` and `cache` may each be null (not both when a term needs the teacher); `data`,
-  // `teacher` and `cache` must outlive the task.
+  // `teacher` and `cache` may each be null (not both when a term needs the teacher);
+  // `teacher_tokenizer` is the teacher's tokenizer when it differs from the data's (a uld recipe),
+  // else null. `data`, `teacher`, `cache` and `teacher_tokenizer` must outlive the task.
   LanguageModelDistillTask(model::LlamaModel student, const data::PreparedData& data,
                            const DistillRecipe& recipe, torch::Device device,
-                           const Teacher* teacher, const TeacherCache* cache);
+                           const Teacher* teacher, const TeacherCache* cache,
+                           const data::Tokenizer* teacher_tokenizer = nullptr);
 
   torch::nn::Module& model() override { return base_.model(); }
   train::MicroBatchLoss next_micro_batch_loss() override;
   // The student's loss and perplexity, plus the teacher's perplexity and the forward KL from
-  // teacher to student (T = 1) when the teacher is live.
+  // teacher to student (T = 1) when the teacher is live and shares the student's tokenizer.
   std::vector<train::Metric> evaluate(const std::string& split) override;
   std::string headline_metric() const override { return "valid_ppl"; }
   std::string item_unit() const override { return "tok"; }
@@ -63,6 +66,10 @@ class LanguageModelDistillTask : public train::TrainingTask {
                              int64_t window, uint64_t draw);
   std::vector<double> removal_scores();
   const std::vector<torch::Tensor>& held_out_batches();
+  // Runs the teacher for the uld terms and puts its logits, paired with student positions, into
+  // `batch`: on the student's own windows when the tokenizers agree, else on each window's text
+  // re-encoded with the teacher's tokenizer (distill/tokenizer_alignment.h).
+  void add_aligned_teacher(const torch::Tensor& inputs, DistillBatch& batch);
   // Adds the teacher work done for a micro-batch of [rows, length] tokens beside what running the
   // teacher on all of it would have cost.
   void count_teacher(int64_t tokens, double flops, int64_t rows, int64_t length);
@@ -76,6 +83,8 @@ class LanguageModelDistillTask : public train::TrainingTask {
   model::WeightMasks masks_;
   const Teacher* teacher_;
   const TeacherCache* cache_;
+  const data::Tokenizer* teacher_tokenizer_;  // null: the data's tokenizer
+  int64_t teacher_context_ = 0;               // teacher tokens per re-encoded window, at most
   DistillLoss loss_;
   bool run_teacher_;  // the live teacher runs on training batches
   torch::Device device_;
@@ -128,6 +137,7 @@ struct DistillSetup {
   DistillRecipe recipe;  // vocabulary resolved, teacher paths absolute
   std::unique_ptr<Teacher> teacher;
   std::unique_ptr<TeacherCache> cache;
+  std::unique_ptr<data::Tokenizer> teacher_tokenizer;  // when it differs from the data's (uld)
   std::unique_ptr<data::PreparedData> text_data;
   std::unique_ptr<data::ImageSplits> images;
   std::unique_ptr<train::TrainingTask> task;
@@ -135,7 +145,8 @@ struct DistillSetup {
 };
 
 // Checks the teacher sources against the recipe and the data (clear InputErrors: no teacher, a
-// cache where the live teacher is needed, another tokenizer, a cache for other data), prepares or
+// cache where the live teacher is needed, another tokenizer without a uld term naming both
+// tokenizers, a cache for other data), prepares or
 // reuses the data under `cache_root`, builds the student (seeded by recipe.seed; from the teacher's
 // blocks when student.init says so) and the task.
 DistillSetup prepare_distillation(DistillRecipe recipe, const std::filesystem::path& cache_root);

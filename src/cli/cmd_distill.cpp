@@ -33,9 +33,10 @@ int run_distill(const DistillCommandOptions& options) {
   auto recipe = core::load_config<distill::DistillRecipe>(options.run.config.file, overrides);
   // A teacher trained on a pretrained tokenizer (an imported model, or data prepared with
   // --tokenizer) passes it on: the student's corpus is prepared with the teacher's tokenizer
-  // unless the recipe or --tokenizer names one.
+  // unless the recipe or --tokenizer names one, or a uld term distils across tokenizers (the
+  // recipe's data section is then the student's own tokenizer).
   if (!recipe.teacher.empty() && recipe.base.data.kind == "text" &&
-      recipe.base.data.tokenizer.from.empty()) {
+      recipe.base.data.tokenizer.from.empty() && !recipe.distills_across_tokenizers()) {
     const auto teacher_tokenizer = data::open_tokenizer(recipe.teacher);
     if (teacher_tokenizer->kind() == "pretrained") {
       core::info("distill: the student's data uses the teacher's tokenizer, ",
