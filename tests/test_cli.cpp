@@ -19,6 +19,7 @@
 #include "python_reference.h"
 #include "quantize/quant_plan.h"
 #include "runtime/gates.h"
+#include "runtime/llama_session.h"
 #include "test_util.h"
 #include "train/train_config.h"
 
@@ -969,4 +970,131 @@ TEST_CASE(
                                         dir.path());
   INFO(verified.out << verified.err);
   CHECK(verified.exit_code == 0);
+}
+
+namespace {
+
+// The logits [T * vocab] of a Hugging Face folder for `ids`, from the independent PyTorch-eager
+// forward of tests/python/hf_model.py.
+std::vector<double> hf_logits(const fs::path& folder, const std::string& ids) {
+  const auto json =
+      nlohmann::json::parse(test::run_python("hf_model.py", {"forward", folder.string(), ids}));
+  std::vector<double> out;
+  for (const auto& row : json.at("logits")) {
+    for (const auto& v : row) out.push_back(v.get<double>());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a Hugging Face teacher and student go through distill, prune, quantize and export") {
+  // README "Bring your own teacher", on folders written by the independent writer (no weights can
+  // be downloaded here): the teacher and a smaller student of the same family share a tokenizer.
+  test::TempDir dir;
+  const auto recipe = tiny_recipe(dir.path(), 4).string();
+  const fs::path teacher = dir.path() / "teacher-hf", student = dir.path() / "student-hf";
+  test::run_python("hf_model.py", {"write", teacher.string(), "llama", "1", "dim=64", "layers=2",
+                                   "heads=2", "kv_heads=1", "ffn=96", "context=64"});
+  test::run_python("hf_model.py", {"write", student.string(), "llama", "2", "dim=64", "layers=1",
+                                   "heads=2", "kv_heads=1", "ffn=64", "context=64", "std=0.05"});
+  const test::ScopedEnv cache("EDGEDISTILL_CACHE_DIR", (dir.path() / "cache").c_str());
+
+  const auto imported = run_edgedistill(
+      {"import", teacher.string(), "--out", (dir.path() / "teacher").string()}, dir.path());
+  INFO(imported.out << imported.err);
+  REQUIRE(imported.exit_code == 0);
+  CHECK(imported.out.find("LlamaForCausalLM") != std::string::npos);
+  require_input_error(
+      run_edgedistill({"import", teacher.string(), "--out", (dir.path() / "teacher").string()},
+                      dir.path()),
+      "--force");
+
+  // The folders themselves are the teacher and the student's start.
+  const auto distilled = run_edgedistill(
+      {"distill", "--config", recipe, "--teacher", teacher.string(), "--student", student.string(),
+       "--set", "train.eval_every=0", "--run-dir", (dir.path() / "distilled").string()},
+      dir.path());
+  INFO(distilled.out << distilled.err);
+  REQUIRE(distilled.exit_code == 0);
+  CHECK(distilled.err.find("the teacher's tokenizer") != std::string::npos);
+  const auto student_json =
+      core::read_json_file(dir.path() / "distilled" / "final" / "model.json", "student");
+  CHECK(student_json["model"]["n_layers"] == 1);
+
+  const auto pruned =
+      run_edgedistill({"prune", "--model", (dir.path() / "distilled").string(), "--method",
+                       "structured", "--ffn", "0.5", "--calib-tokens", "1024", "--calib-ctx", "32",
+                       "--eval-ctx", "32", "--out", (dir.path() / "pruned").string()},
+                      dir.path());
+  INFO(pruned.out << pruned.err);
+  REQUIRE(pruned.exit_code == 0);
+
+  const fs::path gguf = dir.path() / "student-q4_0.gguf";
+  const auto quantized =
+      run_edgedistill({"quantize", "--model", (dir.path() / "pruned").string(), "--method", "gptq",
+                       "--type", "q4_0", "--calib-tokens", "1024", "--calib-ctx", "32",
+                       "--eval-ctx", "32", "--out", gguf.string()},
+                      dir.path());
+  INFO(quantized.out << quantized.err);
+  REQUIRE(quantized.exit_code == 0);
+  const auto generated = run_edgedistill(
+      {"run", "--model", gguf.string(), "--prompt", "the cat", "-n", "4", "--temp", "0"},
+      dir.path());
+  INFO(generated.err);
+  CHECK(generated.exit_code == 0);
+  // The runtime commands take the folder too (an f16 GGUF made once in the cache).
+  const auto from_folder = run_edgedistill(
+      {"run", "--model", teacher.string(), "--prompt", "the cat", "-n", "4", "--temp", "0"},
+      dir.path());
+  INFO(from_folder.err);
+  CHECK(from_folder.exit_code == 0);
+  CHECK(from_folder.err.find("f16 GGUF") != std::string::npos);
+
+  // Back to Hugging Face: the independent forward of the exported folder gives the runtime's
+  // logits of an f32 export of the same checkpoint.
+  const fs::path hf_out = dir.path() / "student-out";
+  const auto exported = run_edgedistill({"export", "--model", (dir.path() / "pruned").string(),
+                                         "--format", "hf", "--out", hf_out.string()},
+                                        dir.path());
+  INFO(exported.out << exported.err);
+  REQUIRE(exported.exit_code == 0);
+  for (const char* file : {"config.json", "model.safetensors", "tokenizer.json"}) {
+    CHECK(fs::exists(hf_out / file));
+  }
+  const auto config = core::read_json_file(hf_out / "config.json", "config");
+  CHECK(config["intermediate_size"] == 32);
+  CHECK(config["architectures"][0] == "LlamaForCausalLM");
+  // The teacher folder, given directly to export, is the same model as the one imported above.
+  const fs::path teacher_gguf = dir.path() / "teacher.gguf";
+  REQUIRE(run_edgedistill({"export", "--model", teacher.string(), "--type", "f32", "--out",
+                           teacher_gguf.string()},
+                          dir.path())
+              .exit_code == 0);
+  const auto tokenized = run_edgedistill(
+      {"tokenize", "--model", teacher_gguf.string(), "--text", "the cat sat on the mat"},
+      dir.path());
+  const auto tokenized_hf = run_edgedistill(
+      {"tokenize", "--model", teacher.string(), "--text", "the cat sat on the mat"}, dir.path());
+  CHECK(tokenized.exit_code == 0);
+  CHECK(tokenized.out == tokenized_hf.out);
+
+  const fs::path student_f32 = dir.path() / "student-f32.gguf";
+  REQUIRE(run_edgedistill({"export", "--model", (dir.path() / "pruned").string(), "--type", "f32",
+                           "--out", student_f32.string()},
+                          dir.path())
+              .exit_code == 0);
+  const std::vector<int32_t> ids = {5, 300, 17, 250, 99, 3, 64, 318};
+  const auto expected = hf_logits(hf_out, "5,300,17,250,99,3,64,318");
+  const runtime::LlamaModel model(student_f32);
+  runtime::ThreadPool pool(2);
+  runtime::LlamaSession session(model, pool, 32, 32);
+  const float* logits = session.forward(ids.data(), static_cast<int64_t>(ids.size()), true);
+  REQUIRE(expected.size() == ids.size() * static_cast<size_t>(model.hparams().vocab_size));
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    diff = std::max(diff, std::fabs(logits[i] - expected[i]));
+    scale = std::max(scale, std::fabs(expected[i]));
+  }
+  CHECK(diff / scale < 1e-4);  // f32 through two implementations: summation order only
 }

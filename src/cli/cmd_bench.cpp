@@ -13,6 +13,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/runtime_model.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -71,7 +72,7 @@ class GemmProbe {
 };
 
 int run_model_bench(const BenchOptions& options) {
-  const runtime::LlamaModel model(options.model);
+  const runtime::LlamaModel model(runtime_model_path(options.model, "--model"));
   runtime::ThreadPool pool(core::resolve_thread_count(std::max(0, options.threads)));
   const auto& h = model.hparams();
   if (!options.json) {
@@ -349,7 +350,9 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       "Benchmark a GGUF model in the runtime (--model: prefill and decode speed, median of 5 "
       "after a warm-up), the runtime's kernels against memory bandwidth (--kernels), or training "
       "throughput and MFU (--train-config)");
-  command->add_option("-m,--model", options->model, "GGUF file to run in the runtime");
+  command->add_option(
+      "-m,--model", options->model,
+      "GGUF file, or a checkpoint, run or Hugging Face folder (exported once to f16 in the cache)");
   command
       ->add_option("-p,--prefill-tokens", options->model_bench.prefill_tokens,
                    "--model: prompt tokens processed as one batch")

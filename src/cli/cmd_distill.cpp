@@ -94,14 +94,15 @@ void add_distill_command(CLI::App& app, int& exit_code) {
                   "distillation recipe (e.g. configs/recipes/distill-kjv.json)",
                   "distill.losses[0].temperature=2");
   command->add_option("-t,--teacher", options->teacher,
-                      "the teacher: a checkpoint directory or a finished run directory (e.g. "
-                      "runs/quickstart/teacher)");
+                      "the teacher: a checkpoint directory, a finished run directory (e.g. "
+                      "runs/quickstart/teacher), a Hugging Face folder or a GGUF file");
   command->add_option("--teacher-cache", options->teacher_cache,
                       "a top-k teacher cache from 'edgedistill teacher-cache', used instead of "
                       "running the teacher for the logit terms");
   command->add_option("--student", options->student,
-                      "start the student from this checkpoint or run directory (e.g. a pruned "
-                      "model to heal); its shape replaces the recipe's model section");
+                      "start the student from this checkpoint, run directory, Hugging Face "
+                      "folder or GGUF file (e.g. a pruned model to heal, a smaller pretrained "
+                      "model); its shape replaces the recipe's model section");
   command->callback([options, &exit_code] { exit_code = run_distill(*options); });
 }
 

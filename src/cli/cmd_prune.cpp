@@ -341,7 +341,9 @@ void add_prune_command(CLI::App& app, int& exit_code) {
       "Prune a trained llama checkpoint: unstructured or N:M sparsity by magnitude or Wanda "
       "(masks kept with the checkpoint), or structured removal of GQA groups, FFN channels and "
       "blocks that makes the model really smaller; heal it with 'distill --student'");
-  command->add_option("--model", options->model, "checkpoint directory or run directory (final/)")
+  command
+      ->add_option("--model", options->model,
+                   "checkpoint directory, run directory (final/), Hugging Face folder or GGUF file")
       ->required();
   command
       ->add_option("--method", options->method,

@@ -298,7 +298,9 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
       "Quantize a trained llama checkpoint to a GGUF file with round-to-nearest, GPTQ or AWQ "
       "(calibrated on its training data), report each layer's error against round-to-nearest, "
       "and score the result against the float model");
-  command->add_option("--model", options->model, "checkpoint directory or run directory (final/)")
+  command
+      ->add_option("--model", options->model,
+                   "checkpoint directory, run directory (final/), Hugging Face folder or GGUF file")
       ->required();
   command
       ->add_option("--method", options->method,

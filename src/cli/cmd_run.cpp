@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/runtime_model.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/threads.h"
@@ -27,7 +28,7 @@ struct RunOptions {
 };
 
 int run_generate(const RunOptions& options) {
-  const runtime::LlamaModel model(options.model);
+  const runtime::LlamaModel model(runtime_model_path(options.model, "--model"));
   runtime::ThreadPool pool(core::resolve_thread_count(options.threads));
   const tok::Vocab& vocab = model.vocab();
   std::vector<int32_t> prompt = vocab.encode(options.prompt);
@@ -82,7 +83,11 @@ void add_run_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<RunOptions>();
   auto* command =
       app.add_subcommand("run", "Generate text from a GGUF model with edgedistill's runtime");
-  command->add_option("-m,--model", options->model, "the GGUF file")->required();
+  command
+      ->add_option("-m,--model", options->model,
+                   "GGUF file, or a checkpoint, run or Hugging Face folder (exported once to f16 "
+                   "in the cache)")
+      ->required();
   command->add_option("-p,--prompt", options->prompt, "the text to continue")->required();
   command->add_option("-n,--tokens", options->tokens, "tokens to generate (stops early at EOS)")
       ->check(CLI::PositiveNumber)

@@ -123,8 +123,10 @@ void add_teacher_cache_command(CLI::App& app, int& exit_code) {
       "teacher-cache",
       "Store a teacher's top-k next-token log-probabilities over a token shard, for distillation");
   command
-      ->add_option("-t,--teacher", options->teacher,
-                   "teacher checkpoint directory, or a finished run directory (its final/)")
+      ->add_option(
+          "-t,--teacher", options->teacher,
+          "teacher checkpoint directory, finished run directory (its final/), Hugging Face "
+          "folder or GGUF file")
       ->required();
   command->add_option("--data", options->data_dir,
                       "prepared data directory (from `edgedistill data`); or use --config");

@@ -8,6 +8,7 @@
 #include "cli/command.h"
 #include "cli/commands.h"
 #include "cli/reference_eval.h"
+#include "cli/runtime_model.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
@@ -55,7 +56,7 @@ int run_verify(const VerifyOptions& options) {
   const std::vector<runtime::Gate> gates =
       options.gates.empty() ? std::vector<runtime::Gate>{} : runtime::read_gates(options.gates);
   const int threads = train::configure_threads(options.threads, false);
-  const runtime::LlamaModel model(options.model);
+  const runtime::LlamaModel model(runtime_model_path(options.model, "--model"));
   const distill::Teacher reference =
       distill::load_teacher(options.reference, torch::Device(torch::kCPU));
   check_export_of(model, options.model, reference);
@@ -137,10 +138,15 @@ void add_verify_command(CLI::App& app, int& exit_code) {
       "verify",
       "Check a GGUF model in the runtime against its float reference: perplexity, KL, top-1 "
       "agreement, size and latency, with gates (exit 1 when one fails)");
-  command->add_option("-m,--model", options->model, "the GGUF file")->required();
+  command
+      ->add_option("-m,--model", options->model,
+                   "GGUF file, or a checkpoint, run or Hugging Face folder (exported once to f16 "
+                   "in the cache)")
+      ->required();
   command
       ->add_option("--reference", options->reference,
-                   "the float checkpoint (or run directory) it was exported from")
+                   "the float model it was exported from: checkpoint, run directory, Hugging Face "
+                   "folder or GGUF file")
       ->required();
   command->add_option("--data", options->data,
                       "prepared data (default: the data the reference was trained on)");
