@@ -276,7 +276,7 @@ void require_refused(const fs::path& hf, const fs::path& out,
   }
   CHECK_FALSE(fs::exists(out));
   for (const auto& entry : fs::directory_iterator(out.parent_path())) {
-    CHECK(entry.path().filename().string().find(".partial") == std::string::npos);
+    CHECK(entry.path().filename().string().find(".tmp.") == std::string::npos);
   }
 }
 

@@ -1,7 +1,5 @@
 #include "convert/hf_export.h"
 
-#include <unistd.h>
-
 #include "convert/hf_config.h"
 #include "convert/import_model.h"
 #include "convert/rope_rows.h"
@@ -118,10 +116,7 @@ HfExportSummary export_hf(const fs::path& model_dir, const fs::path& out,
   if (!c.tie_embeddings) put("output.weight", "lm_head.weight", nullptr);
   writer.set_metadata("format", "pt");  // transformers checks for it
 
-  const fs::path staging = str(out.string(), ".partial-", ::getpid());
-  fs::remove_all(staging, ec);
-  core::create_directories(staging, "export directory");
-  try {
+  core::write_directory_atomic(out, [&](const fs::path& staging) {
     writer.write(staging / "model.safetensors");
     core::write_json_atomic(staging / kHfConfigFile, config);
     summary.tokenizer_files = write_tokenizer_files(*tokenizer, staging);
@@ -133,17 +128,7 @@ HfExportSummary export_hf(const fs::path& model_dir, const fs::path& out,
     if (tokenizer->bos_id() >= 0) generation["bos_token_id"] = tokenizer->bos_id();
     if (tokenizer->eos_id() >= 0) generation["eos_token_id"] = tokenizer->eos_id();
     core::write_json_atomic(staging / "generation_config.json", generation);
-    if (fs::exists(out, ec)) {
-      core::replace_directory(staging, out);
-    } else {
-      if (!out.parent_path().empty())
-        core::create_directories(out.parent_path(), "output directory");
-      fs::rename(staging, out);
-    }
-  } catch (...) {
-    fs::remove_all(staging, ec);
-    throw;
-  }
+  });
   return summary;
 }
 

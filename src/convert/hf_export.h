@@ -20,7 +20,7 @@ struct HfExportSummary {
 
 // `architecture`: "" takes the one the model was imported from (import.json), else
 // Qwen2ForCausalLM for models with q/k/v biases and LlamaForCausalLM otherwise. `out` is written
-// as out.partial and renamed; an existing `out` is an InputError unless `overwrite`.
+// in a staging directory and renamed (core::write_directory_atomic); an existing `out` is an InputError unless `overwrite`.
 HfExportSummary export_hf(const fs::path& model_dir, const fs::path& out,
                           const std::string& architecture, bool overwrite);
 

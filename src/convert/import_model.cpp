@@ -1,7 +1,5 @@
 #include "convert/import_model.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -284,10 +282,7 @@ ImportSummary import_model(const fs::path& source, const fs::path& out, bool ove
   }
   Staged staged = kind == ModelSourceKind::hf_folder ? stage_hf(source) : stage_gguf(source);
 
-  const fs::path staging = str(out.string(), ".partial-", ::getpid());
-  fs::remove_all(staging, ec);
-  core::create_directories(staging, "import directory");
-  try {
+  core::write_directory_atomic(out, [&](const fs::path& staging) {
     model::CheckpointMeta meta;
     meta.config.arch = "llama";
     meta.config.llama = staged.config;
@@ -302,17 +297,7 @@ ImportSummary import_model(const fs::path& source, const fs::path& out, bool ove
                                          {"source", fs::absolute(source).string()}};
     for (const auto& item : staged.provenance.items()) provenance[item.key()] = item.value();
     core::write_json_atomic(staging / kImportFileName, provenance);
-    if (fs::exists(out, ec)) {
-      core::replace_directory(staging, out);
-    } else {
-      if (!out.parent_path().empty())
-        core::create_directories(out.parent_path(), "output directory");
-      fs::rename(staging, out);
-    }
-  } catch (...) {
-    fs::remove_all(staging, ec);
-    throw;
-  }
+  });
   staged.summary.tokenizer = staged.tokenizer->description();
   staged.summary.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -35,7 +35,7 @@ struct ImportSummary {
   double seconds = 0;
 };
 
-// Imports `source` into `out` (written as out.partial, then renamed: nothing is left behind on
+// Imports `source` into `out` (written in a staging directory, then renamed: nothing is left behind on
 // failure). An existing `out` is an InputError unless `overwrite`.
 ImportSummary import_model(const fs::path& source, const fs::path& out, bool overwrite = false);
 

@@ -174,6 +174,22 @@ void replace_directory(const fs::path& staging, const fs::path& target) {
   }
 }
 
+void write_directory_atomic(const fs::path& target,
+                            const std::function<void(const fs::path& staging)>& write) {
+  const fs::path parent = target.parent_path();
+  if (!parent.empty()) create_directories(parent, "output directory");
+  const fs::path staging = temporary_sibling(target);
+  create_directories(staging, "staging directory");
+  try {
+    write(staging);
+    replace_directory(staging, target);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(staging, ec);
+    throw;
+  }
+}
+
 MappedFile::MappedFile(const fs::path& path, std::string_view what) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

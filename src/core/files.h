@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -66,6 +67,12 @@ void check_format_version(const std::string& name, uint32_t found, uint32_t supp
 // Replaces directory `target` by the fully written directory `staging` (same parent), so readers
 // see either the old or the new directory, never a half-written one.
 void replace_directory(const fs::path& staging, const fs::path& target);
+
+// Builds a directory through `write(staging)` in a fresh sibling of `target`, then moves it into
+// place with replace_directory (creating target's parent). If `write` throws, the staging directory
+// is removed and the exception passes on: `target` is never half-written.
+void write_directory_atomic(const fs::path& target,
+                            const std::function<void(const fs::path& staging)>& write);
 
 // A read-only memory map of a whole file. An empty file maps to size 0 and a null data pointer.
 class MappedFile {

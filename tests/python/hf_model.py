@@ -24,26 +24,14 @@ import sys
 import numpy as np
 import torch
 
+from bpe_reference import bytes_to_unicode  # GPT-2's byte -> printable character table
+
 DEFAULTS = dict(dim=64, layers=2, heads=4, kv_heads=2, ffn=96, vocab=320, tokens=0, dtype="f32",
                 tied=0, rope="none", factor=4.0, theta=10000.0, eps=1e-5, shards=1, std=0.35,
                 inv_freq=0, context=256)
 
 ARCHITECTURES = {"llama": ("LlamaForCausalLM", "llama"), "qwen2": ("Qwen2ForCausalLM", "qwen2"),
                  "mistral": ("MistralForCausalLM", "mistral")}
-
-
-def bytes_to_unicode():
-    """GPT-2's byte -> printable character table."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) +
-                 list(range(0xAE, 0x100)))
-    chars = printable[:]
-    n = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(printable, chars)}
 
 
 def tokenizer_json(size):
