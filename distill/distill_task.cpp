@@ -570,6 +570,8 @@ DistillSetup prepare_distillation(DistillRecipe recipe, const std::filesystem::p
                            "renumber its masked blocks; heal it without layer removal"));
     }
   }
+  const bool vocab_from_tokenizer =
+      recipe.base.model.arch == "llama" && recipe.base.model.llama.vocab_size == 0;
   train::resolve_vocab_size(recipe.base);
   setup.device = train::resolve_device(recipe.base.device);
   check_teacher_sources(recipe);
@@ -583,6 +585,22 @@ DistillSetup prepare_distillation(DistillRecipe recipe, const std::filesystem::p
   }
   if (!recipe.teacher_cache.empty()) {
     setup.cache = std::make_unique<TeacherCache>(recipe.teacher_cache);
+  }
+  // A teacher whose embedding is padded beyond its tokenizer (Qwen2.5: 151,936 rows for 151,665
+  // tokens) scores its padded width; a student sized by the tokenizer takes the same width, so
+  // the two distributions line up id for id (the padded ids never occur in the data).
+  if (vocab_from_tokenizer && !recipe.distills_across_tokenizers()) {
+    int64_t teacher_vocab = 0;
+    if (setup.teacher && setup.teacher->is_llama()) {
+      teacher_vocab = setup.teacher->meta.config.llama.vocab_size;
+    } else if (setup.cache) {
+      teacher_vocab = setup.cache->info().vocab_size;
+    }
+    if (teacher_vocab > recipe.base.model.llama.vocab_size) {
+      core::info("distill: the student takes the teacher's padded vocabulary width ", teacher_vocab,
+                 " (the tokenizer has ", recipe.base.model.llama.vocab_size, ")");
+      recipe.base.model.llama.vocab_size = static_cast<int>(teacher_vocab);
+    }
   }
   setup.recipe = std::move(recipe);
   const auto& base = setup.recipe.base;

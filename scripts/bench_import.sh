@@ -33,8 +33,8 @@ mkdir -p "$work" "$results"
 # HuggingFaceTB/SmolLM2-135M and Qwen/Qwen2.5-0.5B); the tokenizers are synthetic byte-level BPE
 # vocabularies of the real sizes (Qwen2.5's has 151,665 tokens for 151,936 embedding rows).
 declare -A shape=(
-  [smollm2-135m]="dim=576 layers=30 heads=9 kv_heads=3 ffn=1536 vocab=49152 tied=1 theta=100000 dtype=bf16 context=8192 std=0.05"
-  [qwen2.5-0.5b]="dim=896 layers=24 heads=14 kv_heads=2 ffn=4864 vocab=151936 tokens=151665 tied=1 theta=1000000 eps=1e-6 dtype=bf16 context=32768 std=0.05"
+  [smollm2-135m]="dim=576 layers=30 heads=9 kv_heads=3 ffn=1536 vocab=49152 tied=1 theta=100000 dtype=bf16 context=8192 std=0.05 embed_std=0.05"
+  [qwen2.5-0.5b]="dim=896 layers=24 heads=14 kv_heads=2 ffn=4864 vocab=151936 tokens=151665 tied=1 theta=1000000 eps=1e-6 dtype=bf16 context=32768 std=0.05 embed_std=0.05"
 )
 declare -A arch=([smollm2-135m]=llama [qwen2.5-0.5b]=qwen2)
 # Students of ~30M parameters with the teacher's vocabulary: most of them are the embedding, so the

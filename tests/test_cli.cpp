@@ -1030,6 +1030,20 @@ TEST_CASE("a Hugging Face teacher and student go through distill, prune, quantiz
   INFO(pruned.out << pruned.err);
   REQUIRE(pruned.exit_code == 0);
 
+  // A teacher whose embedding is padded beyond its tokenizer (as Qwen2.5's): the student from
+  // scratch takes the padded width, so teacher and student logits line up.
+  const fs::path padded = dir.path() / "padded-hf";
+  test::run_python("hf_model.py", {"write", padded.string(), "qwen2", "4", "dim=64", "layers=1",
+                                   "heads=2", "kv_heads=1", "ffn=64", "vocab=320", "tokens=300"});
+  const auto padded_run = run_edgedistill(
+      {"distill", "--config", recipe, "--teacher", padded.string(), "--set", "train.steps=2",
+       "--set", "train.eval_every=0", "--run-dir", (dir.path() / "from-padded").string()},
+      dir.path());
+  INFO(padded_run.out << padded_run.err);
+  REQUIRE(padded_run.exit_code == 0);
+  CHECK(core::read_json_file(dir.path() / "from-padded" / "final" / "model.json",
+                             "student")["model"]["vocab_size"] == 320);
+
   const fs::path gguf = dir.path() / "student-q4_0.gguf";
   const auto quantized =
       run_edgedistill({"quantize", "--model", (dir.path() / "pruned").string(), "--method", "gptq",

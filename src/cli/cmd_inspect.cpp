@@ -5,9 +5,13 @@
 #include <map>
 
 #include "cli/command.h"
+#include "convert/hf_config.h"
+#include "convert/import_model.h"
 #include "core/files.h"
 #include "data/prepare.h"
+#include "data/tokenizer.h"
 #include "io/gguf.h"
+#include "io/hf_weights.h"
 #include "io/safetensors.h"
 #include "model/model_meta.h"
 
@@ -101,11 +105,31 @@ nlohmann::ordered_json describe_gguf(const fs::path& path) {
   return out;
 }
 
-// True when the file starts with the GGUF magic.
-bool looks_like_gguf(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  return in.read(magic, 4) && std::string(magic, 4) == "GGUF";
+// A Hugging Face model folder as edgedistill would import it (convert/import_model.h).
+nlohmann::ordered_json describe_hf_folder(const fs::path& dir) {
+  const convert::HfModelConfig hf = convert::read_hf_config(dir / convert::kHfConfigFile);
+  const io::HfWeights weights(dir);
+  nlohmann::ordered_json out;
+  out["kind"] = "Hugging Face model folder";
+  out["path"] = dir.string();
+  out["architecture"] = hf.architecture;
+  model::ModelConfig config;
+  config.llama = hf.llama;
+  out["model"] = core::to_json(config);
+  const auto counts = model::count_parameters(hf.llama);
+  out["parameters"] = counts.total;
+  out["non_embedding_parameters"] = counts.non_embedding;
+  nlohmann::ordered_json files = nlohmann::ordered_json::array();
+  for (const fs::path& file : weights.files()) files.push_back(file.filename().string());
+  out["weight_files"] = files;
+  std::map<std::string, int64_t> dtypes;
+  for (const std::string& name : weights.names()) {
+    ++dtypes[std::string(io::dtype_name(weights.at(name).dtype))];
+  }
+  out["tensors"] = weights.names().size();
+  out["tensor_dtypes"] = dtypes;
+  out["tokenizer"] = data::open_tokenizer(dir)->description();
+  return out;
 }
 
 nlohmann::ordered_json describe_model_dir(const fs::path& dir) {
@@ -173,7 +197,9 @@ int run_inspect(const std::string& path_text) {
   } else if (fs::is_directory(path) && fs::exists(path / "config.json") &&
              (fs::exists(path / "metrics.jsonl") || fs::exists(path / "run.json"))) {
     summary = describe_run_dir(path);
-  } else if (path.extension() == ".gguf" || (fs::is_regular_file(path) && looks_like_gguf(path))) {
+  } else if (convert::model_source_kind(path) == convert::ModelSourceKind::hf_folder) {
+    summary = describe_hf_folder(path);
+  } else if (path.extension() == ".gguf" || io::is_gguf_file(path)) {
     summary = describe_gguf(path);
   } else if (path.extension() == ".safetensors") {
     summary = describe_safetensors(path);
@@ -184,7 +210,8 @@ int run_inspect(const std::string& path_text) {
     throw InputError(str("'", path_text,
                          "' is not something edgedistill can inspect: expected a "
                          "token shard (.bin), a tokenizer or prepared-data directory, a model "
-                         "checkpoint directory, a run directory, a .safetensors or a .gguf file"));
+                         "checkpoint directory, a run directory, a Hugging Face model folder, a "
+                         ".safetensors or a .gguf file"));
   }
   std::printf("%s\n", summary.dump(2).c_str());
   return 0;
@@ -196,8 +223,8 @@ void add_inspect_command(CLI::App& app, int& exit_code) {
   auto path = std::make_shared<std::string>();
   auto* command = app.add_subcommand(
       "inspect",
-      "Summarise a token shard, tokenizer, prepared data, checkpoint, run, safetensors or GGUF "
-      "file");
+      "Summarise a token shard, tokenizer, prepared data, checkpoint, run, Hugging Face model "
+      "folder, safetensors or GGUF file");
   command->add_option("path", *path, "what to inspect")->required();
   command->callback([path, &exit_code] { exit_code = run_inspect(*path); });
 }

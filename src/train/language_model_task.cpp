@@ -19,7 +19,9 @@ LanguageModelTask::LanguageModelTask(model::LlamaModel model, const data::Prepar
       test_shard_(data.shard("test")),
       windows_(train_shard_, recipe.train.seq_len, static_cast<uint64_t>(recipe.seed),
                aligned_windows) {
-  if (data.tokenizer().vocab_size() != model_->config().vocab_size) {
+  // More embedding rows than tokens is a padded vocabulary (pretrained models such as Qwen2.5
+  // pad theirs); fewer would leave tokens without a row.
+  if (data.tokenizer().vocab_size() > model_->config().vocab_size) {
     throw InputError(str("the model has vocab_size ", model_->config().vocab_size,
                          " but the data's tokenizer has ", data.tokenizer().vocab_size(),
                          " tokens; set model.vocab_size to 0 to take the tokenizer's"));

@@ -52,7 +52,8 @@ void TrainRecipe::validate(const std::string& at) const {
   }
   if (model.arch == "llama") {
     const int vocab = tokenizer_vocab_size(data);
-    if (model.llama.vocab_size != 0 && model.llama.vocab_size != vocab) {
+    // Larger is a padded embedding (as pretrained models have); smaller leaves tokens out.
+    if (model.llama.vocab_size != 0 && model.llama.vocab_size < vocab) {
       config_fail(key_path(at, "model.vocab_size"),
                   str("is ", model.llama.vocab_size, " but the data's tokenizer has ", vocab,
                       " tokens; set it to 0 to take the tokenizer's size"));

@@ -7,7 +7,8 @@
 #       tokenizer_config.json. ARCH is llama, qwen2 or mistral. Options (defaults below in DEFAULTS):
 #       dim, layers, heads, kv_heads, ffn, vocab, tokens (tokenizer size <= vocab), dtype
 #       (f32|f16|bf16), tied (0|1), rope (none|linear|llama3), factor, theta, eps, shards, std,
-#       inv_freq (1: also store rotary_emb.inv_freq buffers, as older checkpoints do).
+#       inv_freq (1: also store rotary_emb.inv_freq buffers, as older checkpoints do), embed_std
+#       (the embedding's standard deviation; 1 makes small tied models' logits far from uniform).
 #   hf_model.py forward DIR ID,ID,...
 #       Prints {"logits": [[...], ...]} (float32 values as float64 JSON) for the token ids, computed
 #       by a plain PyTorch-eager forward pass of the Hugging Face layout: rotate_half RoPE on
@@ -28,7 +29,7 @@ from bpe_reference import bytes_to_unicode  # GPT-2's byte -> printable characte
 
 DEFAULTS = dict(dim=64, layers=2, heads=4, kv_heads=2, ffn=96, vocab=320, tokens=0, dtype="f32",
                 tied=0, rope="none", factor=4.0, theta=10000.0, eps=1e-5, shards=1, std=0.35,
-                inv_freq=0, context=256)
+                inv_freq=0, context=256, embed_std=1.0)
 
 ARCHITECTURES = {"llama": ("LlamaForCausalLM", "llama"), "qwen2": ("Qwen2ForCausalLM", "qwen2"),
                  "mistral": ("MistralForCausalLM", "mistral")}
@@ -146,7 +147,7 @@ def write(folder, arch, seed, options):
     def matrix(rows, cols):
         return rng.normal(0.0, std, size=(rows, cols)).astype(np.float32)
 
-    tensors = [("model.embed_tokens.weight", rng.normal(0.0, 1.0, size=(vocab, dim)).astype(np.float32))]
+    tensors = [("model.embed_tokens.weight", rng.normal(0.0, o["embed_std"], size=(vocab, dim)).astype(np.float32))]
     for i in range(o["layers"]):
         p = "model.layers.%d." % i
         tensors += [
