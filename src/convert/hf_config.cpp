@@ -93,7 +93,6 @@ model::RopeScaling read_rope_scaling(const ConfigReader& config) {
   if (!config.has("rope_scaling")) return scaling;
   const nlohmann::json& json = config.at("rope_scaling");
   if (!json.is_object()) config.fail("rope_scaling", "must be an object or null");
-  const ConfigReader rope(json, fs::path(""));
   // transformers spells the kind "rope_type" (newer) or "type" (older).
   const auto kind_it = json.contains("rope_type") ? json.find("rope_type") : json.find("type");
   const std::string kind =
