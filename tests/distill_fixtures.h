@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "core/config.h"
@@ -16,6 +17,21 @@
 namespace edgedistill::distill {
 
 namespace fs = std::filesystem;
+
+// d loss / d x by central differences, one element at a time (x float64: with h = 1e-6 the error
+// is truncation O(h^2) plus rounding O(eps / h), ~1e-10).
+inline torch::Tensor central_differences(
+    const std::function<torch::Tensor(const torch::Tensor&)>& loss, const torch::Tensor& x,
+    double h = 1e-6) {
+  auto numeric = torch::zeros_like(x);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    auto plus = x.clone(), minus = x.clone();
+    plus.view(-1)[i] += h;
+    minus.view(-1)[i] -= h;
+    numeric.view(-1)[i] = (loss(plus).item<double>() - loss(minus).item<double>()) / (2 * h);
+  }
+  return numeric;
+}
 
 // Trains the tiny teacher once for the end-to-end tests (in a directory of its own that lives as
 // long as the test process).

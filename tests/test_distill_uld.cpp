@@ -193,14 +193,7 @@ TEST_CASE("ULD's gradient through the sort matches central finite differences in
     auto s = start.clone().requires_grad_(true);
     loss(s).backward();
     const auto analytic = s.grad();
-    const double h = 1e-6;
-    auto numeric = torch::zeros_like(start);
-    for (int64_t i = 0; i < start.numel(); ++i) {
-      auto plus = start.clone(), minus = start.clone();
-      plus.view(-1)[i] += h;
-      minus.view(-1)[i] -= h;
-      numeric.view(-1)[i] = (value(loss(plus)) - value(loss(minus))) / (2 * h);
-    }
+    const auto numeric = central_differences(loss, start);
     INFO("V_s " << student_vocab << ", V_t " << teacher_vocab);
     CHECK(torch::allclose(analytic, numeric, 1e-5, kFiniteDifferenceTolerance));
     CHECK(analytic.abs().sum().item<double>() > 1e-3);

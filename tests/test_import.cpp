@@ -356,6 +356,12 @@ TEST_CASE("sources edgedistill cannot import are refused with the file and the k
     fs::remove(hf / "tokenizer.json");
     require_refused(hf, out, {"untokenized", "tokenizer"});
   }
+  SECTION("a GGUF file of another architecture") {
+    io::GgufWriter writer;
+    writer.set("general.architecture", io::GgufValue::string("qwen2"));
+    writer.write(dir.path() / "qwen2.gguf");
+    require_refused(dir.path() / "qwen2.gguf", out, {"qwen2.gguf", "general.architecture", "qwen2"});
+  }
   SECTION("an existing output") {
     const fs::path hf = fresh("fine");
     fs::create_directories(out);

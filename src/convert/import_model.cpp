@@ -159,6 +159,17 @@ model::RopeScaling rope_scaling_from_divisors(const std::vector<float>& divisors
 // divisors, which go to the config) is dequantized to f32 under its own (= our parameter) name.
 Staged stage_gguf(const fs::path& file) {
   Staged staged;
+  {
+    // Other architectures (qwen2, with its rotate_half RoPE and its own keys) are refused here,
+    // naming the way that works, before the runtime's reader says it runs llama files only.
+    const io::GgufReader reader(file);
+    const std::string& arch = reader.get_string("general.architecture");
+    if (arch != "llama") {
+      throw FileError(str(file.string(), ": general.architecture is '", arch,
+                          "'; edgedistill imports GGUF files of the llama architecture (Llama, "
+                          "Mistral, SmolLM); import the model's Hugging Face folder instead"));
+    }
+  }
   const runtime::LlamaModel gguf(file);
   const runtime::LlamaHParams& h = gguf.hparams();
   model::LlamaConfig& c = staged.config;
