@@ -1,4 +1,4 @@
-// Progressive layer dropping (Zhang & He 2020, arXiv:2010.13369; ../shared/specs/methods.md):
+// Progressive layer dropping (Zhang & He 2020, arXiv:2010.13369; docs/distillation.md):
 // the keep schedule and the per-step draw of which student blocks run.
 #pragma once
 

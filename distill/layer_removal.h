@@ -1,5 +1,5 @@
 // Progressive layer removal: which student block hurts least when deleted, measured on held-out
-// batches (../shared/specs/methods.md; ShortGPT arXiv:2403.03853 for block influence).
+// batches (docs/distillation.md; ShortGPT arXiv:2403.03853 for block influence).
 #pragma once
 
 #include <torch/torch.h>

@@ -1,6 +1,6 @@
 // Logit distillation losses: divergences between the teacher's and the student's softmax at a
 // temperature, over a dense teacher (its logits) or a cached top-k one. Formulas:
-// ../shared/specs/methods.md.
+// docs/distillation.md.
 //
 // Both distributions are first brought onto common buckets: the V tokens for a dense teacher; the
 // teacher's k tokens plus one tail bucket (the other V - k tokens together) for a top-k teacher,
