@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "test_util.h"
 
 namespace edgedistill::test {
@@ -52,6 +54,17 @@ std::string run_python(const std::string& script, const std::vector<std::string>
                              err.str() +
                              "\n(scripts/setup.sh installs python3-sentencepiece, python3-regex "
                              "and python3-numpy)");
+  }
+  return out;
+}
+
+std::vector<float> hf_reference_logits(const std::string& folder, const std::vector<int32_t>& ids) {
+  std::string list;
+  for (const int32_t id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+  const auto json = nlohmann::json::parse(run_python("hf_model.py", {"forward", folder, list}));
+  std::vector<float> out;
+  for (const auto& row : json.at("logits")) {
+    for (const auto& v : row) out.push_back(v.get<float>());
   }
   return out;
 }

@@ -972,22 +972,6 @@ TEST_CASE(
   CHECK(verified.exit_code == 0);
 }
 
-namespace {
-
-// The logits [T * vocab] of a Hugging Face folder for `ids`, from the independent PyTorch-eager
-// forward of tests/python/hf_model.py.
-std::vector<double> hf_logits(const fs::path& folder, const std::string& ids) {
-  const auto json =
-      nlohmann::json::parse(test::run_python("hf_model.py", {"forward", folder.string(), ids}));
-  std::vector<double> out;
-  for (const auto& row : json.at("logits")) {
-    for (const auto& v : row) out.push_back(v.get<double>());
-  }
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("a Hugging Face teacher and student go through distill, prune, quantize and export") {
   // README "Bring your own teacher", on folders written by the independent writer (no weights can
   // be downloaded here): the teacher and a smaller student of the same family share a tokenizer.
@@ -1099,7 +1083,7 @@ TEST_CASE("a Hugging Face teacher and student go through distill, prune, quantiz
                           dir.path())
               .exit_code == 0);
   const std::vector<int32_t> ids = {5, 300, 17, 250, 99, 3, 64, 318};
-  const auto expected = hf_logits(hf_out, "5,300,17,250,99,3,64,318");
+  const auto expected = test::hf_reference_logits(hf_out.string(), ids);
   const runtime::LlamaModel model(student_f32);
   runtime::ThreadPool pool(2);
   runtime::LlamaSession session(model, pool, 32, 32);
@@ -1107,8 +1091,8 @@ TEST_CASE("a Hugging Face teacher and student go through distill, prune, quantiz
   REQUIRE(expected.size() == ids.size() * static_cast<size_t>(model.hparams().vocab_size));
   double diff = 0, scale = 0;
   for (size_t i = 0; i < expected.size(); ++i) {
-    diff = std::max(diff, std::fabs(logits[i] - expected[i]));
-    scale = std::max(scale, std::fabs(expected[i]));
+    diff = std::max(diff, std::fabs(static_cast<double>(logits[i]) - expected[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(expected[i])));
   }
   CHECK(diff / scale < 1e-4);  // f32 through two implementations: summation order only
 }

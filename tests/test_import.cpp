@@ -52,15 +52,7 @@ void write_hf(const fs::path& dir, const std::string& arch, int seed,
 
 // The reference logits [T * vocab] of the folder for kTokens.
 std::vector<float> python_logits(const fs::path& dir) {
-  std::string ids;
-  for (const int32_t t : kTokens) ids += (ids.empty() ? "" : ",") + std::to_string(t);
-  const auto json =
-      nlohmann::json::parse(test::run_python("hf_model.py", {"forward", dir.string(), ids}));
-  std::vector<float> out;
-  for (const auto& row : json.at("logits")) {
-    for (const auto& v : row) out.push_back(v.get<float>());
-  }
-  return out;
+  return test::hf_reference_logits(dir.string(), kTokens);
 }
 
 std::vector<float> torch_logits(model::LlamaModelImpl& net) {
@@ -360,7 +352,8 @@ TEST_CASE("sources edgedistill cannot import are refused with the file and the k
     io::GgufWriter writer;
     writer.set("general.architecture", io::GgufValue::string("qwen2"));
     writer.write(dir.path() / "qwen2.gguf");
-    require_refused(dir.path() / "qwen2.gguf", out, {"qwen2.gguf", "general.architecture", "qwen2"});
+    require_refused(dir.path() / "qwen2.gguf", out,
+                    {"qwen2.gguf", "general.architecture", "qwen2"});
   }
   SECTION("an existing output") {
     const fs::path hf = fresh("fine");
