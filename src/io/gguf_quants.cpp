@@ -300,8 +300,9 @@ RowDequantizer row_dequantizer(GgmlType type) {
 void dequantize_rows(GgmlType type, const uint8_t* data, int64_t rows, int64_t cols, float* y) {
   ED_CHECK(rows >= 0 && cols >= 0, "dequantize_rows: rows=", rows, " cols=", cols);
   const uint64_t row_bytes = ggml_row_bytes(type, static_cast<uint64_t>(cols));
+  const RowDequantizer dequantize_row = row_dequantizer(type);
   for (int64_t r = 0; r < rows; ++r) {
-    row_dequantizer(type)(data + static_cast<uint64_t>(r) * row_bytes, cols, y + r * cols);
+    dequantize_row(data + static_cast<uint64_t>(r) * row_bytes, cols, y + r * cols);
   }
 }
 
