@@ -106,6 +106,11 @@ void validate_techniques(const DistillRecipe& recipe, const std::string& at) {
                 "cannot drop the block an attention_relation term reads; drop one of the two");
   }
   const auto& removal = d.layer_removal;
+  if (removal.enabled() && recipe.base.train.early_stop_patience > 0) {
+    config_fail(key_path(at, "train.early_stop_patience"),
+                "cannot keep the best weights of a student that loses blocks on the way "
+                "(distill.layer_removal); set one of the two to 0");
+  }
   if (removal.enabled()) {
     const int layers = recipe.base.model.llama.n_layers;
     const auto steps = recipe.base.train.steps;

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 
 #include "core/files.h"
 #include "data/prepare.h"
@@ -167,12 +168,17 @@ TEST_CASE("token windows are contiguous slices, permuted per epoch, and resumabl
 
 namespace {
 
-// A task on a one-parameter model whose loss becomes NaN at a chosen step.
+// A task on a one-parameter model whose loss becomes NaN at a chosen step, and whose valid loss
+// follows a script (step -> loss; 1.0 at steps it does not name).
 class ScriptedTask : public TrainingTask {
  public:
-  explicit ScriptedTask(int64_t nan_at_step) : nan_at_step_(nan_at_step) {
+  explicit ScriptedTask(int64_t nan_at_step, std::map<int64_t, double> valid_script = {})
+      : nan_at_step_(nan_at_step), valid_script_(std::move(valid_script)) {
     net_ = std::make_shared<torch::nn::LinearImpl>(2, 1);
   }
+  // The weight matrix as it was when the valid split was evaluated after step `step`.
+  torch::Tensor weights_at(int64_t step) const { return evaluated_weights_.at(step); }
+  torch::Tensor weights() const { return net_->weight.detach().clone(); }
   torch::nn::Module& model() override { return *net_; }
   MicroBatchLoss next_micro_batch_loss() override {
     ++calls_;
@@ -184,7 +190,9 @@ class ScriptedTask : public TrainingTask {
     return out;
   }
   std::vector<Metric> evaluate(const std::string& split) override {
-    return {{split + "_loss", 1.0}};
+    evaluated_weights_.emplace(calls_, weights());  // the first evaluation after the step
+    const auto scripted = valid_script_.find(calls_);
+    return {{split + "_loss", scripted == valid_script_.end() ? 1.0 : scripted->second}};
   }
   std::string headline_metric() const override { return "valid_loss"; }
   std::string item_unit() const override { return "ex"; }
@@ -203,6 +211,8 @@ class ScriptedTask : public TrainingTask {
  private:
   std::shared_ptr<torch::nn::LinearImpl> net_;
   int64_t nan_at_step_;
+  std::map<int64_t, double> valid_script_;
+  std::map<int64_t, torch::Tensor> evaluated_weights_;
   int64_t calls_ = 0;
 };
 
@@ -264,6 +274,65 @@ TEST_CASE("the loop logs terms and evaluations, and refuses to overwrite a run")
   CHECK(run_training(scripted_config(4), {{"name", "ok"}}, again, options).finished);
   CHECK_THROWS_WITH(run_training(scripted_config(4), {{"name", "changed"}}, again, options),
                     Catch::Contains("'name' differs"));
+}
+
+TEST_CASE("early stopping keeps the best evaluated weights and survives a resume") {
+  // Evaluations every 2 steps; the valid loss is lowest at step 4, and with patience 2 the run
+  // stops after the evaluations at steps 6 and 8 fail to beat it by min_delta (3.0 - 0.1 > 2.95).
+  const std::map<int64_t, double> script = {{2, 5.0}, {4, 3.0}, {6, 2.95}, {8, 4.0}, {10, 1.0}};
+  auto config = scripted_config(20);
+  config.checkpoint_every = 3;
+  config.early_stop_patience = 2;
+  config.early_stop_min_delta = 0.1;
+  const auto final_weights = [](const fs::path& run_dir) {
+    auto net = torch::nn::Linear(2, 1);
+    model::load_weights(run_dir / "final" / "weights.safetensors", *net);
+    return net->weight.detach().clone();
+  };
+
+  test::TempDir straight;
+  torch::manual_seed(3);  // the same initial weights for every task below
+  ScriptedTask task(-1, script);
+  TrainOptions options;
+  options.run_dir = straight.path();
+  const auto result = run_training(config, {{"name", "es"}}, task, options);
+  REQUIRE(result.finished);
+  CHECK(result.step == 8);
+  CHECK(torch::equal(final_weights(straight.path()), task.weights_at(4)));
+  CHECK_FALSE(torch::equal(task.weights_at(4), task.weights_at(8)));  // it did move on
+  const auto summary = core::read_json_file(straight.path() / "result.json", "result");
+  CHECK(summary.at("step") == 8);
+  CHECK(summary.at("best_step") == 4);
+  CHECK(summary.at("stopped_early") == true);
+  CHECK(core::read_json_file(straight.path() / "final" / "model.json", "model").at("step") == 4);
+  CHECK_FALSE(fs::exists(straight.path() / "best"));
+  // A finished, early-stopped run resumed is finished: nothing is trained again.
+  options.resume = true;
+  ScriptedTask again(-1, script);
+  const auto repeat = run_training(config, {{"name", "es"}}, again, options);
+  CHECK(repeat.finished);
+  CHECK(repeat.step == 8);
+
+  // Stopped at step 6 (after the best and one stale evaluation) and resumed: the same end.
+  test::TempDir resumed;
+  TrainOptions first;
+  first.run_dir = resumed.path();
+  first.stop_at_step = 6;
+  torch::manual_seed(3);
+  ScriptedTask before(-1, script);
+  CHECK(run_training(config, {{"name", "es"}}, before, first).interrupted);
+  TrainOptions second;
+  second.run_dir = resumed.path();
+  second.resume = true;
+  ScriptedTask after(-1, script);
+  const auto continued = run_training(config, {{"name", "es"}}, after, second);
+  REQUIRE(continued.finished);
+  CHECK(continued.step == 8);
+  CHECK(torch::equal(final_weights(resumed.path()), final_weights(straight.path())));
+
+  // Patience without evaluations is refused.
+  config.eval_every = 0;
+  CHECK_THROWS_WITH(config.validate("train"), Catch::Contains("train.eval_every"));
 }
 
 TEST_CASE("training a tiny language model lowers the loss well below chance") {

@@ -105,6 +105,13 @@ void print_run_summary(const std::string& name, train::TrainingTask& task,
                 task.item_unit().c_str(), threads, threads == 1 ? "" : "s");
   }
   std::printf("\n");
+  if (result.best_step > 0) {
+    std::printf("  early stopping: %s; final/ holds step %lld (lowest valid loss)\n",
+                result.stopped_early
+                    ? "no lower valid loss in train.early_stop_patience evaluations"
+                    : "ran every step",
+                static_cast<long long>(result.best_step));
+  }
   if (task.headline_metric() == "valid_ppl") {
     std::printf("  perplexity: valid %.2f, test %.2f (mean loss %.4f, %.4f nats/token)\n",
                 final_metric(result, "valid_ppl"), final_metric(result, "test_ppl"),

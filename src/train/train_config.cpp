@@ -30,6 +30,13 @@ void TrainConfig::validate(const std::string& at) const {
   if (eval_tokens < 0) config_fail(key_path(at, "eval_tokens"), "must be >= 0");
   if (checkpoint_every < 0) config_fail(key_path(at, "checkpoint_every"), "must be >= 0");
   if (keep_checkpoints < 1) config_fail(key_path(at, "keep_checkpoints"), "must be at least 1");
+  if (early_stop_patience < 0) config_fail(key_path(at, "early_stop_patience"), "must be >= 0");
+  if (early_stop_patience > 0 && eval_every == 0) {
+    config_fail(key_path(at, "early_stop_patience"),
+                "needs evaluations during training; set train.eval_every (e.g. 100)");
+  }
+  if (!(early_stop_min_delta >= 0))
+    config_fail(key_path(at, "early_stop_min_delta"), "must be >= 0");
   optimizer.validate(at);
 }
 

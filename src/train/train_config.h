@@ -47,6 +47,8 @@ struct TrainConfig {
   int64_t eval_tokens = 0;
   int64_t checkpoint_every = 500;
   int keep_checkpoints = 2;
+  int64_t early_stop_patience = 0;
+  double early_stop_min_delta = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -63,6 +65,11 @@ struct TrainConfig {
     v.field("checkpoint_every", checkpoint_every,
             "steps between checkpoints; 0: only the final one");
     v.field("keep_checkpoints", keep_checkpoints, "how many step checkpoints to keep (newest)");
+    v.field("early_stop_patience", early_stop_patience,
+            "stop after this many evaluations in a row without a lower valid loss and keep the "
+            "best evaluated weights as final/; 0: train every step");
+    v.field("early_stop_min_delta", early_stop_min_delta,
+            "how much lower (nats) the valid loss must be to count as an improvement");
   }
   void validate(const std::string& at) const;
 };

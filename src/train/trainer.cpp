@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include "core/files.h"
@@ -100,8 +101,31 @@ void load_auxiliary(const fs::path& file, torch::nn::Module& auxiliary) {
   }
 }
 
+// Early stopping's bookkeeping: the lowest valid loss so far, where it was, and how many
+// evaluations since have not beaten it by train.early_stop_min_delta. Saved with checkpoints.
+struct EarlyStop {
+  double best_loss = std::numeric_limits<double>::infinity();
+  int64_t best_step = 0;
+  int64_t stale = 0;
+
+  nlohmann::json to_json() const {
+    return {{"best_loss", best_loss}, {"best_step", best_step}, {"stale", stale}};
+  }
+  static EarlyStop from_json(const nlohmann::json& saved) {
+    EarlyStop state;
+    if (saved.is_object()) {
+      state.best_loss = saved.value("best_loss", state.best_loss);
+      state.best_step = saved.value("best_step", int64_t{0});
+      state.stale = saved.value("stale", int64_t{0});
+    }
+    return state;
+  }
+};
+
+constexpr const char* kBestDirName = "best";
+
 void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
-                     const AdamW& optimizer, double train_seconds) {
+                     const AdamW& optimizer, double train_seconds, const EarlyStop& early_stop) {
   const fs::path target = checkpoint_dir(run_dir, step);
   const fs::path staging = target.parent_path() / str(".step-", step, ".partial");
   std::error_code ignored;
@@ -122,6 +146,7 @@ void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
   meta["step"] = step;
   meta["data_cursor"] = task.data_cursor();
   meta["train_seconds"] = train_seconds;
+  if (early_stop.best_step > 0) meta["early_stop"] = early_stop.to_json();
   if (const auto task_state = task.state(); !task_state.is_null()) meta["task_state"] = task_state;
   core::write_json_atomic(staging / "trainer.json", meta);
   core::replace_directory(staging, target);
@@ -130,6 +155,7 @@ void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
 struct ResumePoint {
   int64_t step = 0;
   double train_seconds = 0;
+  EarlyStop early_stop;
 };
 
 ResumePoint load_checkpoint(const fs::path& dir, TrainingTask& task, AdamW& optimizer) {
@@ -160,6 +186,7 @@ ResumePoint load_checkpoint(const fs::path& dir, TrainingTask& task, AdamW& opti
   ResumePoint point;
   point.step = meta.at("step").get<int64_t>();
   point.train_seconds = meta.value("train_seconds", 0.0);
+  if (meta.contains("early_stop")) point.early_stop = EarlyStop::from_json(meta.at("early_stop"));
   if (optimizer.steps_taken() != point.step) {
     throw FileError(str("checkpoint '", dir.string(), "' is inconsistent: step ", point.step,
                         " but the optimizer took ", optimizer.steps_taken(), " steps"));
@@ -246,18 +273,21 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   if (finished_before) {
     require_same_config(run_dir, merged_config, options.config_defaults);
     const auto summary = core::read_json_file(result_file, "run result");
-    if (summary.value("step", int64_t{0}) == config.steps) {
+    const bool stopped_early = summary.value("stopped_early", false);
+    if (summary.value("step", int64_t{0}) == config.steps || stopped_early) {
       TrainResult result;
-      result.step = config.steps;
+      result.step = summary.value("step", config.steps);
+      result.best_step = summary.value("best_step", int64_t{0});
+      result.stopped_early = stopped_early;
       result.finished = true;
       result.final_dir = run_dir / "final";
       for (const auto& item : summary.items()) {
-        if (item.value().is_number() && item.key() != "step") {
+        if (item.value().is_number() && item.key() != "step" && item.key() != "best_step") {
           result.final_metrics.emplace_back(item.key(), item.value().get<double>());
         }
       }
-      core::info("run '", run_dir.string(), "' already finished ", config.steps,
-                 " steps; nothing to do");
+      core::info("run '", run_dir.string(), "' already finished (", result.step, " steps",
+                 stopped_early ? ", stopped early" : "", "); nothing to do");
       return result;
     }
   }
@@ -281,6 +311,9 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   core::Progress progress("train", config.steps, "steps");
   progress.restart_from(start.step);
   LogWindow window;
+  const bool early_stopping = config.early_stop_patience > 0;
+  EarlyStop early_stop = start.early_stop;
+  bool stopped_early = false;
   // Runs work that is not training (evaluation, checkpoints), keeping its time out of the rates.
   auto aside = [&](auto work) {
     const auto work_start = std::chrono::steady_clock::now();
@@ -346,19 +379,39 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
       window.reset();
     }
     const bool last_step = done == config.steps;
-    if (config.eval_every > 0 && done % config.eval_every == 0 && !last_step) {
+    if (config.eval_every > 0 && done % config.eval_every == 0 && (!last_step || early_stopping)) {
       aside([&] {
         const auto evaluation = task.evaluate("valid");
         metrics.write(metrics_record(done, evaluation));
         core::info("step ", done, ": ", describe(evaluation));
+        if (!early_stopping) return;
+        const auto loss = std::find_if(evaluation.begin(), evaluation.end(),
+                                       [](const Metric& m) { return m.first == "valid_loss"; });
+        if (loss == evaluation.end()) throw RunError("early stopping needs a valid_loss metric");
+        if (loss->second < early_stop.best_loss - config.early_stop_min_delta) {
+          early_stop.best_loss = loss->second;
+          early_stop.best_step = done;
+          early_stop.stale = 0;
+          const fs::path staging = run_dir / ".best.partial";
+          std::error_code ignored;
+          fs::remove_all(staging, ignored);
+          model::save_model(staging, task.model(), task.checkpoint_meta(done), task.masks());
+          core::replace_directory(staging, run_dir / kBestDirName);
+        } else if (++early_stop.stale >= config.early_stop_patience && !last_step) {
+          stopped_early = true;
+          core::info("step ", done, ": no lower valid loss in ", early_stop.stale,
+                     " evaluations; stopping early and keeping step ", early_stop.best_step);
+        }
       });
     }
+    if (stopped_early) break;
     const bool stop_here = options.stop_at_step > 0 && done == options.stop_at_step;
     const bool interrupted = g_interrupt_requested.load();
     if (!last_step && ((config.checkpoint_every > 0 && done % config.checkpoint_every == 0) ||
                        stop_here || interrupted)) {
       aside([&] {
-        save_checkpoint(run_dir, done, task, optimizer, start.train_seconds + seconds_since(began));
+        save_checkpoint(run_dir, done, task, optimizer, start.train_seconds + seconds_since(began),
+                        early_stop);
         prune_checkpoints(run_dir, config.keep_checkpoints);
       });
     }
@@ -376,19 +429,34 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   result.wall_s = seconds_since(began);
   result.items_per_s =
       static_cast<double>(items_this_run) / std::max(1e-9, result.wall_s - side_seconds);
-  progress.finish(result.step);
+  progress.finish(result.step, stopped_early ? "stopped early" : "");
+  // Early stopping keeps the best evaluated weights, whether it stopped or ran every step.
+  const int64_t model_step =
+      early_stopping && early_stop.best_step > 0 ? early_stop.best_step : result.step;
+  if (model_step != result.step) {
+    model::load_weights(run_dir / kBestDirName / model::kWeightsFileName, task.model());
+    core::info("final/ holds the weights of step ", model_step, " (lowest valid loss, ",
+               format_number(early_stop.best_loss), ")");
+  }
 
   // The final model: final/ (model.json + weights.safetensors), its valid and test metrics, and
   // result.json. A run resumed after it finished only re-reads these.
   result.final_dir = run_dir / "final";
-  model::save_model(result.final_dir, task.model(), task.checkpoint_meta(result.step),
-                    task.masks());
+  model::save_model(result.final_dir, task.model(), task.checkpoint_meta(model_step), task.masks());
   result.final_metrics = task.evaluate("valid");
-  metrics.write(metrics_record(result.step, result.final_metrics));
+  auto final_record = metrics_record(result.step, result.final_metrics);
+  if (early_stopping) final_record["model_step"] = model_step;
+  metrics.write(final_record);
   core::info("step ", result.step, ": ", describe(result.final_metrics));
   for (const auto& metric : task.evaluate("test")) result.final_metrics.push_back(metric);
   nlohmann::ordered_json summary;
   summary["step"] = result.step;
+  if (early_stopping) {
+    result.best_step = model_step;
+    result.stopped_early = stopped_early;
+    summary["best_step"] = model_step;
+    summary["stopped_early"] = stopped_early;
+  }
   for (const auto& [name, value] : result.final_metrics) summary[name] = value;
   summary["train_seconds"] = start.train_seconds + result.wall_s;
   summary[task.item_unit() + "_per_s"] = result.items_per_s;
@@ -397,6 +465,8 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   for (const auto& [name, value] : task.summary()) summary[name] = value;
   summary["final_dir"] = result.final_dir.string();
   core::write_json_atomic(run_dir / "result.json", summary);
+  std::error_code ignored;
+  fs::remove_all(run_dir / kBestDirName, ignored);  // final/ holds it now
   result.finished = true;
   return result;
 }

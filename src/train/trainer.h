@@ -28,6 +28,8 @@ struct TrainResult {
   bool finished = false;              // reached train.steps; final/ and result.json written
   bool interrupted = false;           // stopped by SIGINT or --stop-at-step; a checkpoint was saved
   std::vector<Metric> final_metrics;  // valid and test metrics of the final model
+  int64_t best_step = 0;              // train.early_stop_patience > 0: the step final/ holds
+  bool stopped_early = false;         // early stopping ended the run before train.steps
   double wall_s = 0;
   double items_per_s = 0;  // training throughput over this invocation
   std::filesystem::path final_dir;
