@@ -1,523 +1,964 @@
 #!/usr/bin/env python3
-"""Writes the results of scripts/reproduce_tables.sh: the three tables as Markdown, the plots'
-data (drawn by scripts/plot_results.gp when gnuplot is there) and headline.json, from the runs the
-shell script lists in its manifest. Standard library only; the one place these tables are
-formatted.
+"""Runs and writes the results tables of scripts/reproduce_tables.sh (which installs what is
+missing and calls this): plans every run the tables need, runs them (resuming finished and
+interrupted runs; several at once with --jobs), then writes the tables as Markdown with computed
+findings, their figures (gnuplot) and docs/results/headline.json. Standard library only.
 
-The manifest (RUN_ROOT/manifest.tsv) has one tab-separated line per run or measurement:
-table, row, seed ("-" when none), label, path (relative to the repository unless absolute), and
-the command that produced it. Table "3-prep" lines are the steps table 3's rows share (pruning,
-healing, the verify and bench commands).
+  table 1  Hinton's experiment on Fashion-MNIST
+  table 2  language-model distillation on KJV: each loss and temperature
+  table 3  progressive layer dropping: time to quality
+  table 4  teacher queries: policies and budgets against random
+  table 5  quantizing the converged KJV teacher: RTN, GPTQ and AWQ
+
+Usage: reproduce_tables.py --repo DIR --edgedistill BIN --mode quick|full [--jobs N]
+                           [--tables "1 2 3 4 5"] [--report-only] [--plots 0|1]
 """
 import argparse
 import datetime
 import json
+import math
 import os
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
+import time
 
-# Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network", section 3 (MNIST,
-# 10,000 test images): the 2 x 1200 teacher (dropout, jittered inputs), the 2 x 800 net on hard
-# labels, and the same net distilled at T = 20.
+# Student's t quantiles t(0.975, df) for 95 % two-sided intervals (any statistics table).
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+        10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 20: 2.086, 30: 2.042}
+# Hinton, Vinyals & Dean 2015, section 3 (MNIST, 10,000 test images): the 2 x 1200 teacher
+# (dropout, jittered inputs), the 2 x 800 net on hard labels, and that net distilled at T = 20.
 HINTON_MNIST = {"teacher": 67, "scratch": 146, "distill-T20": 74}
-TABLE_FILES = {"1": "table1_hinton_fmnist.md", "2": "table2_distill_kjv.md", "3": "table3_compression.md"}
-CURVES_PNG = "table2_curves.png"
-TRADEOFF_PNG = "table3_tradeoff.png"
+TABLE_FILES = {"1": "table1_hinton_fmnist.md", "2": "table2_distill_kjv.md", "3": "table3_layer_dropping.md",
+               "4": "table4_teacher_queries.md", "5": "table5_quantization.md"}
+
+
+# ---- statistics ---------------------------------------------------------------------------------
+def t975(df):
+    if df in T975:
+        return T975[df]
+    below = max(k for k in T975 if k <= df)
+    return T975[below]
+
+
+def interval(values):
+    """Mean and 95 % t-interval of values (None for no values; the interval is None for one)."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return {"mean": mean, "ci95": None, "n": 1, "values": values}
+    half = t975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "n": len(values), "values": values}
+
+
+def show(stat, digits=2, pct=False):
+    """'12.34 ± 0.56' (mean ± half the interval), or '12.34' for one value, '' for none."""
+    if stat is None:
+        return ""
+    scale = 100 if pct else 1
+    text = f"{stat['mean'] * scale:,.{digits}f}"
+    if stat["ci95"]:
+        text += f" ± {(stat['ci95'][1] - stat['ci95'][0]) / 2 * scale:,.{digits}f}"
+    return text + (" %" if pct else "")
+
+
+def excludes(stat, value):
+    """True when the 95 % interval lies wholly above or below value."""
+    return bool(stat and stat["ci95"] and (stat["ci95"][0] > value or stat["ci95"][1] < value))
 
 
 def load_json(path):
-    """The parsed JSON file at path, or None when it does not exist."""
     try:
         with open(path) as f:
             return json.load(f)
-    except FileNotFoundError:
+    except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
-def spread(values):
-    """Mean, sample standard deviation (0 for one value), min, max and the values themselves."""
-    if not values:
-        return None
-    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values), "values": values}
+def read_metrics(run_dir):
+    """metrics.jsonl's records, [] when absent."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    return [json.loads(line) for line in open(path) if line.strip()]
 
 
-class Context:
+# ---- the plan -----------------------------------------------------------------------------------
+class Job:
+    """One command. A training job (train/distill) runs with --run-dir DIR --resume and is done
+    when DIR/result.json exists; any other job is done when its `done` file exists. `after` are
+    commands run when the job itself is done (out-of-domain evaluations), each skipped when its
+    output exists."""
+
+    def __init__(self, key, table, row, seed, label, argv, out, deps=(), exclusive=False, training=True,
+                 done=None, after=()):
+        self.key, self.table, self.row, self.seed, self.label = key, table, row, seed, label
+        self.argv, self.out, self.deps, self.exclusive = list(argv), out, list(deps), exclusive
+        self.training = training
+        self.done_file = os.path.join(out, "result.json") if training else done
+        self.after = list(after)  # (output file, argv)
+
+    def command(self):
+        return self.argv + (["--run-dir", self.out, "--resume"] if self.training else [])
+
+    def finished(self):
+        return os.path.exists(self.done_file) and all(os.path.exists(o) for o, _ in self.after)
+
+
+class Plan:
     def __init__(self, args):
-        self.repo = args.repo
-        self.mode = args.mode
-        self.quick = args.mode == "quick"
-        self.results = args.results
-        self.plot_dir = os.path.join(os.path.dirname(args.manifest), "plots")
-        self.tables = args.tables.split()
-        self.eval_tokens = args.eval_tokens
-        self.rounds = args.rounds
+        self.repo, self.mode, self.quick = args.repo, args.mode, args.mode == "quick"
+        self.root = args.run_root
+        self.jobs_n = args.jobs
         self.threads = args.threads or os.cpu_count()
-        self.report_only = args.report_only == 1
-        # The wall time of the last invocation that ran the tables (a report-only one keeps it).
-        timing_path = os.path.join(os.path.dirname(args.manifest), "timing.json")
-        if not self.report_only:
-            with open(timing_path, "w") as f:
-                json.dump({"seconds": args.seconds, "tables": args.tables,
-                           "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}, f)
-        self.timing = load_json(timing_path)
-        self.plots_wanted = args.plots == 1
-        self.program = args.program
-        self.lines = []
-        with open(args.manifest) as f:
-            for line in f:
-                table, row, seed, label, path, command = line.rstrip("\n").split("\t")
-                self.lines.append({"table": table, "row": row, "seed": seed, "label": label,
-                                   "path": path if os.path.isabs(path) else os.path.join(self.repo, path),
-                                   "rel": path, "command": command})
-        self.cpu = "unknown CPU"
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                self.cpu = line.split(":", 1)[1].strip()
-                break
+        # Jobs that share the machine get an equal share of its cores; exclusive ones (whose time
+        # is a result) run alone with all of them.
+        self.shared_threads = max(1, self.threads // self.jobs_n)
+        self.jobs = []
+        self.recipes = os.path.join(self.repo, "configs", "recipes")
+        q = self.quick
+        self.fmnist_seeds = [1, 2] if q else [1, 2, 3]
+        self.temps = [1, 4, 20]
+        self.kjv_seeds = [1, 2] if q else [1, 2, 3]
+        self.student_steps = 30 if q else 200
+        self.eval_tokens = 8192 if q else 32768
+        self.timed_eval_every = 10 if q else 25
+        self.ood_tokens = 4096 if q else 16384
+        self.budgets = [0.1, 0.25, 0.5]
+        self.policies = ["random", "entropy", "margin", "dropout_disagreement", "learned"]
+        self.pld = [(0.5, 0.01), (0.5, 0.02), (0.75, 0.02)]
+        self.quant_eval_tokens = 8192 if q else 32768
+        self.calib_seeds = [0, 1] if q else [0, 1, 2]
+        self.speed_rounds = 1 if q else 3
+        self.fmnist_teacher_sets = ["--set", "train.steps=1500", "--set", "train.eval_every=500"] if q else []
+        self.fmnist_student_sets = ["--set", "train.steps=700"] if q else []
+        self.kjv_teacher_sets = (["--set", "train.steps=150", "--set", "train.eval_every=50",
+                                  "--set", "train.checkpoint_every=50", "--set", "train.eval_tokens=16384"]
+                                 if q else [])
+
+    def rel(self, path):
+        return os.path.relpath(path, self.repo) if path.startswith(self.repo + "/") else path
+
+    def add(self, *args, **kwargs):
+        job = Job(*args, **kwargs)
+        self.jobs.append(job)
+        return job
+
+    def build(self, tables):
+        r, root = self.recipes, self.root
+        if "1" in tables:
+            for s in self.fmnist_seeds:
+                fm = os.path.join(root, "fmnist")
+                teacher = self.add(f"fmnist/teacher-s{s}", "1", "teacher", s, "teacher 2 x 1200, dropout",
+                                   ["train", "--config", f"{r}/teacher-fmnist-long.json", "--set", f"seed={s}"]
+                                   + self.fmnist_teacher_sets, f"{fm}/teacher-s{s}")
+                self.add(f"fmnist/scratch-s{s}", "1", "scratch", s, "student 2 x 800, hard labels",
+                         ["train", "--config", f"{r}/student-fmnist-scratch.json", "--set", f"seed={s}"]
+                         + self.fmnist_student_sets, f"{fm}/scratch-s{s}")
+                for t in self.temps:
+                    self.add(f"fmnist/distill-T{t}-s{s}", "1", f"distill-T{t}", s,
+                             f"student 2 x 800, distilled at T = {t}",
+                             ["distill", "--config", f"{r}/distill-fmnist.json", "--set", f"seed={s}",
+                              "--set", f"distill.losses[0].temperature={t}"] + self.fmnist_student_sets
+                             + ["--teacher", teacher.out], f"{fm}/distill-T{t}-s{s}", deps=[teacher.key])
+        kjv_tables = {"2", "3", "4", "5"} & set(tables)
+        if not kjv_tables:
+            return
+        kjv = os.path.join(root, "kjv")
+        teacher = self.add("kjv/teacher", "2", "teacher", 1234, "teacher (teacher-s, early stopping)",
+                           ["train", "--config", f"{r}/teacher-kjv-long.json"] + self.kjv_teacher_sets,
+                           f"{kjv}/teacher")
+        self.teacher = teacher
+        ood = os.path.join(root, "ood")
+        self.ood_sets = {"wordnet": f"{self.repo}/configs/data/wordnet.json",
+                         "licenses": f"{self.repo}/configs/data/licenses.json"}
+        for name, config in self.ood_sets.items():
+            self.add(f"ood/{name}", "2", f"ood-{name}", "-", f"out-of-domain text: {name}",
+                     ["data", "--config", config, "--tokenizer", teacher.out, "--out", f"{ood}/{name}"],
+                     f"{ood}/{name}", deps=[teacher.key], training=False, done=f"{ood}/{name}/data.json")
+        # The teacher's out-of-domain evaluations need the prepared sets, which need the teacher:
+        # they run as a job of their own.
+        self.add("kjv/teacher-ood", "2", "teacher-ood", "-", "teacher out-of-domain", ["--version"],
+                 teacher.out, deps=[f"ood/{n}" for n in self.ood_sets], training=False,
+                 done=f"{teacher.out}/result.json", after=self.ood_evals(teacher.out))
+        students = {"2", "3", "4"} & set(tables)
+        for s in self.kjv_seeds if students else []:
+            self.kjv_students(s, kjv, teacher, tables)
+        if "5" in tables:
+            self.quantization(teacher)
+
+    def ood_evals(self, run_dir):
+        return [(f"{run_dir}/ood-{name}.json",
+                 ["eval", "--model", run_dir, "--data", f"{self.root}/ood/{name}", "--split", "test",
+                  "--max-tokens", str(self.ood_tokens), "--report", f"{run_dir}/ood-{name}.json"])
+                for name in self.ood_sets]
+
+    def student(self, table, row, seed, label, verb, recipe, sets, teacher, kjv, timed=False):
+        every = self.timed_eval_every if timed else max(self.student_steps // 2, 1)
+        argv = [verb, "--config", f"{self.recipes}/{recipe}.json", "--set", f"seed={seed}",
+                "--set", f"train.steps={self.student_steps}", "--set", f"train.eval_every={every}",
+                "--set", f"train.eval_tokens={self.eval_tokens}", "--set", "train.checkpoint_every=100"] + sets
+        if verb == "distill":
+            argv += ["--teacher", teacher.out]
+        out = f"{kjv}/{row}-s{seed}"
+        deps = [teacher.key, "kjv/teacher-ood"]
+        return self.add(f"kjv/{row}-s{seed}", table, row, seed, label, argv, out, deps=deps, exclusive=timed,
+                        after=self.ood_evals(out))
+
+    def kjv_students(self, s, kjv, teacher, tables):
+        add = lambda *a, **k: self.student(*a, teacher=teacher, kjv=kjv, **k)
+        add("2", "scratch", s, "student from scratch (hard labels)", "train", "student-kjv-scratch", [])
+        # The forward-KL row is also table 3's baseline, so it is timed (run alone).
+        add("2", "forward-kl", s, "forward KL + CE, T = 1", "distill", "distill-kjv", [], timed="3" in tables)
+        if "2" in tables:
+            add("2", "forward-kl-T2", s, "forward KL + CE, T = 2", "distill", "distill-kjv",
+                ["--set", "distill.losses[0].temperature=2"])
+            add("2", "reverse-kl", s, "reverse KL + CE", "distill", "distill-kjv-reverse-kl", [])
+            add("2", "skew-kl", s, "skew KL + CE (lambda 0.1)", "distill", "distill-kjv-skew-kl", [])
+            add("2", "jsd", s, "JSD (beta 0.5) + CE", "distill", "distill-kjv-jsd", [])
+            add("2", "hidden", s, "forward KL + CE + hidden MSE", "distill", "distill-kjv-hidden", [])
+            add("2", "attention", s, "forward KL + CE + attention relation", "distill", "distill-kjv-attention", [])
+            add("2", "contrastive", s, "forward KL + CE + contrastive", "distill", "distill-kjv-contrastive", [])
+        if "3" in tables:
+            for theta, gamma in self.pld:
+                add("3", f"pld-{theta:g}-{gamma:g}", s, f"layer dropping, theta_bar {theta:g}, gamma {gamma:g}",
+                    "distill", "distill-kjv-pld",
+                    ["--set", f"distill.layer_drop.theta_bar={theta}", "--set", f"distill.layer_drop.gamma={gamma}"],
+                    timed=True)
+        if "4" in tables:
+            for budget in self.budgets:
+                for policy in self.policies:
+                    add("4", f"q-{policy}-{budget:g}", s, f"{policy}, {budget:.0%}", "distill", "distill-kjv-queries",
+                        ["--set", f"distill.queries.policy={policy}", "--set", f"distill.queries.budget={budget}"])
+
+    def quantization(self, teacher):
+        comp = os.path.join(self.root, "quant")
+        verify = lambda out: ["verify", "--reference", teacher.out, "--model", f"{out}/model.gguf", "--split", "test",
+                              "--max-tokens", str(self.quant_eval_tokens), "--no-bench",
+                              "--report", f"{out}/verify.json"]
+        rows = [("float", "-", "float32 (GGUF f32)", ["export", "--type", "f32", "--model", teacher.out])]
+        for qtype in ("q8_0", "q4_1", "q4_0"):
+            for method in ("rtn", "gptq", "awq"):
+                seeds = [0] if method == "rtn" or qtype != "q4_0" else self.calib_seeds
+                for seed in seeds:
+                    rows.append((f"{qtype}-{method}", seed, f"{qtype} {method.upper() if method != 'rtn' else 'round-to-nearest'}",
+                                 ["quantize", "--method", method, "--type", qtype, "--seed", str(seed), "--no-eval",
+                                  "--model", teacher.out]))
+        for row, seed, label, argv in rows:
+            out = f"{comp}/{row}" + ("" if seed in ("-", 0) else f"-seed{seed}")
+            threads = [] if argv[0] == "export" else ["--threads", "THREADS"]
+            self.add(f"quant/{os.path.basename(out)}", "5", row, seed, label,
+                     argv + ["--out", f"{out}/model.gguf"] + threads, out, deps=[teacher.key], training=False,
+                     done=f"{out}/model.gguf", after=[(f"{out}/verify.json", verify(out))])
+        # Speed: one file per type, measured alone, in turn, round after round.
+        self.speed_rows = ["float", "q8_0-rtn", "q4_1-rtn", "q4_0-rtn"]
+        for rnd in range(1, self.speed_rounds + 1):
+            for row in self.speed_rows:
+                out = f"{comp}/{row}"
+                self.add(f"speed/{row}-r{rnd}", "5", f"speed-{row}", rnd, "speed",
+                         ["bench", "-p", "64", "-n", "64", "-r", "5", "--json", "--model", f"{out}/model.gguf",
+                          "--threads", str(self.threads)],
+                         out, deps=[f"quant/{row}"] + ([f"speed/{self.speed_rows[-1]}-r{rnd - 1}"] if rnd > 1 else []),
+                         exclusive=True, training=False, done=f"{out}/bench-round-{rnd}.json")
+
+
+# ---- the runner ---------------------------------------------------------------------------------
+class Runner:
+    def __init__(self, plan, edgedistill, only=()):
+        self.plan, self.bin, self.only = plan, edgedistill, only
+        self.lock = threading.Condition()
+        self.running, self.failed = {}, None
+        self.timings_path = os.path.join(plan.root, "timings.json")
+        self.timings = load_json(self.timings_path) or {}
+
+    def argv(self, job, argv):
+        threads = str(self.plan.threads if job.exclusive else self.plan.shared_threads)
+        argv = [a.replace("THREADS", threads) for a in argv]
+        if argv[0] in ("train", "distill", "quantize", "eval", "verify") and "--threads" not in argv:
+            argv += ["--threads", threads]
+        return [self.bin] + argv
+
+    def execute(self, job):
+        log = os.path.join(self.plan.root, "logs", job.key.replace("/", "_") + ".log")
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        started = time.time()
+        steps = [] if os.path.exists(job.done_file) else [(None, job.command())]
+        steps += [(out, argv) for out, argv in job.after if not os.path.exists(out)]
+        status = 0
+        with open(log, "a") as f:
+            for out, argv in steps:
+                full = self.argv(job, argv)
+                f.write("$ " + " ".join(shlex.quote(a) for a in full) + "\n")
+                f.flush()
+                if job.training is False and out is None and job.done_file.endswith(".json") and argv[0] == "bench":
+                    with open(job.done_file + ".partial", "w") as o:
+                        status = subprocess.run(full, stdout=o, stderr=f).returncode
+                    if status == 0:
+                        os.replace(job.done_file + ".partial", job.done_file)
+                else:
+                    status = subprocess.run(full, stdout=f, stderr=subprocess.STDOUT).returncode
+                if status != 0:
+                    break
+        seconds = time.time() - started
+        with self.lock:
+            del self.running[job.key]
+            if status != 0:
+                self.failed = (job, status, log)
+            else:
+                self.done.add(job.key)
+                self.timings[job.key] = {"seconds": round(seconds, 1), "threads": int(
+                    self.plan.threads if job.exclusive else self.plan.shared_threads),
+                    "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                tmp = self.timings_path + ".partial"
+                with open(tmp, "w") as f:
+                    json.dump(self.timings, f, indent=1)
+                os.replace(tmp, self.timings_path)
+            print(f"== {'FAILED' if status else 'done'} {job.key} ({seconds:.0f} s)"
+                  + (f"; log: {log}" if status else ""), flush=True)
+            self.lock.notify_all()
+
+    def run(self):
+        pending = [j for j in self.plan.jobs if not j.finished()
+                   and (not self.only or any(j.key.startswith(o) for o in self.only))]
+        self.done = done = {j.key for j in self.plan.jobs if j.finished()}
+        keys = {j.key for j in pending}
+        for job in pending:
+            for dep in job.deps:
+                if dep not in done and dep not in keys:
+                    sys.exit(f"reproduce_tables: {job.key} needs {dep}, which is neither finished nor selected by ONLY")
+        total = len(pending)
+        print(f"== {len(done)} of {len(self.plan.jobs)} jobs already done; running {total} "
+              f"({self.plan.jobs_n} at a time, {self.plan.shared_threads} thread(s) each; timed ones alone)", flush=True)
+        with self.lock:
+            while (pending or self.running) and not self.failed:
+                ready = next((j for j in pending if all(d in done for d in j.deps)
+                              and (not j.exclusive or not self.running)
+                              and not any(r.exclusive for r in self.running.values())
+                              and len(self.running) < self.plan.jobs_n), None)
+                if ready is None:
+                    self.lock.wait(timeout=5)
+                    continue
+                pending.remove(ready)
+                self.running[ready.key] = ready
+                n = total - len(pending)
+                print(f"== [{n}/{total}] {ready.key}: {self.plan.rel(' '.join(ready.command()[:3]))} ...", flush=True)
+                threading.Thread(target=self.execute, args=(ready,), daemon=True).start()
+            while self.running:
+                self.lock.wait(timeout=5)
+        if self.failed:
+            job, status, log = self.failed
+            sys.stderr.write(open(log).read()[-3000:])
+            print(f"reproduce_tables: {job.key} failed with exit {status} (log: {log})", file=sys.stderr)
+            sys.exit(status)
+
+
+# ---- the tables ---------------------------------------------------------------------------------
+class Report:
+    def __init__(self, plan, args):
+        self.plan, self.args = plan, args
+        self.results = args.results
+        self.by_key = {j.key: j for j in plan.jobs}
+        self.missing = {}
+        self.timings = load_json(os.path.join(plan.root, "timings.json")) or {}
+        self.cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+                        "unknown CPU")
         try:
-            self.revision = subprocess.run(["git", "-C", self.repo, "rev-parse", "--short=12", "HEAD"],
+            self.revision = subprocess.run(["git", "-C", plan.repo, "rev-parse", "--short=12", "HEAD"],
                                            capture_output=True, text=True, check=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             self.revision = "unknown"
-        self.missing = {}  # table ("1", "2", "3") -> the run paths it lacks
+        self.figures = {}  # table -> [(png, caption)]
 
-    def rows(self, table):
-        """Manifest lines of a table, grouped by row in manifest order: [(row, label, [lines])]."""
-        groups = {}
-        for line in self.lines:
-            if line["table"] == table:
-                groups.setdefault(line["row"], (line["label"], []))[1].append(line)
-        return [(row, label, lines) for row, (label, lines) in groups.items()]
+    def jobs(self, table, row=None):
+        return [j for j in self.plan.jobs if j.table == table and (row is None or j.row == row)]
 
-    def one(self, table, row):
-        return next((l for l in self.lines if l["table"] == table and l["row"] == row), None)
-
-    def result(self, line):
-        """A run's result.json, or None (and the run listed as missing)."""
-        r = load_json(os.path.join(line["path"], "result.json"))
+    def result(self, job):
+        r = load_json(job.done_file) if job.training else None
         if r is None:
-            self.lacks(line)
+            self.missing.setdefault(job.table, []).append(self.plan.rel(job.out))
         return r
 
-    def lacks(self, line):
-        self.missing.setdefault(line["table"][0], []).append(line["rel"])
-
-    def header(self, title, script_note):
-        cmd = "scripts/reproduce_tables.sh" + (" --quick" if self.quick else "")
-        out = [f"# {title}\n"]
-        if self.quick:
-            out.append("> **Quick version** (`scripts/reproduce_tables.sh --quick`): fewer steps, seeds and "
-                       "evaluation tokens than the recipes, to check the pipeline in about 15 minutes; "
-                       "the numbers are not the results. What was reduced: " + script_note + "\n")
-        took = ""
-        if self.timing:
-            seconds = self.timing["seconds"]
-            ran = self.timing["tables"].split()
-            took = (f" The last invocation that ran table{'s' if len(ran) > 1 else ''} {', '.join(ran)} took "
-                    f"{seconds // 60} min {seconds % 60} s (runs it found finished were reused, not retrained).")
-        out.append(f"Generated by `{cmd}` (do not edit by hand) with {self.program}, repository at git {self.revision}, "
-                   f"{datetime.date.today().isoformat()}, on {self.cpu} with {os.cpu_count()} cores, "
-                   f"{self.threads} threads.{took}\n")
+    def per_seed(self, table, row, fn):
+        """{seed: fn(job, result)} over the row's finished runs."""
+        out = {}
+        for job in self.jobs(table, row):
+            r = self.result(job)
+            if r is not None:
+                out[job.seed] = fn(job, r)
         return out
 
+    def header(self, table, title, reduced):
+        out = [f"# {title}\n"]
+        if self.plan.quick:
+            out.append("> **Quick version** (`scripts/reproduce_tables.sh --quick`): " + reduced +
+                       " It checks the pipeline; its numbers are not the results.\n")
+        seconds = sum(t["seconds"] for k, t in self.timings.items() if self.by_key.get(k) and
+                      self.by_key[k].table == table)
+        out.append(f"Generated by `scripts/reproduce_tables.sh{' --quick' if self.plan.quick else ''}` (do not edit by "
+                   f"hand) with {self.args.program}, repository at git {self.revision}, "
+                   f"{datetime.date.today().isoformat()}, on {self.cpu} with {os.cpu_count()} cores. This table's "
+                   f"runs took {seconds / 60:.1f} min of wall time in all (each run's own, `timings.json`).\n")
+        return out
 
-def compact(command):
-    """A command reduced to what distinguishes its row: the recipe and its --set overrides except
-    the seed (its own column)."""
-    words = shlex.split(command)
-    recipe, sets = "", []
-    for flag, value in zip(words, words[1:]):
-        if flag == "--config":
-            recipe = os.path.basename(value)
-        elif flag == "--set" and not value.startswith("seed="):
-            sets.append(f"--set {value}")
-    return " ".join([recipe] + sets)
+    def commands(self, table):
+        out = ["\nCommands (`--run-dir RUN --resume` and `--threads` added to training runs; RUN is "
+               f"`{self.plan.rel(self.plan.root)}/...`):\n", "```sh"]
+        seen = set()
+        for job in self.jobs(table):
+            text = " ".join(shlex.quote(self.plan.rel(a)) for a in job.argv)
+            if (job.row, text) in seen:
+                continue
+            seen.add((job.row, text))
+            out.append(f"edgedistill {text}")
+        out.append("```")
+        return out
 
-
-def run_info(path):
-    """The git revision and thread count a run directory's run.json records."""
-    info = load_json(os.path.join(path, "run.json"))
-    if info is None or not os.path.exists(os.path.join(path, "result.json")):
-        return "not run yet"
-    return f"git {info.get('git_revision', '?')}, {info.get('threads', '?')} threads"
-
-
-def how(command):
-    """A command without its input and output paths: `quantize --method gptq --type q4_0`."""
-    words, kept = shlex.split(command)[1:], []
-    skip = False
-    for word in words:
-        if skip:
-            skip = False
-        elif word in ("--model", "--out"):
-            skip = True
-        elif word != "--no-eval":
-            kept.append(word)
-    return " ".join(kept)
-
-
-def commands_section(ctx, table):
-    out = ["\nCommands (each row's runs, with the revision that ran them):\n", "```sh"]
-    for _, label, lines in ctx.rows(table):
-        out.append(f"# {label}")
-        for line in lines:
-            out.append(f"{line['command']}   # seed {line['seed']}; {run_info(line['path'])}")
-    out.append("```")
-    return out
-
-
-def fmt(value, digits=1):
-    return "" if value is None else f"{value:,.{digits}f}"
-
-
-# ---- Table 1 --------------------------------------------------------------------------------------
-def table1(ctx, headline):
-    rows = ctx.rows("1")
-    seeds = list(dict.fromkeys(l["seed"] for _, _, lines in rows for l in lines))
-    out = ctx.header("Table 1: the Hinton experiment on Fashion-MNIST",
-                     f"seeds {', '.join(seeds)}; fewer steps, as the `--set train.steps` overrides say "
-                     "(the recipes: teacher 6,000, students 3,000); no 2 x 30 student.")
-    out.append("Test errors out of Fashion-MNIST's 10,000 test images. The teacher is an MLP 784-1200-1200-10 "
-               "with dropout (`configs/recipes/teacher-fmnist.json`), the student 784-800-800-10 without "
-               "regularisation, trained on hard labels (`student-fmnist-scratch.json`) or distilled from the "
-               "teacher of its own seed with alpha T² KL + (1 - alpha) CE, alpha = 0.5 "
-               "(`distill-fmnist.json`, T set per row). Every run of a seed shares `--set seed=N` (weight "
-               "initialisation, data order, dropout). Mean, sample standard deviation (sd) and range "
-               "(min-max) are over the seeds. For reference, Hinton et al. 2015 (section 3) on MNIST, a "
-               "much easier task: teacher 2 x 1200 67 errors, 2 x 800 on hard labels 146, the same net "
-               "distilled at T = 20 74.\n")
-    out.append("| model | Hinton et al. 2015, MNIST | " + " | ".join(f"seed {s}" for s in seeds)
-               + " | mean | sd | range | recipe and overrides |")
-    out.append("|---|---:|" + "---:|" * len(seeds) + "---:|---:|---:|---|")
-    summary = {}
-    for row, label, lines in rows:
-        by_seed = {}
-        for line in lines:
-            r = ctx.result(line)
-            if r is not None:
-                by_seed[line["seed"]] = int(r["test_errors"])
-        s = spread([by_seed[k] for k in seeds if k in by_seed])
-        summary[row] = s
-        ref = HINTON_MNIST.get(row)
-        ref_cell = "" if ref is None else (f"{ref} (T = 20)" if row == "distill-T20" else str(ref))
-        cells = [str(by_seed.get(k, "not run")) for k in seeds]
-        stat = [fmt(s["mean"]), fmt(s["sd"]), f"{s['min']}-{s['max']}"] if s else ["", "", ""]
-        out.append(f"| {label} | {ref_cell} | " + " | ".join(cells) + " | " + " | ".join(stat)
-                   + f" | `{compact(lines[0]['command'])}` |")
-    distilled = {k: v for k, v in summary.items() if k.startswith("distill-T") and v}
-    best = min(distilled, key=lambda k: distilled[k]["mean"]) if distilled else None
-    teacher, scratch = summary.get("teacher"), summary.get("scratch")
-    teacher_config = next((load_json(os.path.join(line["path"], "config.json"))
-                           for row, _, lines in rows if row == "teacher" for line in lines), None)
-    if teacher and scratch and teacher["mean"] >= scratch["mean"] and teacher_config:
-        # Said from the numbers above, so that a reader does not take this table for Hinton's result.
-        train, model = teacher_config["train"], teacher_config["model"]
-        epochs = train["steps"] * train["batch_size"] / 60000
-        out.append("")
-        out.append(f"Unlike Hinton's MNIST teacher, this teacher makes more test errors ({fmt(teacher['mean'])}) "
-                   f"than the student trained on hard labels ({fmt(scratch['mean'])}): it is trained for "
-                   f"{epochs:g} epochs with dropout {model.get('dropout', 0):g} (input "
-                   f"{model.get('input_dropout', 0):g}), far fewer than a dropout net of this size needs, so its "
-                   "soft targets tell the student little beyond the labels" + (
-                       f" (best distilled: {best[len('distill-'):].replace('T', 'T = ')}, "
-                       f"{fmt(distilled[best]['mean'])} errors)." if best else "."))
-    out += commands_section(ctx, "1")
-    headline["fmnist"] = {"seeds": [int(s) for s in seeds], "test_errors_of": 10000, "rows": summary,
-                          "best_temperature": float(best[len("distill-T"):]) if best else None,
-                          "hinton2015_mnist": HINTON_MNIST}
-    return out
-
-
-# ---- Table 2 --------------------------------------------------------------------------------------
-def table2(ctx, headline):
-    rows = ctx.rows("2")
-    out = ctx.header("Table 2: language-model distillation on KJV",
-                     "fewer steps for the teacher and the students, evaluations more often on fewer "
-                     "validation tokens, as the `--set` overrides say (the recipes: 300 steps, the whole "
-                     "valid split); fewer seeds.")
-    out.append("The teacher is teacher-s (6 blocks, dim 256, `configs/recipes/teacher-kjv.json`, seed 1234), "
-               "the students student-xs (5 blocks, dim 192), every student trained for the same steps of "
-               "16 sequences x 128 tokens with the same schedule. Seeds vary the students (initialisation, "
-               "data order); every student distils from the one teacher. Valid ppl: mean ± sample "
-               "standard deviation over the seeds, with the range (min-max); test ppl, KL and times are means. "
-               "KL is KL(teacher ‖ student) per token on the valid split at T = 1. Train time is the "
-               "run's `train_seconds` (wall clock of the training loop, its periodic evaluations and "
-               "checkpoints included), s/step its `step_s` (training alone). Teacher "
-               "TFLOP counts the teacher's forward passes during training as `model::forward_flops` "
-               "computes them (`teacher_flops` in result.json); the query run asks the teacher for a "
-               "quarter of the sequences. Runs reused from other benchmarks may have been trained by an "
-               "earlier revision or with the machine busier; the commands list each run's revision.\n")
-    out.append("| run | recipe and overrides | seeds | valid ppl | range | test ppl | KL(teacher ‖ student) "
-               "| parameters | train time | s/step | teacher TFLOP |")
-    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    summary = {}
-    curves = []
-    for row, label, lines in rows:
-        results = [(l, ctx.result(l)) for l in lines]
-        done = [(l, r) for l, r in results if r is not None]
-        seeds = ", ".join(l["seed"] for l in lines)
-        if not done:
-            out.append(f"| {label} | `{compact(lines[0]['command'])}` | {seeds} | not run |  |  |  |  |  |  |  |")
-            summary[row] = None
-            continue
-        mean = lambda key: statistics.mean(r[key] for _, r in done) if all(key in r for _, r in done) else None
-        valid = spread([r["valid_ppl"] for _, r in done])
-        model = load_json(os.path.join(done[0][0]["path"], "final", "model.json")) or {}
-        params = model.get("parameters")
-        tflop = mean("teacher_flops")
-        if tflop is not None:
-            tflop /= 1e12
-        elif row == "scratch":
-            tflop = 0.0
-        kl = mean("valid_teacher_kl")
-        minutes = mean("train_seconds") / 60
-        not_run = [l["seed"] for l, r in results if r is None]
-        seeds_cell = seeds + (f" (not run: {', '.join(not_run)})" if not_run else "")
-        range_cell = f"{valid['min']:.2f}-{valid['max']:.2f}" if valid["n"] > 1 else ""
-        valid_cell = f"{valid['mean']:.2f}" + (f" ± {valid['sd']:.2f}" if valid["n"] > 1 else "")
-        out.append(f"| {label} | `{compact(lines[0]['command'])}` | {seeds_cell} | "
-                   f"{valid_cell} | {range_cell} | {fmt(mean('test_ppl'), 2)} | "
-                   f"{fmt(kl, 3)} | {params:,} | {minutes:.1f} min | {fmt(mean('step_s'), 3)} | "
-                   f"{'—' if row == 'teacher' else fmt(tflop, 2)} |")
-        summary[row] = {"label": label, "valid_ppl": valid, "test_ppl": mean("test_ppl"),
-                        "valid_teacher_kl": kl, "parameters": params, "train_minutes": minutes,
-                        "step_s": mean("step_s"), "teacher_tflop": None if row == "teacher" else tflop}
-        curve = []
-        metrics = os.path.join(done[0][0]["path"], "metrics.jsonl")
-        if os.path.exists(metrics):
-            for text in open(metrics):
-                record = json.loads(text)
-                if "valid_ppl" in record:
-                    curve.append((record["step"], record["valid_ppl"]))
-        if curve:
-            curves.append((label if len(lines) == 1 else f"{label} (seed {done[0][0]['seed']})", curve))
-    out += commands_section(ctx, "2")
-    headline["kjv"] = {"rows": summary}
-    return out, curves
-
-
-# ---- Table 3 --------------------------------------------------------------------------------------
-def median_round(path, key):
-    """(median, min, max) of key over the bench rounds in path, or None."""
-    values = []
-    for name in sorted(os.listdir(path)) if os.path.isdir(path) else []:
-        if name.startswith("bench-round-") and name.endswith(".json"):
-            values.append(load_json(os.path.join(path, name))[key])
-    return (statistics.median(values), min(values), max(values), len(values)) if values else None
-
-
-def table3(ctx, headline):
-    rows = ctx.rows("3")
-    teacher_line = ctx.one("2", "teacher")
-    prune, heal = ctx.one("3-prep", "prune"), ctx.one("3-prep", "heal")
-    verify, bench = ctx.one("3-prep", "verify"), ctx.one("3-prep", "bench")
-    tokens = "the whole test split" if ctx.eval_tokens == 0 else f"the first {ctx.eval_tokens:,} tokens of the test split"
-    out = ctx.header("Table 3: compressing the KJV teacher",
-                     "the teacher is table 2's quick one, healing runs fewer steps (the recipe: 200; "
-                     "see its command), "
-                     f"accuracy is scored on {tokens} and speed measured in {ctx.rounds} round.")
-    out.append(f"The model is the KJV teacher of table 2 (teacher-s, `{teacher_line['rel'] if teacher_line else '?'}`). "
-               "Each row is a GGUF file scored in edgedistill's runtime against the float LibTorch teacher "
-               f"on {tokens} in windows of 128 tokens: perplexity, its change against the float teacher's, "
-               "mean KL(float teacher ‖ model) per token and top-1 agreement (`edgedistill verify`). "
-               "Quantization uses `edgedistill quantize`'s defaults: 16,384 calibration tokens from the train "
-               "split (seed 0), and token_embd and output kept at q8_0 for q4_0. The pruned row removes "
-               "a quarter of the FFN channels and attention heads in whole GQA groups (so half of the "
-               "heads), heals by distillation from the unpruned teacher (`configs/recipes/heal-kjv.json`) "
-               "and is quantized with GPTQ; its KL and agreement are against the unpruned float teacher. "
-               f"Speed is `edgedistill bench` (64-token prefill as one batch, 64 tokens decoded one at a time, "
-               f"median of 5 runs) with {ctx.threads} threads, the models measured in turn for "
-               f"{ctx.rounds} round{'s' if ctx.rounds != 1 else ''}: the median round, the rounds' range in "
-               "brackets. MB = 10^6 bytes.\n")
-    out.append("| model | how | parameters | GGUF MB | test ppl | vs float | KL to float | top-1 agreement "
-               "| prefill tok/s | decode tok/s |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    summary, points = {}, []
-    teacher_model = load_json(os.path.join(teacher_line["path"], "final", "model.json")) if teacher_line else None
-    heal_model = load_json(os.path.join(heal["path"], "final", "model.json")) if heal else None
-    for row, label, lines in rows:
-        line = lines[0]
-        v = load_json(os.path.join(line["path"], "verify.json"))
-        if v is None:
-            ctx.lacks(line)
-            out.append(f"| {label} | `{how(line['command'])}` | | not run | | | | | | |")
-            summary[row] = None
-            continue
-        m = v["metrics"]
-        model = heal_model if row.startswith("pruned") else teacher_model
-        params = model["parameters"] if model else None
-        speed = {key: median_round(line["path"], f"{key}_tokens_per_s") for key in ("prefill", "decode")}
-        cell = lambda s: "" if s is None else (f"{s[0]:,.0f}" + (f" ({s[1]:,.0f}-{s[2]:,.0f})" if s[3] > 1 else ""))
-        out.append(f"| {label} | `{how(line['command'])}` | {'' if params is None else f'{params:,}'} | {m['file_mb']:.2f} | "
-                   f"{m['perplexity']:.2f} | {m['ppl_increase_pct']:+.2f} % | {m['mean_kl']:.5f} | "
-                   f"{100 * m['top1_agreement']:.1f} % | {cell(speed['prefill'])} | {cell(speed['decode'])} |")
-        summary[row] = {"label": label, "parameters": params, "file_mb": m["file_mb"], "test_ppl": m["perplexity"],
-                        "float_test_ppl": m["reference_perplexity"], "ppl_increase_pct": m["ppl_increase_pct"],
-                        "mean_kl": m["mean_kl"], "top1_agreement": m["top1_agreement"],
-                        "prefill_tok_s": speed["prefill"][0] if speed["prefill"] else None,
-                        "decode_tok_s": speed["decode"][0] if speed["decode"] else None,
-                        "eval_tokens": int(m["positions"])}
-        if speed["decode"]:
-            points.append((label, m["file_mb"], m["perplexity"], speed["decode"][0]))
-    if prune:
-        report = load_json(os.path.join(prune["path"], "prune.json"))
-        if report:
-            c, b = report["config"], report["config_before"]
-            out.append(f"\nPruning: {b['n_heads']} -> {c['n_heads']} heads ({b['n_kv_heads']} -> {c['n_kv_heads']} "
-                       f"GQA groups), FFN {b['ffn_dim']} -> {c['ffn_dim']}, {report['parameters']['before']:,} -> "
-                       f"{report['parameters']['after']:,} parameters; valid perplexity "
-                       f"{report['evaluation']['perplexity_before']:.2f} -> {report['evaluation']['perplexity_after']:.2f} "
-                       "pruned" + (f" -> {r['valid_ppl']:.2f} healed ({r['step']} steps)."
-                                   if heal and (r := ctx.result(heal)) else "."))
-    out.append("\nCommands:\n")
-    out.append("```sh")
-    for step in (prune, heal):
-        if step:
-            extra = f"   # {run_info(step['path'])}" if step["row"] == "heal" else ""
-            out.append(f"# {step['label']}\n{step['command']}{extra}")
-    for row, label, lines in rows:
-        out.append(f"# {label}\n{lines[0]['command']}")
-    for step in (verify, bench):
-        if step:
-            out.append(f"# {step['label']}, each row's ROW/model.gguf\n{step['command']}")
-    out.append("```")
-    headline["compression"] = {"eval_tokens": ctx.eval_tokens or "whole test split", "speed_rounds": ctx.rounds,
-                               "threads": ctx.threads, "rows": summary}
-    return out, points
-
-
-# ---- plots ----------------------------------------------------------------------------------------
-def plot(ctx, curves, points):
-    """Writes the plots' data under RUN_ROOT/plots and draws them with scripts/plot_results.gp;
-    returns the PNG names drawn."""
-    if not shutil.which("gnuplot"):
-        print("reproduce_tables: warning: no gnuplot; the tables are written without plots", file=sys.stderr)
-        return set()
-    os.makedirs(ctx.plot_dir, exist_ok=True)
-    quote = lambda s: '"' + s.replace('"', "'") + '"'
-    # One block per series, its title first (plot_results.gp reads it with columnheader(1)).
-    curves_dat = os.path.join(ctx.plot_dir, "curves.dat")
-    with open(curves_dat, "w") as f:
-        for label, curve in curves:
-            f.write(f"{quote(label)} \"valid_ppl\"\n" + "".join(f"{s} {p}\n" for s, p in curve) + "\n\n")
-    tradeoff_dat = os.path.join(ctx.plot_dir, "tradeoff.dat")
-    with open(tradeoff_dat, "w") as f:
-        for label, mb, ppl, decode in points:
-            f.write(f"{quote(label)} \"file_mb\" \"test_ppl\" \"decode_tok_s\"\n- {mb} {ppl} {decode}\n\n\n")
-    drawn = set()
-    for png, data, ok in ((CURVES_PNG, curves_dat, bool(curves)), (TRADEOFF_PNG, tradeoff_dat, bool(points))):
-        if not ok:
-            continue
-        target = os.path.join(ctx.results, png)
-        variables = (f"data='{data}'; out='{target}'; chart='{png.split('_')[1].split('.')[0]}'; "
-                     f"note='{'quick version' if ctx.quick else ''}'")
-        result = subprocess.run(["gnuplot", "-e", variables, os.path.join(ctx.repo, "scripts", "plot_results.gp")],
-                                capture_output=True, text=True)
-        if result.returncode == 0 and os.path.exists(target):
-            drawn.add(png)
+    def figure(self, table, png, caption, script):
+        """Draws png with gnuplot from `script` (a gnuplot program writing to OUT)."""
+        if not self.args.plots or not shutil.which("gnuplot"):
+            return
+        target = os.path.join(self.results, png)
+        prog = ("set terminal pngcairo noenhanced size 1100,650 font 'DejaVu Sans,11'\n"
+                f"set output '{target}'\nset grid lc rgb '#dddddd'\n" + script)
+        r = subprocess.run(["gnuplot"], input=prog, capture_output=True, text=True)
+        if r.returncode == 0 and os.path.exists(target):
+            self.figures.setdefault(table, []).append((png, caption))
         else:
-            print(f"reproduce_tables: warning: gnuplot could not draw {png}: {result.stderr.strip()}", file=sys.stderr)
-    return drawn
+            print(f"reproduce_tables: warning: gnuplot could not draw {png}: {r.stderr.strip()[:300]}", file=sys.stderr)
 
+    @staticmethod
+    def inline(rows):
+        """gnuplot inline data: rows of values, terminated by 'e'."""
+        return "".join(" ".join(str(v) for v in row) + "\n" for row in rows) + "e\n"
 
-def key_numbers(headline):
-    """The few numbers a summary quotes, flat, each null when its runs are missing: mean test
-    errors (Fashion-MNIST), mean valid perplexities and the query run's teacher FLOPs against full
-    distillation's (KJV), and the q4_0 files against the float one (compression)."""
-    keys = {}
-    fm = headline.get("fmnist", {}).get("rows", {})
-    mean = lambda s: s["mean"] if s else None
-    best = headline.get("fmnist", {}).get("best_temperature")
-    keys["fmnist_teacher_errors"] = mean(fm.get("teacher"))
-    keys["fmnist_scratch_errors"] = mean(fm.get("scratch"))
-    keys["fmnist_best_temperature"] = best
-    keys["fmnist_best_distilled_errors"] = mean(fm.get(f"distill-T{best:g}")) if best is not None else None
-    kjv = headline.get("kjv", {}).get("rows", {})
-    for row in ("teacher", "scratch", "forward-kl", "reverse-kl", "skew-kl", "hidden-contrastive", "layer-drop", "queries-25"):
-        r = kjv.get(row)
-        keys[f"kjv_{row.replace('-', '_')}_valid_ppl"] = r["valid_ppl"]["mean"] if r else None
-    keys["kjv_teacher_parameters"] = kjv["teacher"]["parameters"] if kjv.get("teacher") else None
-    student = next((r for name, r in kjv.items() if name != "teacher" and r), None)
-    keys["kjv_student_parameters"] = student["parameters"] if student else None
-    full, queries = kjv.get("forward-kl"), kjv.get("queries-25")
-    keys["kjv_queries_25_teacher_flops_share"] = (queries["teacher_tflop"] / full["teacher_tflop"]
-                                                  if full and queries and full["teacher_tflop"] else None)
-    rows = headline.get("compression", {}).get("rows", {})
-    fl = rows.get("float")
-    for row in ("float", "q8_0", "q4_0-rtn", "q4_0-gptq", "q4_0-awq", "pruned-healed-q4_0-gptq"):
-        r, name = rows.get(row), row.replace("-", "_").replace("+", "_")
-        keys[f"{name}_file_mb"] = r["file_mb"] if r else None
-        keys[f"{name}_test_ppl"] = r["test_ppl"] if r else None
-        keys[f"{name}_ppl_increase_pct"] = r["ppl_increase_pct"] if r else None
-        keys[f"{name}_decode_tok_s"] = r["decode_tok_s"] if r else None
-        keys[f"{name}_decode_vs_float"] = (r["decode_tok_s"] / fl["decode_tok_s"]
-                                           if r and fl and r["decode_tok_s"] and fl["decode_tok_s"] else None)
-    return keys
+    def bars(self, table, png, title, ylabel, items, note=""):
+        """A bar chart of (label, interval) items with 95 % error bars."""
+        items = [(l, s) for l, s in items if s]
+        if not items:
+            return
+        data = [(i, s["mean"], s["ci95"][0] if s["ci95"] else s["mean"], s["ci95"][1] if s["ci95"] else s["mean"])
+                for i, (_, s) in enumerate(items)]
+        tics = ", ".join(f'"{l}" {i}' for i, (l, _) in enumerate(items))
+        self.figure(table, png, title, f"set title '{title}{note}'\nset ylabel '{ylabel}'\nset xtics ({tics}) rotate by -30\n"
+                    "set style fill solid 0.5\nset boxwidth 0.6\nset bmargin 9\nunset key\nset offsets 0.5, 0.5, 0, 0\n"
+                    "plot '-' using 1:2 with boxes lc rgb '#4477aa', '-' using 1:2:3:4 with yerrorbars pt 0 lc rgb 'black' lw 1.5\n"
+                    + self.inline(data) + self.inline(data))
+
+    def curves(self, table, png, title, xlabel, ylabel, series, logy=True, note=""):
+        """Line plots of (label, [(x, y)]) series."""
+        series = [(l, pts) for l, pts in series if pts]
+        if not series:
+            return
+        plots = ", ".join(f"'-' using 1:2 with linespoints pointsize 0.6 lw 1.5 title '{l}'" for l, _ in series)
+        self.figure(table, png, title, f"set title '{title}{note}'\nset xlabel '{xlabel}'\nset ylabel '{ylabel}'\n"
+                    + ("set logscale y\n" if logy else "") + "set key outside right\n"
+                    f"plot {plots}\n" + "".join(self.inline(pts) for _, pts in series))
+
+    def note(self):
+        return " (quick version)" if self.plan.quick else ""
+
+    # -- table 1 -----------------------------------------------------------------------------------
+    def table1(self, h):
+        p = self.plan
+        out = self.header("1", "Table 1: the Hinton experiment on Fashion-MNIST",
+                          f"seeds {', '.join(map(str, p.fmnist_seeds))}, teacher 1,500 steps, students 700.")
+        out.append("Test errors out of Fashion-MNIST's 10,000 test images, mean ± 95 % t-interval over seeds. The "
+                   "teacher is an MLP 784-1200-1200-10 with dropout (`teacher-fmnist-long.json`: trained for up to "
+                   "tens of epochs with early stopping on validation loss, the weights of its best evaluation kept); "
+                   "the student 784-800-800-10 without regularisation, trained on hard labels "
+                   "(`student-fmnist-scratch.json`) or distilled from the teacher of its own seed with "
+                   "alpha T² KL + (1 - alpha) CE, alpha = 0.5 (`distill-fmnist.json`). Hinton et al. 2015 on "
+                   "MNIST, a much easier task, for reference: teacher 67, 2 x 800 on hard labels 146, distilled at "
+                   "T = 20 74.\n")
+        seeds = p.fmnist_seeds
+        out.append("| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± 95 % CI | Hinton, MNIST | epochs |")
+        out.append("|---|" + "---:|" * len(seeds) + "---:|---:|---:|")
+        rows = {}
+        for row in ["teacher", "scratch"] + [f"distill-T{t}" for t in p.temps]:
+            jobs = self.jobs("1", row)
+            if not jobs:
+                continue
+            errors = self.per_seed("1", row, lambda j, r: int(r["test_errors"]))
+            epochs = self.per_seed("1", row, lambda j, r: r["step"] * 100 / 55000)
+            stat = interval(list(errors.values()))
+            rows[row] = stat
+            ep = interval(list(epochs.values()))
+            out.append(f"| {jobs[0].label} | " + " | ".join(str(errors.get(s, "not run")) for s in seeds)
+                       + f" | {show(stat, 0)} | {HINTON_MNIST.get(row, '')} | {show(ep, 1) if ep else ''} |")
+        t, sc = rows.get("teacher"), rows.get("scratch")
+        kd = {k: v for k, v in rows.items() if k.startswith("distill") and v}
+        best = min(kd, key=lambda k: kd[k]["mean"]) if kd else None
+        findings = []
+        if t and sc:
+            diff = interval([a - b for a, b in zip(t["values"], sc["values"])])
+            verdict = ("fewer" if excludes(diff, 0) and diff["mean"] < 0 else
+                       "more" if excludes(diff, 0) else "about as many (the interval of the difference includes 0)")
+            findings.append(f"The teacher makes {verdict} test errors than the hard-label student "
+                            f"({t['mean']:.0f} against {sc['mean']:.0f}; difference {show(diff, 0)}).")
+        if best and sc:
+            diff = interval([a - b for a, b in zip(kd[best]["values"], sc["values"])])
+            helps = excludes(diff, 0) and diff["mean"] < 0
+            findings.append(f"Distillation at {best[8:].replace('T', 'T = ')} is the best student ({kd[best]['mean']:.0f} "
+                            f"errors); against hard labels it {'removes' if helps else 'changes'} "
+                            f"{-diff['mean']:.0f} errors ({show(diff, 0)} per paired seed), "
+                            f"{'a real effect at 95 %' if helps else 'not distinguishable from no effect at 95 %'}.")
+        out += ["", "**Findings** (computed from the numbers above): " + " ".join(findings)]
+        # Figures: bars with intervals, and the teachers' validation curves.
+        self.bars("1", "table1_errors.png", "Fashion-MNIST test errors (mean, 95 % CI)", "test errors",
+                  [(self.jobs("1", k)[0].label.replace("student ", ""), v) for k, v in rows.items()], self.note())
+        curves = []
+        for job in self.jobs("1", "teacher"):
+            pts = [(m["step"], m["valid_errors"]) for m in read_metrics(job.out) if "valid_errors" in m and "model_step" not in m]
+            curves.append((f"teacher seed {job.seed}", pts))
+        self.curves("1", "table1_teacher_curve.png", "Fashion-MNIST teachers: validation errors during training",
+                    "step", "validation errors (of 5,000)", curves, logy=False, note=self.note())
+        out += self.commands("1")
+        h["fmnist"] = {"seeds": seeds, "test_errors_of": 10000, "rows": rows, "hinton2015_mnist": HINTON_MNIST,
+                       "best_kd_row": best}
+        h["findings"]["fmnist"] = {"teacher_errors": t["mean"] if t else None, "scratch_errors": sc["mean"] if sc else None,
+                                   "best_kd_errors": kd[best]["mean"] if best else None}
+        return out, findings
+
+    # -- KJV helpers -------------------------------------------------------------------------------
+    def kjv_row(self, table, row):
+        """Per-seed valid loss, valid/test ppl, OOD ppl of a KJV row."""
+        def get(job, r):
+            ood = {}
+            for name in self.plan.ood_sets:
+                rep = load_json(f"{job.out}/ood-{name}.json")
+                ood[name] = rep["perplexity"] if rep else None
+            return {"valid_loss": r["valid_loss"], "valid_ppl": r["valid_ppl"], "test_ppl": r.get("test_ppl"),
+                    "step_s": r.get("step_s"), "train_seconds": r.get("train_seconds"),
+                    "teacher_flops": r.get("teacher_flops"), "ood": ood, "result": r}
+        return self.per_seed(table, row, get)
+
+    def teacher_info(self):
+        job = self.plan.teacher
+        r = load_json(job.done_file)
+        if r is None:
+            self.missing.setdefault("2", []).append(self.plan.rel(job.out))
+            return None
+        ood = {n: (load_json(f"{job.out}/ood-{n}.json") or {}).get("perplexity") for n in self.plan.ood_sets}
+        model = load_json(f"{job.out}/final/model.json") or {}
+        return {"valid_loss": r["valid_loss"], "valid_ppl": r["valid_ppl"], "test_ppl": r.get("test_ppl"),
+                "best_step": r.get("best_step"), "steps": r["step"], "stopped_early": r.get("stopped_early"),
+                "ood": ood, "parameters": model.get("parameters"), "train_seconds": r.get("train_seconds")}
+
+    def ood_cells(self, runs):
+        return [show(interval([v["ood"][n] for v in runs.values() if v["ood"].get(n)]), 1) for n in self.plan.ood_sets]
+
+    # -- table 2 -----------------------------------------------------------------------------------
+    def table2(self, h):
+        p = self.plan
+        out = self.header("2", "Table 2: language-model distillation on KJV",
+                          f"teacher 150 steps, students {p.student_steps} steps, seeds "
+                          f"{', '.join(map(str, p.kjv_seeds))}, {p.eval_tokens:,} evaluation tokens.")
+        teacher = self.teacher_info()
+        tr = load_json(f"{p.root}/kjv/teacher/config.json") or {}
+        tsteps = tr.get("train", {}).get("steps")
+        out.append(f"The teacher is teacher-s (6 blocks, dim 256; `teacher-kjv-long.json`) trained up to {tsteps} steps "
+                   "of 16 x 128 tokens with early stopping on validation loss (patience 3 evaluations), keeping "
+                   f"its best weights. Every student is student-xs (5 blocks, dim 192) trained for the same "
+                   f"{p.student_steps} steps with the same schedule, so rows compare at equal steps; seeds vary the "
+                   "students (initialisation, data order). Valid and test perplexity use the first "
+                   f"{p.eval_tokens:,} tokens of each split; out-of-domain perplexity is `edgedistill eval` on "
+                   f"the first {p.ood_tokens:,} test tokens of WordNet glosses (`configs/data/wordnet.json`) and "
+                   "of the GNU and Apache licence texts in /usr/share/common-licenses (`configs/data/licenses.json`), "
+                   "both encoded with the KJV tokenizer. Gap closed = (L_scratch - L_row) / (L_scratch - L_teacher) "
+                   "on valid loss (nats), per seed against the scratch student of the same seed. "
+                   "Every interval is a 95 % t-interval over seeds.\n")
+        if teacher:
+            out.append(f"Teacher: {teacher['parameters']:,} parameters, valid ppl {teacher['valid_ppl']:.2f}, test ppl "
+                       f"{teacher['test_ppl']:.2f}, weights of step {teacher['best_step']} of {teacher['steps']} "
+                       f"({'stopped early' if teacher['stopped_early'] else 'ran every step'}); out of domain: "
+                       + ", ".join(f"{n} {v:.1f}" for n, v in teacher["ood"].items() if v) + ".\n")
+        ood_names = list(p.ood_sets)
+        out.append("| student | valid ppl | test ppl | gap closed | " + " | ".join(f"{n} ppl" for n in ood_names)
+                   + " | s/step |")
+        out.append("|---|---:|---:|---:|" + "---:|" * len(ood_names) + "---:|")
+        rows, gaps = {}, {}
+        scratch = self.kjv_row("2", "scratch")
+        order = ["scratch", "forward-kl", "forward-kl-T2", "reverse-kl", "skew-kl", "jsd", "hidden", "attention", "contrastive"]
+        for row in order:
+            jobs = self.jobs("2", row)
+            if not jobs:
+                continue
+            runs = self.kjv_row("2", row)
+            valid = interval([v["valid_ppl"] for v in runs.values()])
+            gap = None
+            if teacher and row != "scratch":
+                gap = interval([(scratch[s]["valid_loss"] - v["valid_loss"]) / (scratch[s]["valid_loss"] - teacher["valid_loss"])
+                                for s, v in runs.items() if s in scratch])
+                gaps[row] = gap
+            rows[row] = {"label": jobs[0].label, "valid_ppl": valid, "test_ppl": interval([v["test_ppl"] for v in runs.values()]),
+                         "gap_closed": gap, "ood_ppl": {n: interval([v["ood"][n] for v in runs.values() if v["ood"].get(n)])
+                                                        for n in ood_names},
+                         "step_s": interval([v["step_s"] for v in runs.values()])}
+            out.append(f"| {jobs[0].label} | {show(valid)} | {show(rows[row]['test_ppl'])} | "
+                       f"{show(gap, 0, pct=True) if gap else ('—' if row == 'scratch' else '')} | "
+                       + " | ".join(self.ood_cells(runs)) + f" | {show(rows[row]['step_s'], 3)} |")
+        findings = []
+        best_student = min((r["valid_ppl"]["mean"] for r in rows.values() if r["valid_ppl"]), default=None)
+        if teacher and best_student is not None:
+            findings.append(f"The teacher ({teacher['valid_ppl']:.2f}) {'beats' if teacher['valid_ppl'] < best_student else 'does NOT beat'} "
+                            f"every student (best {best_student:.2f}).")
+        if gaps:
+            best = max(gaps, key=lambda k: gaps[k]["mean"] if gaps[k] else -1e9)
+            g = gaps[best]
+            if g:
+                findings.append(f"The most gap is closed by {rows[best]['label']} ({show(g, 0, pct=True)}), "
+                                + ("more than zero at 95 %." if excludes(g, 0) and g["mean"] > 0 else "not distinguishable from zero at 95 %."))
+            fkl = gaps.get("forward-kl")
+            if fkl:
+                beaten = [r for r, gg in gaps.items() if gg and fkl["ci95"] and gg["ci95"] and gg["ci95"][0] > fkl["ci95"][1]]
+                findings.append("No loss closes clearly more of the gap than forward KL (overlapping intervals)."
+                                if not beaten else "Clearly above forward KL: " + ", ".join(rows[b]["label"] for b in beaten) + ".")
+        self.bars("2", "table2_gap_closed.png", "KJV: share of the scratch-to-teacher gap closed (mean, 95 % CI)",
+                  "gap closed (valid loss)", [(rows[k]["label"], v) for k, v in gaps.items()], self.note())
+        tcurve = [(m["step"], m["valid_ppl"]) for m in read_metrics(p.teacher.out) if "valid_ppl" in m and "model_step" not in m]
+        series = [("teacher", tcurve)]
+        for row in ("scratch", "forward-kl"):
+            jobs = self.jobs("2", row)
+            if jobs:
+                series.append((f"{jobs[0].label} (seed {jobs[0].seed})",
+                               [(m["step"], m["valid_ppl"]) for m in read_metrics(jobs[0].out) if "valid_ppl" in m]))
+        self.curves("2", "table2_curves.png", "KJV: validation perplexity during training", "step",
+                    "validation perplexity (log scale)", series, note=self.note())
+        out += ["", "**Findings** (computed from the numbers above): " + " ".join(findings)]
+        out += self.commands("2")
+        h["kjv"] = {"teacher": teacher, "rows": rows, "student_steps": p.student_steps, "seeds": p.kjv_seeds}
+        fk = gaps.get("forward-kl")
+        h["findings"]["kjv"] = {"teacher_valid_ppl": teacher["valid_ppl"] if teacher else None,
+                                "kd_gap_closed": {"mean": fk["mean"], "ci95": fk["ci95"]} if fk else None}
+        self.student_ppls = [r["valid_ppl"]["mean"] for r in rows.values() if r["valid_ppl"]]
+        return out, findings
+
+    # -- table 3 -----------------------------------------------------------------------------------
+    @staticmethod
+    def time_curve(run_dir):
+        """[(training seconds, valid ppl)]: evaluations placed on the training loop's own clock (the
+        sum of step_s over the log windows before them, evaluation and checkpoint time left out)."""
+        clock, last_step, pts = 0.0, 0, []
+        for m in read_metrics(run_dir):
+            if "loss" in m and "step_s" in m:
+                clock += m["step_s"] * (m["step"] - last_step)
+                last_step = m["step"]
+            elif "valid_ppl" in m and "model_step" not in m:
+                pts.append((clock, m["valid_ppl"]))
+        return pts
+
+    @staticmethod
+    def time_to(pts, target):
+        """Training seconds at which valid ppl first reaches target (log-linear between evaluations)."""
+        prev = None
+        for t, ppl in pts:
+            if ppl <= target:
+                if prev is None:
+                    return t
+                (t0, p0) = prev
+                a = (math.log(p0) - math.log(target)) / (math.log(p0) - math.log(ppl))
+                return t0 + a * (t - t0)
+            prev = (t, ppl)
+        return None
+
+    @staticmethod
+    def ppl_at(pts, seconds):
+        prev = None
+        for t, ppl in pts:
+            if t >= seconds:
+                if prev is None:
+                    return ppl
+                t0, p0 = prev
+                a = (seconds - t0) / (t - t0) if t > t0 else 1
+                return math.exp(math.log(p0) + a * (math.log(ppl) - math.log(p0)))
+            prev = (t, ppl)
+        return None
+
+    def table3(self, h):
+        p = self.plan
+        out = self.header("3", "Table 3: progressive layer dropping, time to quality",
+                          f"students {p.student_steps} steps, seeds {', '.join(map(str, p.kjv_seeds))}.")
+        out.append("Progressive layer dropping (Zhang & He 2020) claims the same quality in less time. Every row "
+                   "distils the student of table 2 from its teacher with forward KL + CE for the same steps; the "
+                   "baseline is table 2's forward-KL row. These runs are timed: each ran alone on the machine with "
+                   f"all {p.threads} threads, evaluating on {p.eval_tokens:,} valid tokens every "
+                   f"{p.timed_eval_every} steps; time is the training loop's own clock (evaluations left out). "
+                   "Target perplexity: 1.05 x the baseline's final valid perplexity (mean over seeds). "
+                   "Ratios are per seed against the baseline of the same seed, mean ± 95 % t-interval.\n")
+        base = self.kjv_row("2", "forward-kl")
+        base_curves = {s: self.time_curve(j.out) for s, j in ((j.seed, j) for j in self.jobs("2", "forward-kl"))}
+        base_final = interval([v["valid_ppl"] for v in base.values()])
+        target = 1.05 * base_final["mean"] if base_final else None
+        out.append("| run | valid ppl (end) | s/step | blocks run | train s | time to target / baseline's | "
+                   "valid ppl at the run's end time: run / baseline |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        rows, series = {}, []
+        for row in ["forward-kl"] + [f"pld-{t:g}-{g:g}" for t, g in p.pld]:
+            table = "2" if row == "forward-kl" else "3"
+            jobs = self.jobs(table, row)
+            if not jobs:
+                continue
+            runs = self.kjv_row(table, row)
+            curves = {j.seed: self.time_curve(j.out) for j in jobs}
+            ratios, equal = [], []
+            for s, v in runs.items():
+                if s not in base_curves or not curves.get(s):
+                    continue
+                mine, theirs = self.time_to(curves[s], target), self.time_to(base_curves[s], target)
+                if mine is not None and theirs:
+                    ratios.append(mine / theirs)
+                end = curves[s][-1][0]
+                other = self.ppl_at(base_curves[s], end)
+                if other:
+                    equal.append(curves[s][-1][1] / other)
+            share = interval([v["result"].get("pld_blocks_run_share", 1.0) for v in runs.values()])
+            rows[row] = {"label": jobs[0].label, "valid_ppl": interval([v["valid_ppl"] for v in runs.values()]),
+                         "step_s": interval([v["step_s"] for v in runs.values()]), "blocks_run_share": share,
+                         "train_seconds": interval([v["train_seconds"] for v in runs.values()]),
+                         "time_to_target_ratio": interval(ratios), "ppl_ratio_equal_time": interval(equal),
+                         "reached_target": len(ratios), "runs": len(runs)}
+            r = rows[row]
+            reached = "" if r["reached_target"] == r["runs"] else f" ({r['runs'] - r['reached_target']} run(s) never reached it)"
+            out.append(f"| {r['label']} | {show(r['valid_ppl'])} | {show(r['step_s'], 3)} | {show(share, 0, pct=True)} | "
+                       f"{show(r['train_seconds'], 0)} | {show(r['time_to_target_ratio']) if row != 'forward-kl' else '1'}{reached} | "
+                       f"{show(r['ppl_ratio_equal_time'], 3) if row != 'forward-kl' else '1'} |")
+            if jobs and curves.get(jobs[0].seed):
+                series.append((f"{r['label']} (seed {jobs[0].seed})", curves[jobs[0].seed]))
+        findings = []
+        if target:
+            out.insert(len(out) - len(rows) - 2, f"Target: valid ppl {target:.2f}.\n")
+        pld = {k: v for k, v in rows.items() if k != "forward-kl"}
+        best = min(pld, key=lambda k: pld[k]["time_to_target_ratio"]["mean"] if pld[k]["time_to_target_ratio"] else 1e9) if pld else None
+        b = rows.get("forward-kl")
+        if best and pld[best]["time_to_target_ratio"]:
+            r = pld[best]["time_to_target_ratio"]
+            wins = excludes(r, 1) and r["mean"] < 1
+            findings.append(f"The best setting ({pld[best]['label']}) reaches the target in {show(r)} of the baseline's time: "
+                            + ("layer dropping wins on time to quality here." if wins else
+                               "not faster than the baseline at 95 %, so the claim does not reproduce here."))
+        if b and pld:
+            for k, v in pld.items():
+                if v["step_s"] and b["step_s"] and v["blocks_run_share"]:
+                    skipped = 1 - v["blocks_run_share"]["mean"]
+                    saved = 1 - v["step_s"]["mean"] / b["step_s"]["mean"]
+                    findings.append(f"{v['label']}: {skipped:.0%} of block passes skipped save {saved:.0%} of step time "
+                                    f"and end at {v['valid_ppl']['mean']:.2f} ppl against {b['valid_ppl']['mean']:.2f}.")
+                    break
+        self.curves("3", "table3_time_to_quality.png", "KJV: validation perplexity against training time",
+                    "training seconds", "validation perplexity (log scale)", series, note=self.note())
+        out += ["", "**Findings** (computed from the numbers above): " + " ".join(findings)]
+        out += self.commands("3")
+        h["pld"] = {"target_ppl": target, "rows": rows}
+        h["findings"]["pld"] = {"time_to_target_ratio": pld[best]["time_to_target_ratio"]["mean"]
+                                if best and pld[best]["time_to_target_ratio"] else None, "best_setting": best}
+        return out, findings
+
+    # -- table 4 -----------------------------------------------------------------------------------
+    def table4(self, h):
+        p = self.plan
+        out = self.header("4", "Table 4: teacher queries, policies and budgets",
+                          f"students {p.student_steps} steps, seeds {', '.join(map(str, p.kjv_seeds))}.")
+        out.append("Each run distils the student with forward KL + CE on the sequences its policy sends to the teacher "
+                   "(a share of every batch = the budget) and hard-label CE on the rest (`distill-kjv-queries.json`). "
+                   "Ratio: the run's valid ppl over random's at the same budget and seed (below 1: better than "
+                   "random), mean ± 95 % t-interval. The claim that comes with querying on ambiguous inputs is "
+                   "robustness out of distribution, so the out-of-domain perplexities stand beside.\n")
+        ood_names = list(p.ood_sets)
+        out.append("| budget | policy | valid ppl | vs random | " + " | ".join(f"{n} ppl" for n in ood_names)
+                   + " | " + " | ".join(f"{n} vs random" for n in ood_names) + " |")
+        out.append("|---:|---|---:|---:|" + "---:|" * (2 * len(ood_names)))
+        rows, series = {}, {}
+        for budget in p.budgets:
+            rand = self.kjv_row("4", f"q-random-{budget:g}")
+            for policy in p.policies:
+                row = f"q-{policy}-{budget:g}"
+                runs = self.kjv_row("4", row)
+                ratio = interval([v["valid_ppl"] / rand[s]["valid_ppl"] for s, v in runs.items() if s in rand])
+                ood_ratio = {n: interval([v["ood"][n] / rand[s]["ood"][n] for s, v in runs.items()
+                                          if s in rand and v["ood"].get(n) and rand[s]["ood"].get(n)]) for n in ood_names}
+                valid = interval([v["valid_ppl"] for v in runs.values()])
+                rows[row] = {"policy": policy, "budget": budget, "valid_ppl": valid, "vs_random": ratio,
+                             "ood_ppl": {n: interval([v["ood"][n] for v in runs.values() if v["ood"].get(n)]) for n in ood_names},
+                             "ood_vs_random": ood_ratio}
+                out.append(f"| {budget:.0%} | {policy} | {show(valid)} | {'1' if policy == 'random' else show(ratio, 3)} | "
+                           + " | ".join(self.ood_cells(runs)) + " | "
+                           + " | ".join('1' if policy == 'random' else show(ood_ratio[n], 3) for n in ood_names) + " |")
+                if valid:
+                    series.setdefault(policy, []).append((budget * 100, valid["mean"]))
+        findings = []
+        winners = [(k, v) for k, v in rows.items() if v["policy"] != "random" and v["vs_random"]
+                   and excludes(v["vs_random"], 1) and v["vs_random"]["mean"] < 1]
+        findings.append("No policy beats random at any budget (every interval of the ratio reaches 1)." if not winners else
+                        "Better than random at 95 %: " + ", ".join(f"{v['policy']} at {v['budget']:.0%} ({show(v['vs_random'], 3)})"
+                                                                   for k, v in winners) + ".")
+        ood_winners = [(k, v) for k, v in rows.items() if v["policy"] != "random" and any(
+            r and excludes(r, 1) and r["mean"] < 1 for r in v["ood_vs_random"].values())]
+        findings.append("Out of domain, no policy is more robust than random: the claim does not hold here." if not ood_winners else
+                        "More robust out of domain than random at 95 %: " + ", ".join(
+                            f"{v['policy']} at {v['budget']:.0%}" for k, v in ood_winners) + ".")
+        at25 = {k: v for k, v in rows.items() if v["budget"] == 0.25 and v["policy"] != "random" and v["vs_random"]}
+        best25 = min(at25, key=lambda k: at25[k]["vs_random"]["mean"]) if at25 else None
+        self.curves("4", "table4_budgets.png", "KJV: valid perplexity against teacher budget", "budget (% of sequences)",
+                    "valid perplexity", list(series.items()), logy=False, note=self.note())
+        out += ["", "The learned policy's selection score against each sequence's gain from asking the teacher is "
+                "not measured yet (the runs do not record per-sequence gains).",
+                "", "**Findings** (computed from the numbers above): " + " ".join(findings)]
+        out += self.commands("4")
+        h["queries"] = {"rows": rows}
+        h["findings"]["queries"] = {"best_policy_vs_random_ppl_ratio": at25[best25]["vs_random"]["mean"] if best25 else None,
+                                    "best_policy_at_25": rows[best25]["policy"] if best25 else None}
+        self.student_ppls += [r["valid_ppl"]["mean"] for r in rows.values() if r["valid_ppl"]]
+        return out, findings
+
+    # -- table 5 -----------------------------------------------------------------------------------
+    def table5(self, h):
+        p = self.plan
+        out = self.header("5", "Table 5: quantizing the converged KJV teacher",
+                          f"{p.quant_eval_tokens:,} test tokens, calibration seeds {p.calib_seeds}, {p.speed_rounds} speed round.")
+        out.append(f"Each GGUF file of table 2's teacher is scored in edgedistill's runtime against the float teacher on "
+                   f"the first {p.quant_eval_tokens:,} test tokens (`edgedistill verify`, windows of 128): perplexity "
+                   "change against the float model, KL(float ‖ quantized) per token and top-1 agreement. GPTQ and AWQ "
+                   f"calibrate on 16,384 train tokens; at q4_0 they run with calibration seeds {p.calib_seeds} "
+                   "(mean ± 95 % t-interval), elsewhere seed 0. 4-bit types keep token_embd and output at q8_0 "
+                   "(quantize's default plan). llama.cpp's perplexity tool is not run here: it needs llama.cpp "
+                   "built from source (the K-quants issue's build script). Speed: `edgedistill bench` "
+                   f"(64-token prefill, 64 decoded; median of 5) with {p.threads} threads, each type measured alone, "
+                   f"in turn, for {p.speed_rounds} round(s), the median round shown.\n")
+        out.append("| type | method | GGUF MB | test ppl | vs float | KL to float | top-1 agreement | prefill tok/s | decode tok/s |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        rows, points = {}, []
+        for row in ["float"] + [f"{t}-{m}" for t in ("q8_0", "q4_1", "q4_0") for m in ("rtn", "gptq", "awq")]:
+            jobs = self.jobs("5", row)
+            reps = [load_json(f"{j.out}/verify.json") for j in jobs]
+            for j, rep in zip(jobs, reps):
+                if rep is None:
+                    self.missing.setdefault("5", []).append(self.plan.rel(j.out))
+            ms = [r["metrics"] for r in reps if r]
+            if not ms:
+                continue
+            speed = {}
+            for key in ("prefill", "decode"):
+                vals = [load_json(f"{jobs[0].out}/bench-round-{i}.json") for i in range(1, p.speed_rounds + 1)]
+                vals = [v[f"{key}_tokens_per_s"] for v in vals if v]
+                speed[key] = statistics.median(vals) if vals else None
+            st = lambda k: interval([m[k] for m in ms])
+            rows[row] = {"file_mb": ms[0]["file_mb"], "test_ppl": st("perplexity"), "ppl_increase_pct": st("ppl_increase_pct"),
+                         "mean_kl": st("mean_kl"), "top1_agreement": st("top1_agreement"),
+                         "prefill_tok_s": speed["prefill"], "decode_tok_s": speed["decode"], "seeds": len(ms)}
+            r = rows[row]
+            t, m = (row, "") if row == "float" else row.split("-")
+            method = {"": "", "rtn": "round-to-nearest"}.get(m, m.upper())
+            speeds = ["" if r[k] is None else f"{r[k]:,.0f}" for k in ("prefill_tok_s", "decode_tok_s")]
+            out.append(f"| {t} | {method} | {r['file_mb']:.2f} | {show(r['test_ppl'])} | "
+                       f"{show(r['ppl_increase_pct'], 2)} % | {show(r['mean_kl'], 5)} | "
+                       f"{show(r['top1_agreement'], 1, pct=True)} | {speeds[0]} | {speeds[1]} |")
+        findings = []
+        rtn, gptq, awq = rows.get("q4_0-rtn"), rows.get("q4_0-gptq"), rows.get("q4_0-awq")
+        ratio = None
+        if rtn and gptq and rtn["ppl_increase_pct"]["mean"] > 0:
+            ratio = gptq["ppl_increase_pct"]["mean"] / rtn["ppl_increase_pct"]["mean"]
+            findings.append(f"At q4_0, GPTQ's perplexity increase is {ratio:.2f} x round-to-nearest's "
+                            f"({gptq['ppl_increase_pct']['mean']:+.2f} % against {rtn['ppl_increase_pct']['mean']:+.2f} %)"
+                            + (f", AWQ's {awq['ppl_increase_pct']['mean'] / rtn['ppl_increase_pct']['mean']:.2f} x." if awq else "."))
+        if rtn:
+            findings.append(f"q4_0 costs {rtn['ppl_increase_pct']['mean']:+.2f} % perplexity on this teacher "
+                            + ("(measurable: the methods can be told apart)." if abs(rtn["ppl_increase_pct"]["mean"]) > 0.5
+                               else "(small: the methods are hard to tell apart on a model this size)."))
+        self.bars("5", "table5_ppl_increase.png", "Quantized teacher: perplexity increase over float (mean, 95 % CI)",
+                  "perplexity increase (%)", [(k, v["ppl_increase_pct"]) for k, v in rows.items() if k != "float"], self.note())
+        out += ["", "**Findings** (computed from the numbers above): " + " ".join(findings)]
+        out += self.commands("5")
+        h["quantization"] = {"eval_tokens": p.quant_eval_tokens, "rows": rows}
+        h["findings"]["quant"] = {"gptq_vs_rtn_ppl_increase_ratio": ratio}
+        return out, findings
+
+    def write(self):
+        p = self.plan
+        os.makedirs(self.results, exist_ok=True)
+        h = {"format": "edgedistill-headline", "version": 2, "mode": p.mode,
+             "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "git_revision": self.revision, "program": self.args.program, "cpu": self.cpu, "cores": os.cpu_count(),
+             "threads": p.threads, "jobs": p.jobs_n, "tables": {}, "findings": {}}
+        self.student_ppls = []
+        texts = {}
+        for table in self.args.tables.split():
+            texts[table] = getattr(self, f"table{table}")(h)[0]
+        if "kjv" in h["findings"]:
+            h["findings"]["kjv"]["best_student_valid_ppl"] = min(self.student_ppls) if self.student_ppls else None
+        inv = load_json(os.path.join(p.root, "invocations.json")) or []
+        h["wall_seconds_all_invocations"] = sum(i["seconds"] for i in inv)
+        h["run_seconds"] = sum(t["seconds"] for t in self.timings.values())
+        for table, lines in texts.items():
+            for png, caption in self.figures.get(table, []):
+                lines += ["", f"![{caption}]({png})"]
+            missing = sorted(set(self.missing.get(table, [])))
+            if missing:
+                lines.insert(1, f"> **Incomplete**: {len(missing)} run(s) missing: " + ", ".join(f"`{m}`" for m in missing[:20])
+                             + (" ..." if len(missing) > 20 else "") + "\n")
+            path = os.path.join(self.results, TABLE_FILES[table])
+            with open(path, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            h["tables"][table] = os.path.relpath(path, p.repo)
+            print(f"wrote {os.path.relpath(path, p.repo)}")
+        h["missing_runs"] = sorted({m for runs in self.missing.values() for m in runs})
+        path = os.path.join(self.results, "headline.json")
+        previous = load_json(path) or {}
+        if previous.get("mode") == p.mode and previous.get("version") == 2:
+            for key in ("fmnist", "kjv", "pld", "queries", "quantization"):
+                if key not in h and key in previous:
+                    h[key] = previous[key]
+            for key, value in previous.get("findings", {}).items():
+                h["findings"].setdefault(key, value)
+            for key, value in previous.get("tables", {}).items():
+                h["tables"].setdefault(key, value)
+        with open(path + ".partial", "w") as f:
+            json.dump(h, f, indent=2)
+            f.write("\n")
+        os.replace(path + ".partial", path)
+        print(f"wrote {os.path.relpath(path, p.repo)}")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repo", required=True)
-    parser.add_argument("--manifest", required=True)
-    parser.add_argument("--results", required=True)
-    parser.add_argument("--mode", choices=("quick", "full"), required=True)
-    parser.add_argument("--tables", default="1 2 3")
-    parser.add_argument("--plots", type=int, default=1)
-    parser.add_argument("--eval-tokens", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--seconds", type=int, default=0)
-    parser.add_argument("--report-only", type=int, default=0)
-    parser.add_argument("--program", default="edgedistill", help="the program's --version line")
-    ctx = Context(parser.parse_args())
-    os.makedirs(ctx.results, exist_ok=True)
-    headline = {"format": "edgedistill-headline", "version": 1, "mode": ctx.mode,
-                "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "git_revision": ctx.revision, "program": ctx.program, "cpu": ctx.cpu, "cores": os.cpu_count(), "threads": ctx.threads,
-                "wall_seconds": ctx.timing["seconds"] if ctx.timing else None,
-                "wall_seconds_tables": ctx.timing["tables"] if ctx.timing else None, "tables": {}}
-    texts, curves, points = {}, [], []
-    if "1" in ctx.tables:
-        texts["1"] = table1(ctx, headline)
-    if "2" in ctx.tables:
-        texts["2"], curves = table2(ctx, headline)
-    if "3" in ctx.tables:
-        texts["3"], points = table3(ctx, headline)
-    drawn = plot(ctx, curves, points) if ctx.plots_wanted else set()
-    if CURVES_PNG in drawn:
-        texts["2"] += ["\nValidation perplexity during training (each run's first seed; `metrics.jsonl`):\n",
-                       f"![validation perplexity against step]({CURVES_PNG})"]
-    if TRADEOFF_PNG in drawn:
-        texts["3"] += ["\nPerplexity against file size and against decode speed:\n",
-                       f"![perplexity against size and decode speed]({TRADEOFF_PNG})"]
-    for table, lines in texts.items():
-        path = os.path.join(ctx.results, TABLE_FILES[table])
-        missing = sorted(set(ctx.missing.get(table, [])))
-        if missing:
-            lines.insert(1, f"> **Incomplete**: {len(missing)} run(s) missing: "
-                            + ", ".join(f"`{m}`" for m in missing) + "\n")
-        with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        headline["tables"][table] = os.path.relpath(path, ctx.repo)
-        print(f"wrote {os.path.relpath(path, ctx.repo)}")
-    headline["plots"] = sorted(drawn)
-    headline["missing_runs"] = sorted({m for runs in ctx.missing.values() for m in runs})
-    path = os.path.join(ctx.results, "headline.json")
-    # The tables not run this time keep their numbers from the last headline in the same place.
-    previous = load_json(path) or {}
-    for key, table in (("fmnist", "1"), ("kjv", "2"), ("compression", "3")):
-        if table not in ctx.tables and key in previous and previous.get("mode") == ctx.mode:
-            headline[key] = previous[key]
-            headline["tables"].setdefault(table, previous.get("tables", {}).get(table))
-    headline["key_numbers"] = key_numbers(headline)
-    with open(path, "w") as f:
-        json.dump(headline, f, indent=2)
-        f.write("\n")
-    print(f"wrote {os.path.relpath(path, ctx.repo)}")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repo", required=True)
+    ap.add_argument("--edgedistill", required=True)
+    ap.add_argument("--mode", choices=("quick", "full"), required=True)
+    ap.add_argument("--run-root", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--tables", default="1 2 3 4 5")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--plots", type=int, default=1)
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--list", action="store_true", help="print the planned commands and exit")
+    ap.add_argument("--only", default="", help="run only the jobs whose keys start with one of these (comma-separated)")
+    ap.add_argument("--program", default="edgedistill")
+    args = ap.parse_args()
+    plan = Plan(args)
+    plan.build(set(args.tables.split()))
+    if args.list:
+        for job in plan.jobs:
+            print(f"{job.key}: edgedistill {' '.join(plan.rel(a) for a in job.command())}")
+        return
+    if not args.report_only:
+        os.makedirs(plan.root, exist_ok=True)
+        started = time.time()
+        try:
+            Runner(plan, args.edgedistill, [o for o in args.only.split(",") if o]).run()
+        finally:
+            path = os.path.join(plan.root, "invocations.json")
+            inv = load_json(path) or []
+            inv.append({"started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
+                        "seconds": round(time.time() - started), "tables": args.tables, "only": args.only})
+            with open(path, "w") as f:
+                json.dump(inv, f, indent=1)
+    if not args.only:
+        Report(plan, args).write()
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   cli::add_data_command(app, exit_code);
   cli::add_train_command(app, exit_code);
   cli::add_distill_command(app, exit_code);
+  cli::add_eval_command(app, exit_code);
   cli::add_config_command(app, exit_code);
   cli::add_inspect_command(app, exit_code);
   cli::add_bench_command(app, exit_code);
