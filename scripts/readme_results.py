@@ -13,12 +13,16 @@ BEGIN = "<!-- results:begin (scripts/readme_results.py writes this block) -->"
 END = "<!-- results:end -->"
 
 
-def spread(row):
-    if not row:
+def ci(stat, digits=1, pct=False):
+    """'12.3 (95 % CI 11.9-12.7)' from a headline interval, or 'not run'."""
+    if not stat:
         return "not run"
-    if row.get("n", 1) < 2:
-        return f"{row['mean']:.0f}"
-    return f"{row['mean']:.0f} ({row['min']:.0f}-{row['max']:.0f})"
+    k = 100 if pct else 1
+    text = f"{stat['mean'] * k:,.{digits}f}"
+    if stat.get("ci95"):
+        lo, hi = stat["ci95"]
+        text += f" ({lo * k:,.{digits}f} to {hi * k:,.{digits}f})"
+    return text + (" %" if pct else "")
 
 
 def block(h, readme_dir):
@@ -28,43 +32,40 @@ def block(h, readme_dir):
     mode = "the quick version (`scripts/reproduce_tables.sh --quick`: fewer steps and seeds)" \
         if h["mode"] == "quick" else "`scripts/reproduce_tables.sh`"  # its "`," marks a full block
     lines.append(f"From {mode}, {h['generated'][:10]}, git {h['git_revision']}, {h['cpu']} "
-                 f"({h['cores']} cores, {h['threads']} threads):")
+                 f"({h['cores']} cores); mean (95 % t-interval) over seeds:")
     lines.append("")
-    f = h.get("fmnist")
-    if f:
+    tables, f = h.get("tables", {}), h.get("fmnist")
+    if f and "1" in tables:
         rows = f["rows"]
-        temps = sorted((k for k in rows if k.startswith("distill-T")), key=lambda k: float(k[9:]))
-        distilled = ", ".join(f"T = {k[9:]}: {spread(rows.get(k))}" for k in temps)
-        hinton = f["hinton2015_mnist"]
-        lines.append(f"- [Table 1]({rel(h['tables']['1'])}), Hinton's experiment on Fashion-MNIST "
-                     f"(test errors of {f['test_errors_of']:,}, mean (range) over seeds "
-                     f"{', '.join(map(str, f['seeds']))}): teacher {spread(rows['teacher'])}, "
-                     f"student from scratch {spread(rows['scratch'])}, distilled {distilled} "
-                     f"(Hinton et al. 2015 on MNIST: {hinton['teacher']} / {hinton['scratch']} / "
-                     f"{hinton['distill-T20']}).")
+        distilled = ", ".join(f"T = {k[9:]}: {ci(v, 0)}" for k, v in rows.items() if k.startswith("distill-T"))
+        lines.append(f"- [Table 1]({rel(tables['1'])}), Hinton's experiment on Fashion-MNIST (test errors of "
+                     f"10,000): teacher {ci(rows.get('teacher'), 0)}, student from scratch "
+                     f"{ci(rows.get('scratch'), 0)}, distilled {distilled}.")
     k = h.get("kjv")
-    if k:
-        rows = k["rows"]
-        parts = []
-        for key in ("teacher", "scratch", "forward-kl", "reverse-kl", "skew-kl",
-                    "hidden-contrastive", "layer-drop", "queries-25"):
-            if rows.get(key) and rows[key].get("valid_ppl"):
-                parts.append(f"{rows[key]['label']} {rows[key]['valid_ppl']['mean']:.1f}")
-        lines.append(f"- [Table 2]({rel(h['tables']['2'])}), distillation on KJV (validation "
-                     f"perplexity): " + "; ".join(parts) + ".")
-    c = h.get("compression")
-    if c:
-        rows = c["rows"]
-        parts = []
-        for key, row in rows.items():
-            if not row:
-                parts.append(f"{key} not run")
-                continue
-            parts.append(f"{row['label']} {row['file_mb']:.2f} MB, ppl {row['test_ppl']:.2f} "
-                         f"({row['ppl_increase_pct']:+.2f} %), top-1 {100 * row['top1_agreement']:.1f} %, "
-                         f"decode {row['decode_tok_s']:,.0f} tok/s")
-        lines.append(f"- [Table 3]({rel(h['tables']['3'])}), compressing the KJV teacher "
-                     f"(runtime, {c['threads']} threads): " + "; ".join(parts) + ".")
+    if k and "2" in tables:
+        t = k.get("teacher") or {}
+        parts = [f"{r['label']} {ci(r['valid_ppl'])}" + (f", gap closed {ci(r['gap_closed'], 0, pct=True)}"
+                                                           if r.get("gap_closed") else "")
+                 for r in k["rows"].values() if r.get("valid_ppl")]
+        lines.append(f"- [Table 2]({rel(tables['2'])}), distillation on KJV (validation perplexity; teacher "
+                     f"{t.get('valid_ppl', float('nan')):.2f}): " + "; ".join(parts) + ".")
+    p = h.get("pld")
+    if p and "3" in tables:
+        parts = [f"{r['label']} {ci(r['time_to_target_ratio'], 2)}" for key, r in p["rows"].items()
+                 if key != "forward-kl" and r.get("time_to_target_ratio")]
+        lines.append(f"- [Table 3]({rel(tables['3'])}), progressive layer dropping (time to reach valid ppl "
+                     f"{p['target_ppl'] or float('nan'):.2f}, over forward KL's): " + ("; ".join(parts) or "target not reached") + ".")
+    q = h.get("queries")
+    if q and "4" in tables:
+        parts = [f"{r['policy']} {r['budget']:.0%} {ci(r['vs_random'], 3)}" for r in q["rows"].values()
+                 if r["policy"] != "random" and r.get("vs_random")]
+        lines.append(f"- [Table 4]({rel(tables['4'])}), teacher queries (valid ppl over random's at the same "
+                     "budget): " + "; ".join(parts) + ".")
+    c = h.get("quantization")
+    if c and "5" in tables:
+        parts = [f"{key} {row['file_mb']:.2f} MB, {ci(row['ppl_increase_pct'], 2)} % ppl"
+                 for key, row in c["rows"].items() if key != "float"]
+        lines.append(f"- [Table 5]({rel(tables['5'])}), quantizing the KJV teacher (runtime): " + "; ".join(parts) + ".")
     lines += ["", END]
     return "\n".join(lines)
 

@@ -411,6 +411,30 @@ TEST_CASE("a trained model is exported then inspected and run and benchmarked an
   CHECK(report["passed"] == true);
   CHECK(report["gates"].size() == 2);
 
+  // eval scores the float model in training's batched windows; verify's reference pass scores the
+  // same windows one at a time through its own log-softmax, so the perplexities agree.
+  const auto eval_report = dir.path() / "eval.json";
+  const auto evaluated =
+      run_edgedistill({"eval", "--model", run.string(), "--ctx", "32", "--report",
+                       eval_report.string(), "--batch-size", "3"},
+                      dir.path());
+  INFO(evaluated.err);
+  REQUIRE(evaluated.exit_code == 0);
+  CHECK(evaluated.out.find("perplexity") != std::string::npos);
+  const auto scored = core::read_json_file(eval_report, "eval report");
+  CHECK(scored["split"] == "test");
+  CHECK(scored["tokens"].get<double>() == report["metrics"]["positions"].get<double>());
+  CHECK(scored["perplexity"].get<double>() ==
+        Approx(report["metrics"]["reference_perplexity"].get<double>()).epsilon(1e-4));
+  const auto limited = run_edgedistill(
+      {"eval", "--model", run.string(), "--ctx", "32", "--max-tokens", "64", "--json"}, dir.path());
+  REQUIRE(limited.exit_code == 0);
+  CHECK(nlohmann::json::parse(limited.out)["tokens"] == 64);
+  const auto no_data = run_edgedistill(
+      {"eval", "--model", run.string(), "--data", (dir.path() / "nowhere").string()}, dir.path());
+  CHECK(no_data.exit_code == 2);
+  CHECK(no_data.err.find("nowhere") != std::string::npos);
+
   // A gate that fails: exit 1, the report and the message name it and say by how much.
   core::write_file_atomic(gates, R"({"max_file_mb": 0.001})");
   const auto failed = run_edgedistill(
