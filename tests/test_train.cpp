@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "core/files.h"
 #include "data/prepare.h"
@@ -11,6 +12,7 @@
 #include "model/checkpoint.h"
 #include "test_util.h"
 #include "tiny_recipe.h"
+#include "train/image_classifier_task.h"
 #include "train/optimizer.h"
 #include "train/run_dir.h"
 #include "train/setup.h"
@@ -417,12 +419,49 @@ TEST_CASE("an MLP trained on Fashion-MNIST classifies far above chance") {
   CHECK(accuracy > 0.6);
 }
 
-TEST_CASE("a classifier with dropout resumes to byte-identical weights (RNG state restored)") {
-  // Dropout draws from LibTorch's generator: the checkpoint must restore its state exactly.
+TEST_CASE("jittered images are the originals shifted by at most the limit with zero fill") {
+  torch::manual_seed(5);
+  const int64_t rows = 5, cols = 6, limit = 2, count = 40;
+  const auto pixels = torch::rand({count, rows * cols}) + 0.5;  // no zero pixel: shifts show
+  CHECK(torch::equal(jitter_images(pixels, rows, cols, 0), pixels));
+  const auto shifted = jitter_images(pixels, rows, cols, limit);
+  REQUIRE(shifted.sizes() == pixels.sizes());
+  // The slow obvious check: some (dy, dx) in [-limit, limit]^2 reproduces each output exactly.
+  std::set<std::pair<int, int>> seen;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto in = pixels[i].view({rows, cols});
+    const auto out = shifted[i].view({rows, cols});
+    bool found = false;
+    for (int dy = -limit; dy <= limit && !found; ++dy) {
+      for (int dx = -limit; dx <= limit && !found; ++dx) {
+        bool same = true;
+        for (int64_t r = 0; r < rows && same; ++r) {
+          for (int64_t c = 0; c < cols && same; ++c) {
+            const int64_t sr = r + dy, sc = c + dx;
+            const float want =
+                sr >= 0 && sr < rows && sc >= 0 && sc < cols ? in[sr][sc].item<float>() : 0.0f;
+            same = out[r][c].item<float>() == want;
+          }
+        }
+        if (same) {
+          found = true;
+          seen.insert({dy, dx});
+        }
+      }
+    }
+    CHECK(found);
+  }
+  CHECK(seen.size() > 5);  // the offsets vary from image to image
+}
+
+TEST_CASE("a classifier with dropout and jitter resumes to byte-identical weights") {
+  // Dropout and jitter draw from LibTorch's generator: the checkpoint must restore its state.
   test::TempDir dir;
   configure_threads(0, /*deterministic=*/true);
   auto run = [&](const fs::path& run_dir, int64_t stop_at, bool resume) {
-    auto setup = prepare_training(fmnist_recipe(8), dir.path() / "cache");
+    auto recipe = fmnist_recipe(8);
+    recipe.train.jitter = 2;
+    auto setup = prepare_training(recipe, dir.path() / "cache");
     TrainOptions options;
     options.run_dir = run_dir;
     options.stop_at_step = stop_at;

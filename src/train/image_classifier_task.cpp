@@ -19,6 +19,22 @@ ImageTensors to_tensors(const data::ImageSet& images, torch::Device device) {
   return out;
 }
 
+torch::Tensor jitter_images(const torch::Tensor& pixels, int64_t rows, int64_t cols,
+                            int64_t max_shift) {
+  if (max_shift <= 0) return pixels;
+  const int64_t count = pixels.size(0);
+  const auto padded = torch::constant_pad_nd(pixels.view({count, rows, cols}),
+                                             {max_shift, max_shift, max_shift, max_shift});
+  const auto options = torch::TensorOptions().dtype(torch::kInt64).device(pixels.device());
+  // Offsets in [0, 2 max_shift] into the padded image: max_shift is no shift.
+  const auto dy = torch::randint(0, 2 * max_shift + 1, {count, 1, 1}, options);
+  const auto dx = torch::randint(0, 2 * max_shift + 1, {count, 1, 1}, options);
+  const auto image = torch::arange(count, options).view({count, 1, 1});
+  const auto row = torch::arange(rows, options).view({1, rows, 1}) + dy;
+  const auto col = torch::arange(cols, options).view({1, 1, cols}) + dx;
+  return padded.index({image, row, col}).reshape({count, rows * cols});
+}
+
 ImageClassifierTask::ImageClassifierTask(model::MlpClassifier model,
                                          const data::ImageSplits& splits, const TrainRecipe& recipe,
                                          torch::Device device)
@@ -26,6 +42,9 @@ ImageClassifierTask::ImageClassifierTask(model::MlpClassifier model,
       model_config_(recipe.model),
       batch_size_(recipe.train.batch_size),
       eval_limit_(recipe.train.eval_tokens),
+      image_rows_(splits.train.rows),
+      image_cols_(splits.train.cols),
+      jitter_(recipe.train.jitter),
       seed_(static_cast<uint64_t>(recipe.seed)),
       device_(device),
       train_(to_tensors(splits.train, device)),
@@ -58,7 +77,8 @@ ImageTensors ImageClassifierTask::next_batch() {
   if (index_ + batch_size_ > order_.size(0)) start_epoch(epoch_ + 1);
   const auto rows = order_.narrow(0, index_, batch_size_).to(device_);
   index_ += batch_size_;
-  return {train_.pixels.index_select(0, rows), train_.labels.index_select(0, rows)};
+  return {jitter_images(train_.pixels.index_select(0, rows), image_rows_, image_cols_, jitter_),
+          train_.labels.index_select(0, rows)};
 }
 
 MicroBatchLoss ImageClassifierTask::next_micro_batch_loss() {

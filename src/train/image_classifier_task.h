@@ -15,6 +15,12 @@ struct ImageTensors {
 };
 ImageTensors to_tensors(const data::ImageSet& images, torch::Device device);
 
+// Each image of `pixels` ([count, rows * cols]) shifted by its own random offset of up to
+// `max_shift` pixels along each axis (drawn from LibTorch's default generator, so a resumed run
+// draws the same), the uncovered pixels zero.
+torch::Tensor jitter_images(const torch::Tensor& pixels, int64_t rows, int64_t cols,
+                            int64_t max_shift);
+
 class ImageClassifierTask : public TrainingTask {
  public:
   ImageClassifierTask(model::MlpClassifier model, const data::ImageSplits& splits,
@@ -40,6 +46,7 @@ class ImageClassifierTask : public TrainingTask {
   model::MlpClassifier model_;
   model::ModelConfig model_config_;
   int64_t batch_size_, eval_limit_;
+  int64_t image_rows_, image_cols_, jitter_;
   uint64_t seed_;
   torch::Device device_;
   ImageTensors train_, valid_, test_;

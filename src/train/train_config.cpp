@@ -35,6 +35,7 @@ void TrainConfig::validate(const std::string& at) const {
     config_fail(key_path(at, "early_stop_patience"),
                 "needs evaluations during training; set train.eval_every (e.g. 100)");
   }
+  if (jitter < 0) config_fail(key_path(at, "jitter"), "must be >= 0 (0: off)");
   if (!(early_stop_min_delta >= 0))
     config_fail(key_path(at, "early_stop_min_delta"), "must be >= 0");
   optimizer.validate(at);
@@ -47,6 +48,10 @@ void TrainRecipe::validate(const std::string& at) const {
     config_fail(key_path(at, "model.arch"),
                 "an mlp classifier trains on image data; set data.kind = \"images\" (e.g. data: "
                 "\"../data/fashion-mnist.json\")");
+  }
+  if (train.jitter > 0 && !image_data) {
+    config_fail(key_path(at, "train.jitter"),
+                "shifts images; a text dataset has none (set it to 0)");
   }
   if (model.arch == "llama" && image_data) {
     config_fail(key_path(at, "model.arch"),

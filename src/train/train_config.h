@@ -49,6 +49,7 @@ struct TrainConfig {
   int keep_checkpoints = 2;
   int64_t early_stop_patience = 0;
   double early_stop_min_delta = 0.0;
+  int64_t jitter = 0;
 
   template <class V>
   void visit(V& v) {
@@ -70,6 +71,9 @@ struct TrainConfig {
             "best evaluated weights as final/; 0: train every step");
     v.field("early_stop_min_delta", early_stop_min_delta,
             "how much lower (nats) the valid loss must be to count as an improvement");
+    v.field("jitter", jitter,
+            "images: shift each training image by up to this many pixels along each axis "
+            "(zero fill), drawn anew each time it is seen; 0: off");
   }
   void validate(const std::string& at) const;
 };
