@@ -22,8 +22,8 @@
 #   (default)  the full tables: RUN_ROOT runs/reproduce, results in docs/results/. Planned for
 #              about 4 hours on 2 cores from nothing; the time each run took is kept in
 #              RUN_ROOT/timings.json and the tables say it.
-#   --quick    the same tables on fewer steps, seeds and tokens (teachers 150 / 1,500 steps,
-#              students 30 / 700, seeds 1 2), about 20 minutes: RUN_ROOT runs/reproduce-quick,
+#   --quick    the same tables on fewer steps, seeds and tokens (teachers 100 / 1,000 steps,
+#              students 20 / 500, seeds 1 2), about 20 minutes: RUN_ROOT runs/reproduce-quick,
 #              results in docs/results/quick/ (the canonical tables are never touched). Each table
 #              says it is the quick version.
 #   --list     print every planned command and exit.

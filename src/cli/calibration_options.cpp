@@ -42,6 +42,20 @@ void add_evaluation_options(CLI::App* command, CalibrationOptions& options,
   command->add_flag("--no-eval", options.no_eval, no_eval_help);
 }
 
+void add_scored_split_options(CLI::App* command, std::string& split, int64_t& context,
+                              int64_t& max_tokens) {
+  command->add_option("--split", split, "which split to score")
+      ->check(CLI::IsMember({"train", "valid", "test"}))
+      ->capture_default_str();
+  command->add_option("-c,--ctx", context, "tokens per scored window")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command
+      ->add_option("--max-tokens", max_tokens, "score at most this many tokens; 0: the whole split")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
 data::PreparedData open_calibration_data(const CalibrationOptions& options,
                                          const model::CheckpointMeta& meta,
                                          const fs::path& model_dir) {

@@ -35,6 +35,11 @@ void add_calibration_options(CLI::App* command, CalibrationOptions& options,
 void add_evaluation_options(CLI::App* command, CalibrationOptions& options,
                             const std::string& split_help, const std::string& no_eval_help);
 
+// --split, -c/--ctx and --max-tokens: the split a model is scored on and its windows (verify,
+// eval).
+void add_scored_split_options(CLI::App* command, std::string& split, int64_t& context,
+                              int64_t& max_tokens);
+
 // The prepared data at --calib, or else the data the model at `model_dir` was trained on. An
 // InputError when neither is known or the data's tokenizer is not the model's.
 data::PreparedData open_calibration_data(const CalibrationOptions& options,

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/calibration_options.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/files.h"
@@ -111,17 +112,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
                       "prepared data (default: the data the model was trained on); text the "
                       "model never saw must be prepared with its tokenizer (edgedistill data "
                       "--tokenizer MODEL)");
-  command->add_option("--split", options->split, "which split to score")
-      ->check(CLI::IsMember({"train", "valid", "test"}))
-      ->capture_default_str();
-  command->add_option("-c,--ctx", options->context, "tokens per scored window")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  command
-      ->add_option("--max-tokens", options->max_tokens,
-                   "score at most this many tokens; 0: the whole split")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_scored_split_options(command, options->split, options->context, options->max_tokens);
   command->add_option("--batch-size", options->batch_size, "windows per forward pass")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "cli/calibration_options.h"
 #include "cli/command.h"
 #include "cli/commands.h"
 #include "cli/reference_eval.h"
@@ -150,17 +151,7 @@ void add_verify_command(CLI::App& app, int& exit_code) {
       ->required();
   command->add_option("--data", options->data,
                       "prepared data (default: the data the reference was trained on)");
-  command->add_option("--split", options->split, "which split to score")
-      ->check(CLI::IsMember({"train", "valid", "test"}))
-      ->capture_default_str();
-  command->add_option("-c,--ctx", options->context, "tokens per scored window")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  command
-      ->add_option("--max-tokens", options->max_tokens,
-                   "score at most this many tokens; 0: the whole split")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_scored_split_options(command, options->split, options->context, options->max_tokens);
   command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--gates", options->gates,
