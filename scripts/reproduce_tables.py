@@ -412,6 +412,8 @@ class Report:
                f"`{self.plan.rel(self.plan.root)}/...`):\n", "```sh"]
         seen = set()
         for job in self.jobs(table):
+            if job.argv == ["--version"]:  # the teacher's out-of-domain evaluations, listed below
+                continue
             argv = list(job.argv)
             if "THREADS" in argv:  # the runner's placeholder for the job's share of threads
                 i = argv.index("THREADS")
@@ -421,6 +423,10 @@ class Report:
                 continue
             seen.add((job.row, text))
             out.append(f"edgedistill {text}")
+        if table == "2":
+            out.append("# and after each KJV run, for each out-of-domain set NAME:")
+            out.append(f"edgedistill eval --model RUN --data {self.plan.rel(self.plan.root)}/ood/NAME --split test "
+                       f"--max-tokens {self.plan.ood_tokens} --report RUN/ood-NAME.json")
         out.append("```")
         return out
 
@@ -462,7 +468,7 @@ class Report:
             return
         plots = ", ".join(f"'-' using 1:2 with linespoints pointsize 0.6 lw 1.5 title '{l}'" for l, _ in series)
         self.figure(table, png, title, f"set title '{title}{note}'\nset xlabel '{xlabel}'\nset ylabel '{ylabel}'\n"
-                    + ("set logscale y\n" if logy else "") + "set key outside right\n"
+                    + ("set logscale y\n" if logy else "") + "set key below\n"
                     f"plot {plots}\n" + "".join(self.inline(pts) for _, pts in series))
 
     def students_note(self):

@@ -99,8 +99,8 @@ TEST_CASE("every shipped data config loads and validates") {
     CHECK(config.name == entry.path().stem().string());
     CHECK(data::data_config_hash(config).size() == 64);
   }
-  CHECK(names ==
-        std::set<std::string>{"fashion-mnist.json", "kjv-bytes.json", "kjv.json", "wordnet.json"});
+  CHECK(names == std::set<std::string>{"fashion-mnist.json", "kjv-bytes.json", "kjv.json",
+                                       "licenses.json", "wordnet.json"});
   const auto kjv =
       core::load_config<data::DataConfig>(test::source_dir() / "configs" / "data" / "kjv.json", {});
   CHECK(kjv.tokenizer.kind == "sentencepiece");
