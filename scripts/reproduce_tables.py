@@ -523,11 +523,12 @@ class Report:
         findings = []
         if t and sc:
             diff = interval([a - b for a, b in zip(t["values"], sc["values"])])
-            verdict = ("clearly fewer test errors than" if excludes(diff, 0) and diff["mean"] < 0 else
-                       "more test errors than" if excludes(diff, 0) else
-                       "not clearly fewer test errors than (the interval of the difference includes 0)")
-            findings.append(f"The teacher makes {verdict} the hard-label student "
-                            f"({t['mean']:.0f} against {sc['mean']:.0f}; difference {show(diff, 0)}).")
+            verdict = ("The teacher makes clearly fewer test errors than the hard-label student"
+                       if excludes(diff, 0) and diff["mean"] < 0 else
+                       "The teacher makes more test errors than the hard-label student" if excludes(diff, 0) else
+                       "The teacher's lead over the hard-label student is not clear at 95 %")
+            findings.append(f"{verdict} ({t['mean']:.0f} against {sc['mean']:.0f} errors; paired difference "
+                            f"{show(diff, 0)}).")
             if kd:
                 beaten = all(t["mean"] < v["mean"] for v in kd.values())
                 findings.append("It makes fewer errors than every distilled student." if beaten else
