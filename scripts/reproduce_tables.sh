@@ -107,7 +107,7 @@ fi
 /usr/bin/python3 "$repo/scripts/reproduce_tables.py" "${args[@]}" --program "$("$edgedistill" --version)"
 # The README's results block comes from the canonical results only, never from a RESULTS_DIR
 # elsewhere (a test run's tables would otherwise be linked from the README).
-if [[ -z ${RESULTS_DIR:-} && $mode == full ]]; then
+if [[ -z ${RESULTS_DIR:-} && $mode == full && -z ${ONLY:-} ]]; then
   /usr/bin/python3 "$repo/scripts/readme_results.py" "$results/headline.json" "$repo/README.md"
 fi
 elapsed=$(($(date +%s) - started))
