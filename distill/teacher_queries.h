@@ -1,8 +1,8 @@
-// Teacher queries, "the student asks the teacher" (../shared/specs/methods.md): the student scores
-// each item of a batch (a sequence, or a window of tokens) by its own uncertainty, and only the
-// items inside a band of the score distribution, a `budget` share of them, go to the teacher. The
-// band's edges are online thresholds that track the budget over the stream of items. The
-// `learned` policy is a bandit over (score, band) arms rewarded by held-out loss decrease per
+// Teacher queries, "the student asks the teacher" (docs/distillation.md, "Teacher queries"): the
+// student scores each item of a batch (a sequence, or a window of tokens) by its own uncertainty,
+// and only the items inside a band of the score distribution, a `budget` share of them, go to the
+// teacher. The band's edges are online thresholds that track the budget over the stream of items.
+// The `learned` policy is a bandit over (score, band) arms rewarded by held-out loss decrease per
 // teacher query.
 #pragma once
 

@@ -1,6 +1,6 @@
 // Unstructured and N:M pruning of a llama model's block matrices by magnitude or Wanda
-// (../shared/specs/methods.md, "Pruning"). The token embedding, the norms and the output head are
-// kept dense, as in the Wanda paper. No weight is updated besides the zeros.
+// (docs/pruning.md, "Unstructured and N:M"). The token embedding, the norms and the output head
+// are kept dense, as in the Wanda paper. No weight is updated besides the zeros.
 #pragma once
 
 #include <torch/torch.h>
