@@ -1,6 +1,7 @@
 // Unstructured pruning masks: which weights of a matrix to zero, from a score per weight
 // (docs/pruning.md, "Unstructured and N:M"). A mask is a float tensor of the weight's shape, 1
-// where the weight stays and 0 where it is pruned (model::WeightMasks holds them by parameter name).
+// where the weight stays and 0 where it is pruned (model::WeightMasks holds them by parameter
+// name).
 #pragma once
 
 #include <torch/torch.h>
