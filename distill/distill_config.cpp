@@ -81,6 +81,7 @@ void QueryConfig::validate(const std::string& at) const {
   if (window_items <= 0) config_fail(key_path(at, "window_items"), "must be positive");
   if (bandit_every <= 0) config_fail(key_path(at, "bandit_every"), "must be positive");
   if (held_out_tokens <= 0) config_fail(key_path(at, "held_out_tokens"), "must be positive");
+  if (probe_items < 0) config_fail(key_path(at, "probe_items"), "must be 0 (off) or positive");
 }
 
 namespace {

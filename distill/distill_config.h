@@ -162,6 +162,7 @@ struct QueryConfig {
   int64_t window_items = 128;
   int64_t bandit_every = 10;
   int64_t held_out_tokens = 4096;
+  int64_t probe_items = 64;
 
   bool enabled() const { return policy != "none"; }
 
@@ -181,6 +182,9 @@ struct QueryConfig {
     v.field("bandit_every", bandit_every, "learned: optimizer steps per bandit round");
     v.field("held_out_tokens", held_out_tokens,
             "learned: valid-split tokens whose loss rewards each round");
+    v.field("probe_items", probe_items,
+            "training items whose gain from asking the teacher is measured at each valid "
+            "evaluation, against the policy's selection score (0: no probe)");
   }
   void validate(const std::string& at) const;
 };

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <iomanip>
 #include <map>
+#include <numeric>
 #include <optional>
 
 #include "core/log.h"
@@ -165,17 +166,16 @@ train::MicroBatchLoss LanguageModelDistillTask::next_micro_batch_loss() {
   return out;
 }
 
-torch::Tensor LanguageModelDistillTask::choose_items(const torch::Tensor& inputs,
-                                                     const model::ForwardOutput& student_out,
-                                                     int64_t window, uint64_t draw) {
+std::map<std::string, torch::Tensor> LanguageModelDistillTask::item_scores(
+    const std::vector<std::string>& policies, const torch::Tensor& inputs,
+    const torch::Tensor& student_logits, int64_t window, uint64_t draw) {
   const int64_t rows = inputs.size(0), items = inputs.size(1) / window;
-  if (query_config_.budget <= 0) return torch::zeros({rows, items}, torch::kBool);
   std::map<std::string, torch::Tensor> scores;
-  for (const auto& policy : queries_->needed_scores()) {
+  for (const auto& policy : policies) {
     if (policy == "entropy") {
-      scores[policy] = entropy_scores(student_out.logits.detach(), window);
+      scores[policy] = entropy_scores(student_logits.detach(), window);
     } else if (policy == "margin") {
-      scores[policy] = margin_scores(student_out.logits.detach(), window);
+      scores[policy] = margin_scores(student_logits.detach(), window);
     } else if (policy == "random") {
       scores[policy] = queries_->random_scores(rows, items, draw);
     } else if (policy == "dropout_disagreement") {
@@ -187,7 +187,123 @@ torch::Tensor LanguageModelDistillTask::choose_items(const torch::Tensor& inputs
       scores[policy] = disagreement_scores(a, b, window);
     }
   }
-  return queries_->decide(scores);
+  return scores;
+}
+
+torch::Tensor LanguageModelDistillTask::choose_items(const torch::Tensor& inputs,
+                                                     const model::ForwardOutput& student_out,
+                                                     int64_t window, uint64_t draw) {
+  const int64_t rows = inputs.size(0), items = inputs.size(1) / window;
+  if (query_config_.budget <= 0) return torch::zeros({rows, items}, torch::kBool);
+  return queries_->decide(
+      item_scores(queries_->needed_scores(), inputs, student_out.logits, window, draw));
+}
+
+std::vector<train::Metric> LanguageModelDistillTask::query_gain_probe(const std::string& split) {
+  auto& student = *student_;
+  const bool was_training = student.is_training();
+  student.eval();
+  // The dropout-disagreement score draws from the global generator; training's draws must not
+  // depend on whether a probe ran.
+  auto generator = at::detail::getDefaultCPUGenerator();
+  const auto generator_state = generator.get_state();
+  std::vector<torch::Tensor> parameters;
+  for (const auto& p : student.parameters()) {
+    if (p.requires_grad()) parameters.push_back(p);
+  }
+  const int64_t seq_len = base_.seq_len();
+  // The flattened gradient of a loss over the student's parameters (zeros where it has none).
+  auto gradient = [&](const torch::Tensor& loss, bool retain) {
+    const auto grads = torch::autograd::grad({loss}, parameters, {}, retain, false, true);
+    std::vector<torch::Tensor> flat;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      flat.push_back(grads[i].defined()
+                         ? grads[i].reshape({-1})
+                         : torch::zeros({parameters[i].numel()}, parameters[i].options()));
+    }
+    return torch::cat(flat);
+  };
+
+  // The held-out loss's gradient, over the valid tokens the learned policy's reward uses.
+  const auto& valid = base_.shard("valid");
+  const int64_t windows =
+      train::evaluation_window_count(valid, seq_len, query_config_.held_out_tokens);
+  torch::Tensor held_out;
+  for (int64_t first = 0; first < windows; first += base_.batch_size()) {
+    const int64_t rows = std::min<int64_t>(base_.batch_size(), windows - first);
+    const auto batch = train::evaluation_windows(valid, seq_len, first, rows).to(device_);
+    const auto logits = student.forward(batch.narrow(1, 0, seq_len)).logits;
+    const auto loss = model::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                           batch.narrow(1, 1, seq_len).reshape({-1}));
+    const auto part =
+        gradient(loss, false) * (static_cast<double>(rows) / static_cast<double>(windows));
+    held_out = held_out.defined() ? held_out + part : part;
+  }
+
+  // Training items spread over the train split: each item's gain and the policies' scores.
+  const int64_t window = query_config_.unit == "sequence" ? seq_len : query_config_.window;
+  const int64_t per_sequence = seq_len / window;
+  const auto& train_shard = base_.shard("train");
+  const int64_t available = train::evaluation_window_count(train_shard, seq_len, 0);
+  const int64_t sequences =
+      std::min(available, (query_config_.probe_items + per_sequence - 1) / per_sequence);
+  const int arm = queries_->preferred_arm();
+  std::vector<std::string> policies = queries_->needed_scores();
+  for (const char* policy : {"entropy", "margin"}) {
+    if (std::find(policies.begin(), policies.end(), policy) == policies.end()) {
+      policies.emplace_back(policy);
+    }
+  }
+  std::vector<double> gains, selection, entropy, margin;
+  for (int64_t s = 0; s < sequences; ++s) {
+    const auto tokens =
+        train::evaluation_windows(train_shard, seq_len, s * available / sequences, 1).to(device_);
+    const auto inputs = tokens.narrow(1, 0, seq_len);
+    const auto targets = tokens.narrow(1, 1, seq_len).reshape({-1});
+    const auto logits = student.forward(inputs).logits;
+    torch::Tensor teacher_logits;
+    {
+      torch::NoGradGuard no_grad;
+      teacher_logits = teacher_->llama().forward(inputs).logits;
+      teacher_logits = teacher_logits.reshape({-1, teacher_logits.size(-1)});
+    }
+    // A fixed draw far from the training steps' (which count up from 0).
+    const auto scores =
+        item_scores(policies, inputs, logits, window, ~uint64_t{0} - static_cast<uint64_t>(s));
+    const auto strength = queries_->selection_strength(scores, arm);
+    const auto flat = logits.reshape({-1, logits.size(-1)});
+    for (int64_t j = 0; j < per_sequence; ++j) {
+      if (static_cast<int64_t>(gains.size()) == query_config_.probe_items) break;
+      DistillBatch part;
+      part.student_logits = flat.narrow(0, j * window, window);
+      part.targets = targets.narrow(0, j * window, window);
+      part.teacher_logits = teacher_logits.narrow(0, j * window, window);
+      // Asked, the item trains on the distillation loss; skipped, on its hard labels.
+      const auto asked_minus_skipped =
+          loss_.compute(part).loss - model::cross_entropy(part.student_logits, part.targets);
+      gains.push_back(held_out.dot(gradient(asked_minus_skipped, true)).item<double>());
+      selection.push_back(strength[0][j].item<double>());
+      entropy.push_back(scores.at("entropy")[0][j].item<double>());
+      margin.push_back(scores.at("margin")[0][j].item<double>());
+    }
+  }
+  if (was_training) student.train();
+  generator.set_state(generator_state);
+
+  const auto positive = std::count_if(gains.begin(), gains.end(), [](double g) { return g > 0; });
+  const double mean_gain = gains.empty() ? 0.0
+                                         : std::accumulate(gains.begin(), gains.end(), 0.0) /
+                                               static_cast<double>(gains.size());
+  std::vector<train::Metric> out = {
+      {split + "_query_gain_corr", rank_correlation(selection, gains)},
+      {split + "_query_gain_corr_entropy", rank_correlation(entropy, gains)},
+      {split + "_query_gain_corr_margin", rank_correlation(margin, gains)},
+      {split + "_query_gain_mean", mean_gain},
+      {split + "_query_gain_positive",
+       gains.empty() ? 0.0 : static_cast<double>(positive) / static_cast<double>(gains.size())},
+      {split + "_query_probe_items", static_cast<double>(gains.size())}};
+  if (queries_->learned()) out.emplace_back(split + "_query_probe_arm", arm);
+  return out;
 }
 
 train::MicroBatchLoss LanguageModelDistillTask::queried_loss(
@@ -420,6 +536,9 @@ std::vector<train::Metric> LanguageModelDistillTask::evaluate(const std::string&
                                                base_.batch_size(), base_.eval_tokens(), device_);
   metrics.emplace_back(split + "_teacher_kl", kl);
   metrics.emplace_back(split + "_teacher_ppl", teacher_ppl_[split]);
+  if (queries_ && split == "valid" && query_config_.probe_items > 0) {
+    for (auto& metric : query_gain_probe(split)) metrics.push_back(std::move(metric));
+  }
   return metrics;
 }
 

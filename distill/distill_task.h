@@ -64,6 +64,16 @@ class LanguageModelDistillTask : public train::TrainingTask {
                                      const std::vector<int64_t>& starts, uint64_t draw);
   torch::Tensor choose_items(const torch::Tensor& inputs, const model::ForwardOutput& student_out,
                              int64_t window, uint64_t draw);
+  // The named policies' item scores [B, I] for a batch of `inputs` [B, T].
+  std::map<std::string, torch::Tensor> item_scores(const std::vector<std::string>& policies,
+                                                   const torch::Tensor& inputs,
+                                                   const torch::Tensor& student_logits,
+                                                   int64_t window, uint64_t draw);
+  // At a valid evaluation: each of `probe_items` training items' gain from asking the teacher,
+  // the first-order decrease of the held-out loss from a step on the item's distillation loss
+  // instead of its hard labels, grad L_held_out . grad (loss_asked - loss_skipped), and its rank
+  // correlation with the policy's selection strength and with the entropy and margin scores.
+  std::vector<train::Metric> query_gain_probe(const std::string& split);
   std::vector<double> removal_scores();
   const std::vector<torch::Tensor>& held_out_batches();
   // Runs the teacher for the uld terms and puts its logits, paired with student positions, into

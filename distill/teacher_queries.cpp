@@ -77,6 +77,36 @@ double threshold_for_share(std::vector<double> recent, double share_above) {
   return quantile(std::move(recent), 1.0 - share_above);
 }
 
+double rank_correlation(const std::vector<double>& x, const std::vector<double>& y) {
+  ED_CHECK(x.size() == y.size(), "rank_correlation of ", x.size(), " and ", y.size(), " values");
+  const size_t n = x.size();
+  if (n < 2) return 0.0;
+  auto ranks = [n](const std::vector<double>& values) {
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return values[a] < values[b]; });
+    std::vector<double> rank(n);
+    for (size_t begin = 0; begin < n;) {
+      size_t end = begin + 1;
+      while (end < n && values[order[end]] == values[order[begin]]) ++end;
+      const double mean_rank = 0.5 * static_cast<double>(begin + end - 1);  // 0-based ranks
+      for (size_t k = begin; k < end; ++k) rank[order[k]] = mean_rank;
+      begin = end;
+    }
+    return rank;
+  };
+  const auto rx = ranks(x), ry = ranks(y);
+  const double mx = mean_of(rx), my = mean_of(ry);
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sxy += (rx[i] - mx) * (ry[i] - my);
+    sxx += (rx[i] - mx) * (rx[i] - mx);
+    syy += (ry[i] - my) * (ry[i] - my);
+  }
+  return sxx > 0 && syy > 0 ? sxy / std::sqrt(sxx * syy) : 0.0;
+}
+
 TeacherQueries::TeacherQueries(const QueryConfig& config, uint64_t seed)
     : config_(config), seed_(core::derive_seed(seed, 0x71756572ULL)) {
   auto arm = [](const std::string& policy, bool middle) {
@@ -191,6 +221,22 @@ void TeacherQueries::next_round(double held_out_loss) {
   round_open_ = true;
   round_start_loss_ = held_out_loss;
   round_queries_ = 0;
+}
+
+int TeacherQueries::preferred_arm() const {
+  return static_cast<int>(std::max_element(rounds_.begin(), rounds_.end()) - rounds_.begin());
+}
+
+torch::Tensor TeacherQueries::selection_strength(const std::map<std::string, torch::Tensor>& scores,
+                                                 int arm) const {
+  const auto& chosen = arms_.at(static_cast<size_t>(arm));
+  const auto values = scores.at(chosen.policy).to(torch::kFloat64).cpu();
+  if (!chosen.middle) return values;
+  const auto recent = recent_.find(chosen.policy);
+  const double median = recent != recent_.end() && !recent->second.empty()
+                            ? quantile(recent->second, 0.5)
+                            : quantile(to_vector(values), 0.5);
+  return -(values - median).abs();
 }
 
 std::vector<train::Metric> TeacherQueries::summary() const {

@@ -32,6 +32,10 @@ torch::Tensor disagreement_scores(const torch::Tensor& logits_a, const torch::Te
 // linearly interpolated; +infinity for shares <= 0 and -infinity for shares >= 1.
 double threshold_for_share(std::vector<double> recent, double share_above);
 
+// Spearman's rank correlation of two equally long samples (tied values share their mean rank);
+// 0 when either sample is constant or has fewer than two values.
+double rank_correlation(const std::vector<double>& x, const std::vector<double>& y);
+
 // One way of choosing items: a score and the band of its distribution that is queried, given as
 // shares of items above the band's edges. A top arm queries [0, w), the most uncertain items; a
 // middle arm [0.5 - w/2, 0.5 + w/2), the items around the median; w is the budget.
@@ -78,6 +82,15 @@ class TeacherQueries {
   void restore(const nlohmann::json& state);
 
   const QueryArm& arm() const { return arms_[current_]; }
+  const std::vector<QueryArm>& arms() const { return arms_; }
+  // The arm the policy relies on: for the learned policy the one with the most rounds (the first
+  // of those on a tie), else the only one.
+  int preferred_arm() const;
+  // How strongly `arm` wants each item [B, I], given its policy's scores: the score itself for a
+  // top arm; for a middle arm, minus the score's distance from the median of the policy's recent
+  // scores (of `scores` while there are none). Float64 on the CPU.
+  torch::Tensor selection_strength(const std::map<std::string, torch::Tensor>& scores,
+                                   int arm) const;
 
  private:
   int choose_arm() const;

@@ -18,6 +18,7 @@
 #include "tiny_recipe.h"
 #include "torch_catch.h"
 #include "train/optimizer.h"
+#include "train/token_windows.h"
 
 using namespace edgedistill;
 using namespace edgedistill::distill;
@@ -259,6 +260,99 @@ TEST_CASE("uncertainty scores have their analytic values") {
   CHECK(threshold_for_share({1, 2}, 1.0) < 0);
 }
 
+TEST_CASE("rank correlation has Spearman's values, ties at their mean rank") {
+  // No ties: 1 - 6 sum d^2 / (n (n^2 - 1)) with d = (1, 1, 1, 1, 0): 1 - 24 / 120.
+  CHECK(rank_correlation({1, 2, 3, 4, 5}, {2, 1, 4, 3, 5}) == Approx(0.8));
+  // Any increasing transform has the same ranks; a decreasing one flips the sign.
+  CHECK(rank_correlation({0.1, 5, 7, 100, 1e6}, {2, 1, 4, 3, 5}) == Approx(0.8));
+  CHECK(rank_correlation({5, 4, 3, 2, 1}, {2, 1, 4, 3, 5}) == Approx(-0.8));
+  // Ties: ranks (0, 1.5, 1.5, 3) against (0, 1, 2, 3), Pearson = 4.5 / sqrt(4.5 * 5).
+  CHECK(rank_correlation({1, 2, 2, 3}, {1, 2, 3, 4}) == Approx(4.5 / std::sqrt(22.5)));
+  CHECK(rank_correlation({1, 1, 1}, {1, 2, 3}) == 0.0);
+  CHECK(rank_correlation({1}, {2}) == 0.0);
+}
+
+TEST_CASE(
+    "the query probe's gain is the held-out loss's derivative along the asked-minus-skipped "
+    "gradient") {
+  test::TempDir dir;
+  train::configure_threads(0, false);
+  auto recipe = tiny_distill_recipe(dir.path(), tiny_teacher());
+  recipe.distill.losses[0].temperature = 2.0;
+  recipe.distill.losses[0].alpha = 0.5;
+  recipe.distill.queries.policy = "entropy";
+  recipe.distill.queries.budget = 0.5;
+  recipe.distill.queries.held_out_tokens = 64;
+  recipe.distill.queries.probe_items = 1;  // the first window of the train split
+  core::Validator::validate_config(recipe, "");
+  auto setup = prepare_distillation(recipe, dir.path() / "cache");
+  const auto metrics = setup.task->evaluate("valid");
+  auto metric = [&](const std::string& name) {
+    for (const auto& [key, value] : metrics) {
+      if (key == name) return value;
+    }
+    FAIL("no metric " << name);
+    return 0.0;
+  };
+  REQUIRE(metric("valid_query_probe_items") == 1);
+  const double gain = metric("valid_query_gain_mean");
+
+  // The same in float64, by central differences: the student's copy, the item's losses by their
+  // formulas, the held-out loss over the first 64 valid targets.
+  auto& student = dynamic_cast<model::LlamaModelImpl&>(setup.task->model());
+  model::LlamaModel copy(student.config());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : copy->named_parameters()) {
+      item.value().copy_(student.named_parameters()[item.key()]);
+    }
+  }
+  copy->to(torch::kFloat64);
+  copy->eval();
+  const int64_t seq_len = recipe.base.train.seq_len;
+  const auto item = train::evaluation_windows(setup.text_data->shard("train"), seq_len, 0, 1);
+  const auto held_out =
+      train::evaluation_windows(setup.text_data->shard("valid"), seq_len, 0, 64 / seq_len);
+  torch::Tensor teacher_logits;
+  {
+    torch::NoGradGuard no_grad;
+    teacher_logits = setup.teacher->llama().forward(item.narrow(1, 0, seq_len)).logits;
+  }
+  const double t = 2.0;
+  const auto teacher_p = torch::softmax(teacher_logits.to(torch::kFloat64) / t, -1);
+  auto ce = [](const torch::Tensor& logits, const torch::Tensor& targets) {
+    return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                targets.reshape({-1}));
+  };
+  const auto logits = copy->forward(item.narrow(1, 0, seq_len)).logits;
+  const auto kl =
+      (teacher_p * (teacher_p.log() - torch::log_softmax(logits / t, -1))).sum(-1).mean();
+  const auto hard = ce(logits, item.narrow(1, 1, seq_len));
+  const auto asked_minus_skipped = 0.5 * t * t * kl + 0.5 * hard - hard;
+  std::vector<torch::Tensor> parameters;
+  for (const auto& p : copy->parameters()) parameters.push_back(p);
+  const auto direction = torch::autograd::grad({asked_minus_skipped}, parameters, {}, false, false,
+                                               /*allow_unused=*/true);
+  auto held_out_loss = [&](double step) {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      if (direction[i].defined()) parameters[i].add_(direction[i], step);
+    }
+    const auto loss =
+        ce(copy->forward(held_out.narrow(1, 0, seq_len)).logits, held_out.narrow(1, 1, seq_len))
+            .item<double>();
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      if (direction[i].defined()) parameters[i].sub_(direction[i], step);
+    }
+    return loss;
+  };
+  // Central differences, h = 1e-5: truncation O(h^2) and rounding O(eps / h), both ~1e-10.
+  const double h = 1e-5;
+  const double expected = (held_out_loss(h) - held_out_loss(-h)) / (2 * h);
+  REQUIRE(std::abs(expected) > 1e-3);  // a gain the check can see
+  CHECK(gain == Approx(expected).epsilon(1e-3));
+}
+
 TEST_CASE("the online query threshold converges to the budget on a stationary stream") {
   for (const double budget : {0.1, 0.25, 0.5}) {
     for (const bool drifting : {false, true}) {
@@ -392,6 +486,19 @@ TEST_CASE("dropping, removal and learned queries resume exactly where they stopp
     if (item.key().rfind("query_rounds_", 0) == 0) rounds += item.value().get<double>();
   }
   CHECK(rounds == 5);  // a round every 2 of 10 steps
+  // The probe rates the arm the bandit used most (rounds counted above) against the items' gains.
+  CHECK(result.at("valid_query_probe_items").get<double>() > 0);
+  const auto arm = result.at("valid_query_probe_arm").get<int>();
+  for (const auto& item : result.items()) {
+    if (item.key().rfind("query_rounds_", 0) != 0) continue;
+    CHECK(item.value().get<double>() <=
+          result
+              .at("query_rounds_" + std::vector<std::string>{"entropy_top", "margin_top",
+                                                             "random_top", "entropy_middle",
+                                                             "margin_middle"}[arm])
+              .get<double>());
+  }
+  CHECK(std::abs(result.at("valid_query_gain_corr").get<double>()) <= 1.0);
 }
 
 TEST_CASE("the techniques' config errors name the key and the fix") {
