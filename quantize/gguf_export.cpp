@@ -158,6 +158,11 @@ std::vector<std::string> llama_matrix_names(const model::LlamaConfig& config) {
   return names;
 }
 
+bool keeps_embedding_at_q8_0(GgmlType type) {
+  return type == GgmlType::q4_0 || type == GgmlType::q4_1 || type == GgmlType::q4_k ||
+         type == GgmlType::q5_k;
+}
+
 GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& options) {
   if (is_vector(name)) return GgmlType::f32;
   if (const auto it = options.tensor_types.find(name); it != options.tensor_types.end()) {
@@ -165,8 +170,7 @@ GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& op
   }
   if (is_embedding_or_head(name)) {
     if (options.embedding_type) return *options.embedding_type;
-    const bool four_bit = options.type == GgmlType::q4_0 || options.type == GgmlType::q4_1;
-    return four_bit ? GgmlType::q8_0 : options.type;
+    return keeps_embedding_at_q8_0(options.type) ? GgmlType::q8_0 : options.type;
   }
   return options.type;
 }

@@ -58,6 +58,10 @@ struct GgufExportSummary {
 // block's attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down.
 std::vector<std::string> llama_matrix_names(const model::LlamaConfig& config);
 
+// Whether token_embd and output stay at q8_0 by default when the matrices are `type`: for the
+// types below 6 bits (q4_0, q4_1, q4_k, q5_k), whose error there costs the most.
+bool keeps_embedding_at_q8_0(io::GgmlType type);
+
 // The type each tensor of a llama checkpoint gets under `options` (norms: f32).
 io::GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& options);
 

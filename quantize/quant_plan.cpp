@@ -40,8 +40,8 @@ std::string substitute_blocks(std::string pattern, int n_layers) {
 QuantPlan default_plan(io::GgmlType type) {
   QuantPlan plan;
   plan.source = "default";
-  plan.description = "token_embd and output at q8_0 for 4-bit types";
-  if (type == io::GgmlType::q4_0 || type == io::GgmlType::q4_1) {
+  plan.description = "token_embd and output at q8_0 for the 4- and 5-bit types";
+  if (keeps_embedding_at_q8_0(type)) {
     plan.rules = {{"token_embd.weight", io::GgmlType::q8_0}, {"output.weight", io::GgmlType::q8_0}};
   }
   return plan;

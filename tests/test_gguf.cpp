@@ -20,12 +20,14 @@
 #include "io/gguf_parse.h"
 #include "io/gguf_quants.h"
 #include "io/half.h"
+#include "random_values.h"
 #include "test_util.h"
 
 using namespace edgedistill;
 using io::GgmlType;
 using io::GgufValue;
 using io::GgufValueType;
+using test::unit_normal;
 namespace fs = std::filesystem;
 
 namespace {
@@ -59,21 +61,6 @@ constexpr double kRmseOverGridPredictionMin = 0.80;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-constexpr double kPi = 3.14159265358979323846;
-
-std::vector<float> unit_normal(size_t count, uint64_t seed) {
-  // Box-Muller on core::Rng (portable and reproducible).
-  core::Rng rng(seed);
-  std::vector<float> values(count);
-  for (size_t i = 0; i < count; i += 2) {
-    const double radius = std::sqrt(-2.0 * std::log(1.0 - rng.uniform()));  // 1 - u in (0, 1]
-    const double angle = 2.0 * kPi * rng.uniform();
-    values[i] = static_cast<float>(radius * std::cos(angle));
-    if (i + 1 < count) values[i + 1] = static_cast<float>(radius * std::sin(angle));
-  }
-  return values;
-}
 
 template <class Block>
 std::vector<uint8_t> block_bytes(const Block& block) {
@@ -295,9 +282,18 @@ TEST_CASE("ggml type traits match the format table") {
   };
   // ../shared/specs/gguf.md, "Tensor types" and general.file_type.
   const Expected table[] = {
-      {GgmlType::f32, 0, "f32", 1, 4, false, 0},    {GgmlType::f16, 1, "f16", 1, 2, false, 1},
-      {GgmlType::q4_0, 2, "q4_0", 32, 18, true, 2}, {GgmlType::q4_1, 3, "q4_1", 32, 20, true, 3},
+      {GgmlType::f32, 0, "f32", 1, 4, false, 0},
+      {GgmlType::f16, 1, "f16", 1, 2, false, 1},
+      {GgmlType::q4_0, 2, "q4_0", 32, 18, true, 2},
+      {GgmlType::q4_1, 3, "q4_1", 32, 20, true, 3},
       {GgmlType::q8_0, 8, "q8_0", 32, 34, true, 7},
+      // K-quants: 256-element super-blocks; ggml's block_q4_K is 2 f16 + 12 + 128 bytes, q5_K
+      // adds 32 bytes of high bits, q6_K is 128 + 64 + 16 + f16, q8_K f32 + 256 + 16 int16.
+      // file_type: llama.cpp's MOSTLY_Q4_K_M 15, MOSTLY_Q5_K_M 17, MOSTLY_Q6_K 18.
+      {GgmlType::q4_k, 12, "q4_k", 256, 144, true, 15},
+      {GgmlType::q5_k, 13, "q5_k", 256, 176, true, 17},
+      {GgmlType::q6_k, 14, "q6_k", 256, 210, true, 18},
+      {GgmlType::q8_k, 15, "q8_k", 256, 292, true, 0},
   };
   for (const Expected& expected : table) {
     INFO(expected.name);
@@ -313,11 +309,12 @@ TEST_CASE("ggml type traits match the format table") {
     CHECK(io::parse_ggml_type(expected.name) == expected.type);
   }
   CHECK(io::known_ggml_types().size() == std::size(table));
-  for (const uint32_t unknown : {4u, 6u, 7u, 12u, 30u, 1000u}) {
+  for (const uint32_t unknown : {4u, 6u, 7u, 10u, 11u, 16u, 30u, 1000u}) {
     CHECK_FALSE(io::find_ggml_type(unknown).has_value());
   }
   CHECK_FALSE(io::parse_ggml_type("Q4_0").has_value());
-  CHECK_FALSE(io::parse_ggml_type("q4_k").has_value());
+  CHECK_FALSE(io::parse_ggml_type("Q4_K").has_value());
+  CHECK_FALSE(io::parse_ggml_type("q4_k_m").has_value());  // a mix, not a tensor type
 
   CHECK(io::ggml_row_bytes(GgmlType::f32, 5) == 20);
   CHECK(io::ggml_row_bytes(GgmlType::f16, 5) == 10);
@@ -325,6 +322,10 @@ TEST_CASE("ggml type traits match the format table") {
   CHECK(io::ggml_row_bytes(GgmlType::q4_1, 96) == 60);
   CHECK(io::ggml_row_bytes(GgmlType::q8_0, 32) == 34);
   CHECK_THROWS_AS(io::ggml_row_bytes(GgmlType::q8_0, 48), InternalError);
+  CHECK(io::ggml_row_bytes(GgmlType::q4_k, 512) == 288);
+  CHECK(io::ggml_row_bytes(GgmlType::q6_k, 256) == 210);
+  CHECK_THROWS_AS(io::ggml_row_bytes(GgmlType::q5_k, 128), InternalError);  // not a super-block
+  CHECK_FALSE(io::ggml_nbytes(GgmlType::q4_k, {288, 2}).has_value());
 
   CHECK(io::ggml_nbytes(GgmlType::q4_1, {64, 3, 2}) == 2 * 20 * 3 * 2);
   CHECK(io::ggml_nbytes(GgmlType::f16, {7}) == 14);
@@ -990,11 +991,11 @@ TEST_CASE("malformed GGUF files are refused with a message naming the field") {
   }
 
   SECTION("tensor infos") {
-    require_rejected(
-        path, with([](HandFile& f) {
-          f.tensors[1] = tensor_record("b", {32, 2}, 12, 32);
-        }),
-        {"tensor 1 'b'", "ggml type 12 is not one this edgedistill reads", "q8_0 = 8"});
+    require_rejected(path, with([](HandFile& f) {
+                       f.tensors[1] = tensor_record("b", {32, 2}, 10, 32);  // Q2_K
+                     }),
+                     {"tensor 1 'b'", "ggml type 10 is not one this edgedistill reads", "q8_0 = 8",
+                      "q6_k = 14"});
     require_rejected(path, with([](HandFile& f) {
                        f.tensors[1] = tensor_record("b", {48, 2}, 2, 32);
                      }),

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "io/gguf_quants.h"
 #include "io/gguf_types.h"
 #include "io/half.h"
 #include "runtime/kernels.h"
@@ -45,8 +46,13 @@ constexpr double kTwinBounds = 2;
 // sit that much beyond 0.5 from x / d.
 constexpr double kQuantizeRoundingSlack = 1e-4;
 
-const io::GgmlType kAllTypes[] = {io::GgmlType::f32, io::GgmlType::f16, io::GgmlType::q8_0,
-                                  io::GgmlType::q4_0, io::GgmlType::q4_1};
+const io::GgmlType kAllTypes[] = {io::GgmlType::f32,  io::GgmlType::f16,  io::GgmlType::q8_0,
+                                  io::GgmlType::q4_0, io::GgmlType::q4_1, io::GgmlType::q4_k,
+                                  io::GgmlType::q5_k, io::GgmlType::q6_k};
+
+bool is_k_quant(io::GgmlType type) {
+  return type == io::GgmlType::q4_k || type == io::GgmlType::q5_k || type == io::GgmlType::q6_k;
+}
 
 const char* type_name(io::GgmlType type) {
   switch (type) {
@@ -60,6 +66,14 @@ const char* type_name(io::GgmlType type) {
       return "q4_0";
     case io::GgmlType::q4_1:
       return "q4_1";
+    case io::GgmlType::q4_k:
+      return "q4_k";
+    case io::GgmlType::q5_k:
+      return "q5_k";
+    case io::GgmlType::q6_k:
+      return "q6_k";
+    case io::GgmlType::q8_k:
+      return "q8_k";
   }
   return "?";
 }
@@ -80,6 +94,14 @@ int64_t test_row_bytes(io::GgmlType type, int64_t cols) {
       return cols / 32 * 18;
     case io::GgmlType::q4_1:
       return cols / 32 * 20;
+    case io::GgmlType::q4_k:
+      return cols / 256 * 144;
+    case io::GgmlType::q5_k:
+      return cols / 256 * 176;
+    case io::GgmlType::q6_k:
+      return cols / 256 * 210;
+    case io::GgmlType::q8_k:
+      return cols / 256 * 292;
   }
   return 0;
 }
@@ -143,6 +165,25 @@ TestMatrix random_matrix(io::GgmlType type, int64_t rows, int64_t cols, uint32_t
         for (int j = 0; j < 16; ++j) p[4 + j] = static_cast<uint8_t>(byte(rng));
       }
       break;
+    case io::GgmlType::q4_k:
+    case io::GgmlType::q5_k:
+    case io::GgmlType::q6_k: {
+      // Random bytes (every code, sub-block scale and minimum), then finite super-block scales:
+      // d and dmin lead a Q4_K/Q5_K block, d ends a Q6_K block (of either sign).
+      const int64_t size = test_row_bytes(type, 256);
+      for (int64_t b = 0; b < rows * cols / 256; ++b, p += size) {
+        for (int64_t j = 0; j < size; ++j) p[j] = static_cast<uint8_t>(byte(rng));
+        if (type == io::GgmlType::q6_k) {
+          write_u16(p + 208, io::float_to_f16((negative(rng) ? -0.02f : 0.02f) * scale(rng)));
+        } else {
+          write_u16(p, io::float_to_f16(0.1f * scale(rng)));
+          write_u16(p + 2, io::float_to_f16(0.1f * scale(rng)));
+        }
+      }
+      break;
+    }
+    case io::GgmlType::q8_k:
+      break;
   }
   return m;
 }
@@ -154,6 +195,13 @@ std::vector<double> dequantize_row(const TestMatrix& m, int64_t r, std::vector<d
   std::vector<double> w(m.cols);
   if (minimum != nullptr) minimum->assign(m.cols, 0.0);
   const uint8_t* p = m.row(r);
+  if (is_k_quant(m.type)) {
+    // The K-quants' decoding is checked against an independent numpy reader in
+    // test_kquants_reference.cpp; here the decoded row is the reference for the kernels' dots.
+    std::vector<float> decoded(static_cast<size_t>(m.cols));
+    io::dequantize_rows(m.type, p, 1, m.cols, decoded.data());
+    return {decoded.begin(), decoded.end()};
+  }
   for (int64_t b = 0; b < m.cols / 32; ++b) {
     if (m.type == io::GgmlType::q8_0) {
       const uint8_t* block = p + b * 34;
@@ -267,11 +315,14 @@ std::vector<const RuntimeKernels*> vector_builds() {
   return builds;
 }
 
-// The weight types whose rows of `cols` elements exist (block types need multiples of 32).
+// The weight types whose rows of `cols` elements exist (block types need multiples of 32, the
+// K-quants of 256).
 std::vector<io::GgmlType> types_for(int64_t cols) {
   std::vector<io::GgmlType> types;
   for (io::GgmlType type : kAllTypes) {
-    if (cols % 32 == 0 || !is_quantized(type)) types.push_back(type);
+    if (is_k_quant(type) ? cols % 256 == 0 : cols % 32 == 0 || !is_quantized(type)) {
+      types.push_back(type);
+    }
   }
   return types;
 }
@@ -593,9 +644,17 @@ TEST_CASE("an exception in a chunk reaches the caller after every chunk ends",
 TEST_CASE("linear equals the kernel on one thread, for any thread count", "[runtime][linear]") {
   const RuntimeKernels& kernels = runtime::runtime_kernels();
   runtime::ThreadPool one(1), three(3);
-  for (io::GgmlType type : kAllTypes) {
+  for (const auto& [cols, type] :
+       std::vector<std::pair<int64_t, io::GgmlType>>{{96, io::GgmlType::f32},
+                                                     {96, io::GgmlType::f16},
+                                                     {96, io::GgmlType::q8_0},
+                                                     {96, io::GgmlType::q4_0},
+                                                     {96, io::GgmlType::q4_1},
+                                                     {256, io::GgmlType::q4_k},
+                                                     {256, io::GgmlType::q5_k},
+                                                     {512, io::GgmlType::q6_k}}) {
     for (int64_t n_tokens : {1, 2, 5}) {
-      const int64_t rows = 75, cols = 96;
+      const int64_t rows = 75;
       CAPTURE(type_name(type), n_tokens);
       const TestMatrix m = random_matrix(type, rows, cols, 5);
       const std::vector<float> x = random_activations(n_tokens * cols, 6);

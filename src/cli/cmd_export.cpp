@@ -16,7 +16,8 @@
 namespace edgedistill::cli {
 namespace {
 
-const std::vector<std::string> kExportTypes = {"f32", "f16", "q8_0", "q4_0", "q4_1"};
+const std::vector<std::string> kExportTypes = {"f32",  "f16",  "q8_0", "q4_0",
+                                               "q4_1", "q4_k", "q5_k", "q6_k"};
 
 io::GgmlType type_option(const std::string& name) {
   const auto type = io::parse_ggml_type(name);
@@ -86,12 +87,14 @@ void add_export_command(CLI::App& app, int& exit_code) {
   command
       ->add_option("--type", options->type,
                    "tensor type of the matrices: f32, f16, or round-to-nearest q8_0, q4_0, "
-                   "q4_1 (norms stay f32)")
+                   "q4_1, or the K-quants q4_k, q5_k, q6_k (256-element super-blocks, scales "
+                   "searched; norms stay f32)")
       ->check(CLI::IsMember(kExportTypes))
       ->capture_default_str();
   command
       ->add_option("--embedding-type", options->embedding_type,
-                   "type of token_embd and output (default: q8_0 for 4-bit types, else --type)")
+                   "type of token_embd and output (default: q8_0 for the 4- and 5-bit types, else "
+                   "--type)")
       ->check(CLI::IsMember(kExportTypes));
   command->add_option("--tokenizer", options->tokenizer,
                       "tokenizer directory (default: the model's data directory's tokenizer/)");

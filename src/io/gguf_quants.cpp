@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "io/gguf_kquants.h"
 #include "io/half.h"
 
 namespace edgedistill::io {
@@ -68,6 +69,13 @@ void store_blocks(const std::vector<Block>& blocks, uint8_t* bytes) {
   if (!blocks.empty()) std::memcpy(bytes, blocks.data(), blocks.size() * sizeof(Block));
 }
 
+template <class Block, class Quantize>
+void quantize_k_row(const float* x, int64_t cols, uint8_t* out, Quantize quantize) {
+  std::vector<Block> row(static_cast<size_t>(cols / kSuperBlock));
+  quantize(x, cols, row.data());
+  store_blocks(row, out);
+}
+
 // One row of `cols` floats -> the type's bytes at `out` (ggml_row_bytes(type, cols) of them).
 void quantize_one_row(GgmlType type, const float* x, int64_t cols, uint8_t* out) {
   const int64_t blocks = cols / kQuantBlock;
@@ -99,6 +107,21 @@ void quantize_one_row(GgmlType type, const float* x, int64_t cols, uint8_t* out)
       store_blocks(row, out);
       return;
     }
+    case GgmlType::q4_k:
+      quantize_k_row<Q4KBlock>(
+          x, cols, out, [](const float* v, int64_t n, Q4KBlock* b) { quantize_row_q4_k(v, n, b); });
+      return;
+    case GgmlType::q5_k:
+      quantize_k_row<Q5KBlock>(
+          x, cols, out, [](const float* v, int64_t n, Q5KBlock* b) { quantize_row_q5_k(v, n, b); });
+      return;
+    case GgmlType::q6_k:
+      quantize_k_row<Q6KBlock>(
+          x, cols, out, [](const float* v, int64_t n, Q6KBlock* b) { quantize_row_q6_k(v, n, b); });
+      return;
+    case GgmlType::q8_k:
+      quantize_k_row<Q8KBlock>(x, cols, out, quantize_row_q8_k);
+      return;
   }
   ED_CHECK(false, "unknown GgmlType value ", static_cast<uint32_t>(type));
 }
@@ -114,9 +137,9 @@ void f16_row(const uint8_t* data, int64_t cols, float* y) {
     y[i] = f16_to_float(half);
   }
 }
-template <class Block, void (*Dequantize)(const Block*, int64_t, float*)>
+template <class Block, void (*Dequantize)(const Block*, int64_t, float*), int kElems = kQuantBlock>
 void block_row(const uint8_t* data, int64_t cols, float* y) {
-  Dequantize(load_blocks<Block>(data, cols / kQuantBlock).data(), cols, y);
+  Dequantize(load_blocks<Block>(data, cols / kElems).data(), cols, y);
 }
 
 }  // namespace
@@ -284,13 +307,17 @@ std::vector<uint8_t> quantize_rows(GgmlType type, const float* x, int64_t rows, 
 }
 
 RowDequantizer row_dequantizer(GgmlType type) {
-  // One entry per block type the reader knows; a new type (the K-quants) adds its row here.
+  // One entry per block type the reader knows.
   static const std::map<GgmlType, RowDequantizer> table = {
       {GgmlType::f32, f32_row},
       {GgmlType::f16, f16_row},
       {GgmlType::q8_0, block_row<Q8_0Block, dequantize_row_q8_0>},
       {GgmlType::q4_0, block_row<Q4_0Block, dequantize_row_q4_0>},
       {GgmlType::q4_1, block_row<Q4_1Block, dequantize_row_q4_1>},
+      {GgmlType::q4_k, block_row<Q4KBlock, dequantize_row_q4_k, kSuperBlock>},
+      {GgmlType::q5_k, block_row<Q5KBlock, dequantize_row_q5_k, kSuperBlock>},
+      {GgmlType::q6_k, block_row<Q6KBlock, dequantize_row_q6_k, kSuperBlock>},
+      {GgmlType::q8_k, block_row<Q8KBlock, dequantize_row_q8_k, kSuperBlock>},
   };
   const auto it = table.find(type);
   ED_CHECK(it != table.end(), "no dequantizer for GgmlType ", static_cast<uint32_t>(type));

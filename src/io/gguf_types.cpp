@@ -16,6 +16,12 @@ const std::vector<GgmlTypeTraits>& traits_table() {
       {GgmlType::q4_0, "q4_0", kQuantBlock, sizeof(Q4_0Block), true, 2},
       {GgmlType::q4_1, "q4_1", kQuantBlock, sizeof(Q4_1Block), true, 3},
       {GgmlType::q8_0, "q8_0", kQuantBlock, sizeof(Q8_0Block), true, 7},
+      // A file of K-quants is labelled as llama.cpp labels its mixes: MOSTLY_Q4_K_M = 15,
+      // MOSTLY_Q5_K_M = 17, MOSTLY_Q6_K = 18; Q8_K is never a file's type (0 as placeholder).
+      {GgmlType::q4_k, "q4_k", kSuperBlock, sizeof(Q4KBlock), true, 15},
+      {GgmlType::q5_k, "q5_k", kSuperBlock, sizeof(Q5KBlock), true, 17},
+      {GgmlType::q6_k, "q6_k", kSuperBlock, sizeof(Q6KBlock), true, 18},
+      {GgmlType::q8_k, "q8_k", kSuperBlock, sizeof(Q8KBlock), true, 0},
   };
   return table;
 }

@@ -11,7 +11,9 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <vector>
 
+#include "io/gguf_quants.h"
 #include "io/gguf_types.h"
 #include "runtime/kernels.h"
 #include "runtime/kernels_builds.h"

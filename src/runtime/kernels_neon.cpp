@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
+#include "io/gguf_quants.h"
 #include "io/gguf_types.h"
 #include "runtime/kernels.h"
 #include "runtime/kernels_builds.h"

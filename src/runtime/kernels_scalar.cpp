@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "core/error.h"
+#include "io/gguf_quants.h"
 #include "io/gguf_types.h"
 #include "io/half.h"
 #include "runtime/kernels.h"
@@ -101,6 +103,20 @@ float dot_row(const WeightMatrix& w, int64_t r, const float* x, const Q8Activati
       return dot_q4_0(reinterpret_cast<const io::Q4_0Block*>(w.data) + r * blocks, xq, blocks);
     case io::GgmlType::q4_1:
       return dot_q4_1(reinterpret_cast<const io::Q4_1Block*>(w.data) + r * blocks, xq, blocks);
+    case io::GgmlType::q4_k:
+    case io::GgmlType::q5_k:
+    case io::GgmlType::q6_k: {
+      // Decoded by the reference dequantizer, then the f32 dot (the vectorised builds do the same
+      // until the K-quants have integer kernels).
+      thread_local std::vector<float> decoded;
+      decoded.resize(static_cast<size_t>(w.cols));
+      const uint64_t row_bytes = io::ggml_row_bytes(w.type, static_cast<uint64_t>(w.cols));
+      io::row_dequantizer(w.type)(w.data + static_cast<uint64_t>(r) * row_bytes, w.cols,
+                                  decoded.data());
+      return dot_f32(decoded.data(), x, w.cols);
+    }
+    case io::GgmlType::q8_k:
+      break;  // the activations' type, never a weight's
   }
   unsupported_weight_type(w.type);
 }

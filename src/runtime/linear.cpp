@@ -22,6 +22,9 @@ void linear(ThreadPool& pool, const RuntimeKernels& kernels, const WeightMatrix&
   ED_CHECK(n_tokens >= 0 && w.rows >= 0 && w.cols >= 0, "n_tokens=", n_tokens, " rows=", w.rows,
            " cols=", w.cols);
   if (n_tokens == 0 || w.rows == 0) return;
+  const int block = io::ggml_type_traits(w.type).block_elems;
+  ED_CHECK(w.cols % block == 0, io::ggml_type_traits(w.type).name, " weight with ", w.cols,
+           " columns, not a multiple of its block size ", block);
 
   const Q8ActivationBlock* xq = nullptr;
   if (quantized(w.type)) {
