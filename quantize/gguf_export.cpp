@@ -163,23 +163,55 @@ bool keeps_embedding_at_q8_0(GgmlType type) {
          type == GgmlType::q5_k;
 }
 
-GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& options) {
+GgmlType k_quant_fallback(GgmlType type, int64_t row) {
+  if (io::ggml_type_traits(type).block_elems != io::kSuperBlock || row % io::kSuperBlock == 0) {
+    return type;
+  }
+  if (row % io::kQuantBlock != 0) return GgmlType::f16;
+  switch (type) {
+    case GgmlType::q4_k:
+      return GgmlType::q5_0;
+    case GgmlType::q5_k:
+      return GgmlType::q5_1;
+    default:
+      return GgmlType::q8_0;
+  }
+}
+
+GgmlType export_tensor_type(const std::string& name, int64_t row,
+                            const GgufExportOptions& options) {
   if (is_vector(name)) return GgmlType::f32;
+  GgmlType type = options.type;
   if (const auto it = options.tensor_types.find(name); it != options.tensor_types.end()) {
-    return it->second;
+    type = it->second;
+  } else if (is_embedding_or_head(name)) {
+    if (options.embedding_type) {
+      type = *options.embedding_type;
+    } else if (keeps_embedding_at_q8_0(options.type)) {
+      type = GgmlType::q8_0;
+    }
   }
-  if (is_embedding_or_head(name)) {
-    if (options.embedding_type) return *options.embedding_type;
-    return keeps_embedding_at_q8_0(options.type) ? GgmlType::q8_0 : options.type;
+  return k_quant_fallback(type, row);
+}
+
+std::vector<MatrixType> export_matrix_types(const model::LlamaConfig& config,
+                                            const GgufExportOptions& options) {
+  std::vector<MatrixType> out;
+  for (const TensorSpec& spec : llama_tensor_specs(config)) {
+    if (spec.shape.size() != 2) continue;
+    const int64_t row = spec.shape.back();
+    // The type before the fallback: the same choice with a row that fits every block size.
+    const GgmlType wanted = export_tensor_type(spec.name, io::kSuperBlock, options);
+    out.push_back({spec.name, export_tensor_type(spec.name, row, options), wanted, row});
   }
-  return options.type;
+  return out;
 }
 
 void check_export_widths(const model::LlamaConfig& config, const GgufExportOptions& options) {
   for (const TensorSpec& spec : llama_tensor_specs(config)) {
-    const GgmlType type = export_tensor_type(spec.name, options);
-    const auto& traits = io::ggml_type_traits(type);
     const int64_t row = spec.shape.back();
+    const GgmlType type = export_tensor_type(spec.name, row, options);
+    const auto& traits = io::ggml_type_traits(type);
     if (row % traits.block_elems != 0) {
       throw InputError(str("cannot export tensor '", spec.name, "' as ", traits.name,
                            ": its rows have ", row, " elements and ", traits.name,
@@ -237,13 +269,17 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
   const io::SafetensorsFile weights(weights_path);
   GgufExportSummary summary;
   summary.weights_sha256 = core::sha256_file_hex(weights_path);
-  summary.file_type = std::string(io::ggml_type_traits(options.type).name);
+  summary.file_type = options.file_type_name.empty()
+                          ? std::string(io::ggml_type_traits(options.type).name)
+                          : options.file_type_name;
 
   io::GgufWriter writer;
   const std::string name = options.name.empty() ? default_model_name(model_dir) : options.name;
   writer.set("general.architecture", GgufValue::string("llama"));
   writer.set("general.name", GgufValue::string(name));
-  writer.set("general.file_type", GgufValue::u32(io::ggml_type_traits(options.type).file_type));
+  writer.set(
+      "general.file_type",
+      GgufValue::u32(options.file_type.value_or(io::ggml_type_traits(options.type).file_type)));
   // llama.* keys with the types llama.cpp checks exactly: counts UINT32, floats FLOAT32.
   writer.set("llama.context_length", GgufValue::u32(config.max_seq_len));
   writer.set("llama.embedding_length", GgufValue::u32(config.dim));
@@ -290,8 +326,8 @@ GgufExportSummary export_llama_gguf(const fs::path& model_dir, const GgufExportO
     const std::vector<float> values = source ? source(spec.name) : read_floats(view, weights_path);
     ED_CHECK(values.size() == static_cast<size_t>(view.numel()), spec.name,
              ": the tensor source gave ", values.size(), " values for ", view.numel());
-    const GgmlType type = export_tensor_type(spec.name, options);
     const int64_t cols = spec.shape.back();
+    const GgmlType type = export_tensor_type(spec.name, cols, options);
     const int64_t rows = static_cast<int64_t>(values.size()) / cols;
     std::vector<uint64_t> dims(spec.shape.rbegin(), spec.shape.rend());  // ggml order
     std::vector<uint8_t> bytes = type == GgmlType::f32 || type == GgmlType::f16

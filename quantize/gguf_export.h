@@ -34,6 +34,10 @@ struct GgufExportOptions {
   std::map<std::string, io::GgmlType> tensor_types;
   // Extra string metadata (e.g. edgedistill.quantization.method).
   std::map<std::string, std::string> metadata;
+  // general.file_type and the summary's name when a named mix (q4_k_m, ...) chose the types;
+  // else `type`'s.
+  std::optional<uint32_t> file_type;
+  std::string file_type_name;
 };
 
 // The rows of a weight matrix, produced by a quantizer: `rows` x `cols` floats (row-major,
@@ -62,8 +66,24 @@ std::vector<std::string> llama_matrix_names(const model::LlamaConfig& config);
 // types below 6 bits (q4_0, q4_1, q4_k, q5_k), whose error there costs the most.
 bool keeps_embedding_at_q8_0(io::GgmlType type);
 
-// The type each tensor of a llama checkpoint gets under `options` (norms: f32).
-io::GgmlType export_tensor_type(const std::string& name, const GgufExportOptions& options);
+// The type each tensor of a llama checkpoint gets under `options` (norms: f32), for rows of `row`
+// elements: a K-quant whose rows are not whole 256-element super-blocks falls back as llama.cpp's
+// quantizer does (q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0; f16 when the row is not even a
+// multiple of 32).
+io::GgmlType export_tensor_type(const std::string& name, int64_t row,
+                                const GgufExportOptions& options);
+// Every weight matrix of `config` in file order with the type `options` gives it, and the type it
+// asked for before any fallback.
+struct MatrixType {
+  std::string name;
+  io::GgmlType type;
+  io::GgmlType wanted;
+  int64_t row;
+};
+std::vector<MatrixType> export_matrix_types(const model::LlamaConfig& config,
+                                            const GgufExportOptions& options);
+// The type `type` falls back to for rows of `row` elements (itself when they fit).
+io::GgmlType k_quant_fallback(io::GgmlType type, int64_t row);
 
 // Checks that every matrix row length fits the block size of its type; an InputError names the
 // tensor, its row length and the rule otherwise.

@@ -22,6 +22,11 @@ io::GgmlType plan_type(const nlohmann::json& value, const std::string& at) {
     throw ConfigError(
         str(at, ": unknown type '", value.get<std::string>(), "'; use one of ", names));
   }
+  if (*type == io::GgmlType::q8_k) {
+    throw ConfigError(str(at,
+                          ": q8_k is the K-quant dot products' activation type, not a weight "
+                          "type; use q4_k, q5_k or q6_k"));
+  }
   return *type;
 }
 
@@ -43,6 +48,44 @@ QuantPlan default_plan(io::GgmlType type) {
   plan.description = "token_embd and output at q8_0 for the 4- and 5-bit types";
   if (keeps_embedding_at_q8_0(type)) {
     plan.rules = {{"token_embd.weight", io::GgmlType::q8_0}, {"output.weight", io::GgmlType::q8_0}};
+  }
+  return plan;
+}
+
+const std::vector<QuantMix>& known_mixes() {
+  // llama.cpp's LLAMA_FTYPE_MOSTLY_Q4_K_S 14, Q4_K_M 15, Q5_K_S 16, Q5_K_M 17.
+  static const std::vector<QuantMix> mixes = {{"q4_k_m", io::GgmlType::q4_k, 15},
+                                              {"q4_k_s", io::GgmlType::q4_k, 14},
+                                              {"q5_k_m", io::GgmlType::q5_k, 17},
+                                              {"q5_k_s", io::GgmlType::q5_k, 16}};
+  return mixes;
+}
+
+std::optional<QuantMix> find_mix(const std::string& name) {
+  for (const QuantMix& mix : known_mixes()) {
+    if (mix.name == name) return mix;
+  }
+  return std::nullopt;
+}
+
+QuantPlan mix_plan(const QuantMix& mix, const model::LlamaConfig& config) {
+  QuantPlan plan;
+  plan.source = mix.name;
+  plan.description = str("llama.cpp's ", mix.name, " mix");
+  const int n = config.n_layers;
+  const auto more_bits = [n](int i) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; };
+  plan.rules.push_back({"output.weight", io::GgmlType::q6_k});
+  if (config.tie_embeddings) plan.rules.push_back({"token_embd.weight", io::GgmlType::q6_k});
+  for (int i = 0; i < n; ++i) {
+    std::optional<io::GgmlType> attn_v, ffn_down;
+    if (mix.name == "q4_k_m" || mix.name == "q5_k_m") {
+      if (more_bits(i)) attn_v = ffn_down = io::GgmlType::q6_k;
+    } else if (mix.name == "q4_k_s") {
+      if (i < 4) attn_v = io::GgmlType::q5_k;
+      if (i < n / 8) ffn_down = io::GgmlType::q5_k;
+    }
+    if (attn_v) plan.rules.push_back({str("blk.", i, ".attn_v.weight"), *attn_v});
+    if (ffn_down) plan.rules.push_back({str("blk.", i, ".ffn_down.weight"), *ffn_down});
   }
   return plan;
 }

@@ -23,6 +23,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,25 @@ struct QuantPlan {
 };
 
 QuantPlan default_plan(io::GgmlType type);
+
+// llama.cpp's named K-quant mixes, as its quantizer types the tensors of a llama model (no
+// experts): the base type for every matrix, q6_k for the head (and for token_embd when it is the
+// head), and for some layers more bits in attn_v and ffn_down:
+//   q4_k_m, q5_k_m: attn_v and ffn_down at q6_k in the layers i of n where
+//                   i < n/8 or i >= 7n/8 or (i - n/8) % 3 == 2 (integer division);
+//   q4_k_s:         attn_v at q5_k in layers 0-3, ffn_down at q5_k in layers i < n/8;
+//   q5_k_s:         nothing more.
+// Rows that are not whole super-blocks then fall back as export_tensor_type says.
+struct QuantMix {
+  std::string name;    // "q4_k_m"
+  io::GgmlType base;   // q4_k or q5_k
+  uint32_t file_type;  // llama.cpp's LLAMA_FTYPE_MOSTLY_* number for general.file_type
+};
+const std::vector<QuantMix>& known_mixes();
+// The mix called `name`, or nullopt.
+std::optional<QuantMix> find_mix(const std::string& name);
+// The mix as a plan of exact tensor names for `config`.
+QuantPlan mix_plan(const QuantMix& mix, const model::LlamaConfig& config);
 // Reads and checks a plan file (syntax, keys, types); InputError naming the file and key.
 QuantPlan read_plan(const fs::path& file);
 QuantPlan parse_plan(const std::string& text, const std::string& source);

@@ -126,7 +126,7 @@ class Plan:
         self.temps = [1, 4, 20]
         self.kjv_seeds = [1, 2] if q else [1, 2, 3]
         self.student_steps = 20 if q else 200
-        self.eval_tokens = 8192 if q else 32768
+        self.eval_tokens = 4096 if q else 32768
         self.timed_eval_every = 10 if q else 25
         self.ood_tokens = 4096 if q else 16384
         self.budgets = [0.1, 0.25, 0.5]
@@ -199,7 +199,8 @@ class Plan:
                 for name in self.ood_sets]
 
     def student(self, table, row, seed, label, verb, recipe, sets, teacher, kjv, timed=False):
-        every = self.timed_eval_every if timed else max(self.student_steps // 2, 1)
+        # Untimed rows evaluate half-way (table 2's curves) and at the end; the quick ones only at the end.
+        every = self.timed_eval_every if timed else self.student_steps if self.quick else self.student_steps // 2
         argv = [verb, "--config", f"{self.recipes}/{recipe}.json", "--set", f"seed={seed}",
                 "--set", f"train.steps={self.student_steps}", "--set", f"train.eval_every={every}",
                 "--set", f"train.eval_tokens={self.eval_tokens}", "--set", "train.checkpoint_every=100"] + sets

@@ -4,8 +4,9 @@
 # with its figures (PNG), the exact commands, mean +- 95 % t-intervals over seeds and findings
 # computed from its numbers, plus docs/results/headline.json (with a `findings` object).
 #
-#   Table 1  Hinton et al. (2015) on Fashion-MNIST: a 2 x 1200 dropout teacher trained with early
-#            stopping, the 2 x 800 student from hard labels and distilled at T = 1, 4, 20.
+#   Table 1  Hinton et al. (2015) on Fashion-MNIST: a 2 x 1200 dropout teacher trained 20,000
+#            steps (cosine schedule), the 2 x 800 student from hard labels and distilled at T = 1,
+#            4, 20.
 #   Table 2  KJV language-model distillation: teacher-s trained to convergence (early stopping),
 #            student-xs from scratch and with each loss (forward KL at T = 1 and 2, reverse KL,
 #            skew KL, JSD, + hidden, + attention relation, + contrastive), at equal steps; gap
@@ -13,7 +14,8 @@
 #   Table 3  progressive layer dropping: time to a target perplexity and perplexity at equal
 #            training time against forward KL, for a small sweep of theta_bar and gamma.
 #   Table 4  teacher queries: random, entropy, margin, dropout disagreement and the learned policy
-#            at 10, 25 and 50 % budgets, each against random at the same budget, in and out of domain.
+#            at 10, 25 and 50 % budgets, each against random at the same budget, in and out of domain,
+#            and the learned policy's selection score against each sequence's gain from asking.
 #   Table 5  quantizing the converged teacher: q8_0, q4_1, q4_0 x round-to-nearest, GPTQ, AWQ
 #            (q4_0 calibrated with several seeds), scored in the runtime; speed per type.
 #

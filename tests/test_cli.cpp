@@ -414,10 +414,9 @@ TEST_CASE("a trained model is exported then inspected and run and benchmarked an
   // eval scores the float model in training's batched windows; verify's reference pass scores the
   // same windows one at a time through its own log-softmax, so the perplexities agree.
   const auto eval_report = dir.path() / "eval.json";
-  const auto evaluated =
-      run_edgedistill({"eval", "--model", run.string(), "--ctx", "32", "--report",
-                       eval_report.string(), "--batch-size", "3"},
-                      dir.path());
+  const auto evaluated = run_edgedistill({"eval", "--model", run.string(), "--ctx", "32",
+                                          "--report", eval_report.string(), "--batch-size", "3"},
+                                         dir.path());
   INFO(evaluated.err);
   REQUIRE(evaluated.exit_code == 0);
   CHECK(evaluated.out.find("perplexity") != std::string::npos);
@@ -544,6 +543,9 @@ TEST_CASE("a trained model is quantized with GPTQ then run and verified and bad 
            {{"--model", run.string(), "--plan",
              plan("key.json", R"({"tensors": [], "precision": "q4_0"})")},
             "precision"},
+           {{"--model", run.string(), "--method", "gptq", "--plan",
+             plan("k.json", R"({"tensors": [{"pattern": "output.weight", "type": "q4_k"}]})")},
+            "use --method rtn for K-quants"},
            {{"--model", (dir.path() / "no-such-run").string()}, "no-such-run"}}) {
     auto arguments = base;
     arguments.insert(arguments.end(), bad.arguments.begin(), bad.arguments.end());

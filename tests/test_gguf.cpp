@@ -287,6 +287,10 @@ TEST_CASE("ggml type traits match the format table") {
       {GgmlType::q4_0, 2, "q4_0", 32, 18, true, 2},
       {GgmlType::q4_1, 3, "q4_1", 32, 20, true, 3},
       {GgmlType::q8_0, 8, "q8_0", 32, 34, true, 7},
+      // Q5_0: f16 + 4 bytes of fifth bits + 16 of nibbles; Q5_1 adds the f16 minimum
+      // (general.file_type MOSTLY_Q5_0 8, MOSTLY_Q5_1 9).
+      {GgmlType::q5_0, 6, "q5_0", 32, 22, true, 8},
+      {GgmlType::q5_1, 7, "q5_1", 32, 24, true, 9},
       // K-quants: 256-element super-blocks; ggml's block_q4_K is 2 f16 + 12 + 128 bytes, q5_K
       // adds 32 bytes of high bits, q6_K is 128 + 64 + 16 + f16, q8_K f32 + 256 + 16 int16.
       // file_type: llama.cpp's MOSTLY_Q4_K_M 15, MOSTLY_Q5_K_M 17, MOSTLY_Q6_K 18.
@@ -309,7 +313,7 @@ TEST_CASE("ggml type traits match the format table") {
     CHECK(io::parse_ggml_type(expected.name) == expected.type);
   }
   CHECK(io::known_ggml_types().size() == std::size(table));
-  for (const uint32_t unknown : {4u, 6u, 7u, 10u, 11u, 16u, 30u, 1000u}) {
+  for (const uint32_t unknown : {4u, 5u, 9u, 10u, 11u, 16u, 30u, 1000u}) {
     CHECK_FALSE(io::find_ggml_type(unknown).has_value());
   }
   CHECK_FALSE(io::parse_ggml_type("Q4_0").has_value());

@@ -95,6 +95,11 @@ TEST_CASE("K-quants are more accurate than the 32-block types of the same or few
   CHECK(q5_k < 0.6 * q4_k);
   CHECK(q6_k < 0.6 * q5_k);
   CHECK(q8_0 < q6_k);
+  // The 5-bit 32-blocks (llama.cpp's fallbacks for Q4_K and Q5_K rows that are not whole
+  // super-blocks) halve their 4-bit twins' error with one more bit.
+  const double q5_0 = error(GgmlType::q5_0), q5_1 = error(GgmlType::q5_1);
+  CHECK(q5_0 < 0.6 * q4_0);
+  CHECK(q5_1 < 0.6 * q4_1);
   // A unit normal on a uniform 16-level grid over +-2.5 sigma has RMSE ~ (5 / 15) / sqrt(12) =
   // 0.096; sub-block scales fitted to 32 values do better.
   CHECK(q4_k < 0.096);

@@ -1,6 +1,7 @@
-// The K-quant layouts against an independent reader: tests/python/kquants_reference.py decodes
-// blocks with numpy from ggml's layout, sharing no code with src/io. Random blocks decode the same
-// in both, and the blocks our quantizers write decode the same in both.
+// The K-quant and Q5_0/Q5_1 layouts against an independent reader:
+// tests/python/kquants_reference.py decodes blocks with numpy from ggml's layout, sharing no code
+// with src/io. Random blocks decode the same in both, and the blocks our quantizers write decode
+// the same in both.
 
 #include <catch2/catch.hpp>
 
@@ -59,7 +60,7 @@ bool same_values(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
-TEST_CASE("random K-quant blocks decode as the independent reader decodes them") {
+TEST_CASE("random K-quant and Q5 blocks decode as the independent reader decodes them") {
   test::TempDir dir;
   for (const GgmlType type : {GgmlType::q4_k, GgmlType::q5_k, GgmlType::q6_k, GgmlType::q8_k}) {
     const auto name = std::string(io::ggml_type_traits(type).name);
@@ -75,10 +76,12 @@ TEST_CASE("random K-quant blocks decode as the independent reader decodes them")
   }
 }
 
-TEST_CASE("the blocks our K-quant quantizers write decode the same in the independent reader") {
+TEST_CASE(
+    "the blocks our K-quant and Q5 quantizers write decode the same in the independent reader") {
   test::TempDir dir;
   const auto x = test::unit_normal(8 * 512, 17);
-  for (const GgmlType type : {GgmlType::q4_k, GgmlType::q5_k, GgmlType::q6_k, GgmlType::q8_k}) {
+  for (const GgmlType type : {GgmlType::q5_0, GgmlType::q5_1, GgmlType::q4_k, GgmlType::q5_k,
+                              GgmlType::q6_k, GgmlType::q8_k}) {
     INFO(io::ggml_type_traits(type).name);
     const auto bytes = io::quantize_rows(type, x.data(), 8, 512);
     std::vector<float> ours(x.size());

@@ -685,6 +685,8 @@ TEST_CASE("plan files parse and bad ones name the key or type") {
             "unknown key 'bits'"},
            {R"({"tensors": [{"pattern": "output.weight", "type": "q3_k"}]})",
             "unknown type 'q3_k'"},
+           {R"({"tensors": [{"pattern": "output.weight", "type": "q8_k"}]})",
+            "q8_k is the K-quant dot products' activation type"},
            {R"({"tensors": [{"pattern": "output.weight", "type": 4}]})", "tensors[0].type"},
            {R"({"tensors": [{"pattern": "output.weight"}]})", "tensors[0].type: missing"},
            {R"({"tensors": [{"pattern": "", "type": "q8_0"}]})", "tensors[0].pattern"},
@@ -755,6 +757,16 @@ TEST_CASE("the default plan keeps the embedding and output at q8_0 for 4-bit typ
         }
       }
     }
+  }
+  // The K-quants: below 6 bits as the 4-bit types, q6_k everywhere.
+  const auto config = small_config(false);
+  for (const auto& [type, ends] :
+       {std::pair{GgmlType::q4_k, GgmlType::q8_0}, std::pair{GgmlType::q5_k, GgmlType::q8_0},
+        std::pair{GgmlType::q6_k, GgmlType::q6_k}}) {
+    const auto types = quant::resolve_plan(quant::default_plan(type), type, config);
+    CHECK(types.at("token_embd.weight") == ends);
+    CHECK(types.at("output.weight") == ends);
+    CHECK(types.at("blk.1.ffn_down.weight") == type);
   }
 }
 
@@ -848,4 +860,63 @@ TEST_CASE("calibration windows are seeded runs of the shard's tokens") {
       input_error_of([&] { quant::calibration_windows(shard, 100, 3001, 1, "the train split"); }),
       Catch::Contains("the train split") && Catch::Contains("3000 tokens") &&
           Catch::Contains("--calib-ctx"));
+}
+
+TEST_CASE("llama.cpp's K-quant mixes give the head q6_k and more bits to attn_v and ffn_down") {
+  auto config = small_config(false);
+  config.n_layers = 8;
+  // n = 8: n / 8 = 1 and 7n / 8 = 7, so the layers with more bits are 0, 7 and those with
+  // (i - 1) % 3 == 2: 3 and 6.
+  auto types_of = [&](const std::string& name, const model::LlamaConfig& c) {
+    const auto mix = quant::find_mix(name);
+    REQUIRE(mix.has_value());
+    return quant::resolve_plan(quant::mix_plan(*mix, c), mix->base, c);
+  };
+  const auto m = types_of("q4_k_m", config);
+  CHECK(m.at("output.weight") == GgmlType::q6_k);
+  CHECK(m.at("token_embd.weight") == GgmlType::q4_k);
+  for (int i = 0; i < 8; ++i) {
+    INFO("layer " << i);
+    const bool more = i == 0 || i == 3 || i == 6 || i == 7;
+    const auto expected = more ? GgmlType::q6_k : GgmlType::q4_k;
+    CHECK(m.at(str("blk.", i, ".attn_v.weight")) == expected);
+    CHECK(m.at(str("blk.", i, ".ffn_down.weight")) == expected);
+    CHECK(m.at(str("blk.", i, ".attn_q.weight")) == GgmlType::q4_k);
+    CHECK(m.at(str("blk.", i, ".ffn_up.weight")) == GgmlType::q4_k);
+  }
+  const auto s = types_of("q4_k_s", config);
+  for (int i = 0; i < 8; ++i) {
+    INFO("layer " << i);
+    CHECK(s.at(str("blk.", i, ".attn_v.weight")) == (i < 4 ? GgmlType::q5_k : GgmlType::q4_k));
+    CHECK(s.at(str("blk.", i, ".ffn_down.weight")) == (i < 1 ? GgmlType::q5_k : GgmlType::q4_k));
+  }
+  const auto five = types_of("q5_k_s", config);
+  CHECK(five.at("output.weight") == GgmlType::q6_k);
+  CHECK(five.at("blk.3.attn_v.weight") == GgmlType::q5_k);
+  // A tied head is token_embd: it takes the head's q6_k.
+  CHECK(types_of("q5_k_m", small_config(true)).at("token_embd.weight") == GgmlType::q6_k);
+  CHECK_FALSE(quant::find_mix("q4_k").has_value());
+  // general.file_type: llama.cpp's MOSTLY_Q4_K_M 15, Q4_K_S 14, Q5_K_M 17, Q5_K_S 16.
+  CHECK(quant::find_mix("q4_k_m")->file_type == 15);
+  CHECK(quant::find_mix("q4_k_s")->file_type == 14);
+  CHECK(quant::find_mix("q5_k_m")->file_type == 17);
+  CHECK(quant::find_mix("q5_k_s")->file_type == 16);
+}
+
+TEST_CASE("K-quant rows that are not whole super-blocks fall back as llama.cpp's quantizer does") {
+  CHECK(quant::k_quant_fallback(GgmlType::q4_k, 512) == GgmlType::q4_k);
+  CHECK(quant::k_quant_fallback(GgmlType::q4_k, 640) == GgmlType::q5_0);
+  CHECK(quant::k_quant_fallback(GgmlType::q5_k, 640) == GgmlType::q5_1);
+  CHECK(quant::k_quant_fallback(GgmlType::q6_k, 640) == GgmlType::q8_0);
+  CHECK(quant::k_quant_fallback(GgmlType::q4_k, 48) == GgmlType::f16);  // not even 32-blocks
+  CHECK(quant::k_quant_fallback(GgmlType::q4_0, 96) == GgmlType::q4_0);
+  // In an export: a 64-wide model's matrices all fall back, and say what they wanted.
+  quant::GgufExportOptions options;
+  options.type = GgmlType::q4_k;
+  for (const auto& m : quant::export_matrix_types(small_config(false), options)) {
+    INFO(m.name);
+    const bool end = m.name == "token_embd.weight" || m.name == "output.weight";
+    CHECK(m.wanted == (end ? GgmlType::q8_0 : GgmlType::q4_k));
+    CHECK(m.type == (end ? GgmlType::q8_0 : GgmlType::q5_0));
+  }
 }

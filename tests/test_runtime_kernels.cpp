@@ -47,11 +47,17 @@ constexpr double kTwinBounds = 2;
 constexpr double kQuantizeRoundingSlack = 1e-4;
 
 const io::GgmlType kAllTypes[] = {io::GgmlType::f32,  io::GgmlType::f16,  io::GgmlType::q8_0,
-                                  io::GgmlType::q4_0, io::GgmlType::q4_1, io::GgmlType::q4_k,
-                                  io::GgmlType::q5_k, io::GgmlType::q6_k};
+                                  io::GgmlType::q4_0, io::GgmlType::q4_1, io::GgmlType::q5_0,
+                                  io::GgmlType::q5_1, io::GgmlType::q4_k, io::GgmlType::q5_k,
+                                  io::GgmlType::q6_k};
 
 bool is_k_quant(io::GgmlType type) {
   return type == io::GgmlType::q4_k || type == io::GgmlType::q5_k || type == io::GgmlType::q6_k;
+}
+
+// The types the kernels take through decoded rows and float activations.
+bool is_decoded(io::GgmlType type) {
+  return is_k_quant(type) || type == io::GgmlType::q5_0 || type == io::GgmlType::q5_1;
 }
 
 const char* type_name(io::GgmlType type) {
@@ -66,6 +72,10 @@ const char* type_name(io::GgmlType type) {
       return "q4_0";
     case io::GgmlType::q4_1:
       return "q4_1";
+    case io::GgmlType::q5_0:
+      return "q5_0";
+    case io::GgmlType::q5_1:
+      return "q5_1";
     case io::GgmlType::q4_k:
       return "q4_k";
     case io::GgmlType::q5_k:
@@ -94,6 +104,10 @@ int64_t test_row_bytes(io::GgmlType type, int64_t cols) {
       return cols / 32 * 18;
     case io::GgmlType::q4_1:
       return cols / 32 * 20;
+    case io::GgmlType::q5_0:
+      return cols / 32 * 22;
+    case io::GgmlType::q5_1:
+      return cols / 32 * 24;
     case io::GgmlType::q4_k:
       return cols / 256 * 144;
     case io::GgmlType::q5_k:
@@ -165,6 +179,15 @@ TestMatrix random_matrix(io::GgmlType type, int64_t rows, int64_t cols, uint32_t
         for (int j = 0; j < 16; ++j) p[4 + j] = static_cast<uint8_t>(byte(rng));
       }
       break;
+    case io::GgmlType::q5_0:
+    case io::GgmlType::q5_1:
+      for (int64_t b = 0; b < blocks; ++b, p += test_row_bytes(type, 32)) {
+        for (int64_t j = 0; j < test_row_bytes(type, 32); ++j)
+          p[j] = static_cast<uint8_t>(byte(rng));
+        write_u16(p, io::float_to_f16(negative(rng) ? -scale(rng) : scale(rng)));
+        if (type == io::GgmlType::q5_1) write_u16(p + 2, io::float_to_f16(-16.0f * scale(rng)));
+      }
+      break;
     case io::GgmlType::q4_k:
     case io::GgmlType::q5_k:
     case io::GgmlType::q6_k: {
@@ -195,8 +218,8 @@ std::vector<double> dequantize_row(const TestMatrix& m, int64_t r, std::vector<d
   std::vector<double> w(m.cols);
   if (minimum != nullptr) minimum->assign(m.cols, 0.0);
   const uint8_t* p = m.row(r);
-  if (is_k_quant(m.type)) {
-    // The K-quants' decoding is checked against an independent numpy reader in
+  if (is_decoded(m.type)) {
+    // These types' decoding is checked against an independent numpy reader in
     // test_kquants_reference.cpp; here the decoded row is the reference for the kernels' dots.
     std::vector<float> decoded(static_cast<size_t>(m.cols));
     io::dequantize_rows(m.type, p, 1, m.cols, decoded.data());
@@ -320,7 +343,8 @@ std::vector<const RuntimeKernels*> vector_builds() {
 std::vector<io::GgmlType> types_for(int64_t cols) {
   std::vector<io::GgmlType> types;
   for (io::GgmlType type : kAllTypes) {
-    if (is_k_quant(type) ? cols % 256 == 0 : cols % 32 == 0 || !is_quantized(type)) {
+    const int64_t block = is_k_quant(type) ? 256 : is_quantized(type) || is_decoded(type) ? 32 : 1;
+    if (cols % block == 0) {
       types.push_back(type);
     }
   }
@@ -650,6 +674,8 @@ TEST_CASE("linear equals the kernel on one thread, for any thread count", "[runt
                                                      {96, io::GgmlType::q8_0},
                                                      {96, io::GgmlType::q4_0},
                                                      {96, io::GgmlType::q4_1},
+                                                     {96, io::GgmlType::q5_0},
+                                                     {96, io::GgmlType::q5_1},
                                                      {256, io::GgmlType::q4_k},
                                                      {256, io::GgmlType::q5_k},
                                                      {512, io::GgmlType::q6_k}}) {

@@ -1,7 +1,9 @@
 // edgedistill export: a trained llama checkpoint -> a GGUF file llama.cpp runs unchanged
-// (quantize/gguf_export.h), with round-to-nearest quantization for the 8- and 4-bit types.
+// (quantize/gguf_export.h), with round-to-nearest quantization for the block types and
+// llama.cpp's named K-quant mixes (quantize/quant_plan.h).
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 
 #include "cli/command.h"
@@ -11,18 +13,57 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "distill/teacher.h"
+#include "model/model_meta.h"
 #include "quantize/gguf_export.h"
+#include "quantize/quant_plan.h"
 
 namespace edgedistill::cli {
 namespace {
 
-const std::vector<std::string> kExportTypes = {"f32",  "f16",  "q8_0", "q4_0",
-                                               "q4_1", "q4_k", "q5_k", "q6_k"};
+const std::vector<std::string> kTensorTypes = {"f32",  "f16",  "q8_0", "q4_0", "q4_1",
+                                               "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"};
+
+// The tensor types and llama.cpp's named mixes.
+std::vector<std::string> export_types() {
+  std::vector<std::string> names = kTensorTypes;
+  for (const auto& mix : quant::known_mixes()) names.push_back(mix.name);
+  return names;
+}
 
 io::GgmlType type_option(const std::string& name) {
   const auto type = io::parse_ggml_type(name);
   ED_CHECK(type.has_value(), "checked by CLI11: ", name);
   return *type;
+}
+
+// One line per type: how many matrices have it (named when they are few), and how many of them
+// fell back from a K-quant because their rows are not whole super-blocks.
+void print_matrix_types(const std::vector<quant::MatrixType>& matrices) {
+  struct Group {
+    std::vector<std::string> names;
+    std::map<std::string, int> fell_back_from;
+  };
+  std::map<std::string, Group> by_type;
+  for (const auto& m : matrices) {
+    Group& group = by_type[std::string(io::ggml_type_traits(m.type).name)];
+    group.names.push_back(m.name);
+    if (m.type != m.wanted)
+      ++group.fell_back_from[std::string(io::ggml_type_traits(m.wanted).name)];
+  }
+  for (const auto& [type, group] : by_type) {
+    std::string line = str("  ", type, ": ", group.names.size(),
+                           group.names.size() == 1 ? " matrix" : " matrices");
+    if (group.names.size() <= 12) {
+      std::string listed;
+      for (const auto& name : group.names) listed += (listed.empty() ? "" : ", ") + name;
+      line += ": " + listed;
+    }
+    for (const auto& [wanted, count] : group.fell_back_from) {
+      line += str("; ", count, " fell back from ", wanted,
+                  " (rows not whole 256-element super-blocks, as llama.cpp falls back)");
+    }
+    core::info(line);
+  }
 }
 
 }  // namespace
@@ -42,16 +83,28 @@ int run_export(const ExportOptions& options) {
     return 0;
   }
   quant::GgufExportOptions export_options;
-  export_options.type = type_option(options.type);
+  const auto mix = quant::find_mix(options.type);
+  const model::CheckpointMeta meta = model::read_model_meta(model_dir);
+  if (mix) {
+    export_options.type = mix->base;
+    if (meta.config.arch == "llama") {
+      export_options.tensor_types = quant::resolve_plan(quant::mix_plan(*mix, meta.config.llama),
+                                                        mix->base, meta.config.llama);
+    }
+    export_options.file_type = mix->file_type;
+    export_options.file_type_name = mix->name;
+  } else {
+    export_options.type = type_option(options.type);
+  }
   if (!options.embedding_type.empty()) {
     export_options.embedding_type = type_option(options.embedding_type);
   }
   export_options.tokenizer_dir = options.tokenizer;
   export_options.name = options.name;
-  core::info("export: ", model_dir.string(), " -> ", options.out, " (", options.type,
-             ", token_embd/output ",
-             io::ggml_type_traits(quant::export_tensor_type("output.weight", export_options)).name,
-             ")");
+  core::info("export: ", model_dir.string(), " -> ", options.out, " (", options.type, ")");
+  if (meta.config.arch == "llama") {
+    print_matrix_types(quant::export_matrix_types(meta.config.llama, export_options));
+  }
   const auto summary = quant::export_llama_gguf(model_dir, export_options, options.out);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -87,15 +140,16 @@ void add_export_command(CLI::App& app, int& exit_code) {
   command
       ->add_option("--type", options->type,
                    "tensor type of the matrices: f32, f16, or round-to-nearest q8_0, q4_0, "
-                   "q4_1, or the K-quants q4_k, q5_k, q6_k (256-element super-blocks, scales "
-                   "searched; norms stay f32)")
-      ->check(CLI::IsMember(kExportTypes))
+                   "q4_1, q5_0, q5_1, the K-quants q4_k, q5_k, q6_k (256-element super-blocks, "
+                   "scales searched), or llama.cpp's mixes q4_k_m, q4_k_s, q5_k_m, q5_k_s; norms "
+                   "stay f32")
+      ->check(CLI::IsMember(export_types()))
       ->capture_default_str();
   command
       ->add_option("--embedding-type", options->embedding_type,
                    "type of token_embd and output (default: q8_0 for the 4- and 5-bit types, else "
                    "--type)")
-      ->check(CLI::IsMember(kExportTypes));
+      ->check(CLI::IsMember(kTensorTypes));
   command->add_option("--tokenizer", options->tokenizer,
                       "tokenizer directory (default: the model's data directory's tokenizer/)");
   command->add_option("--name", options->name,

@@ -151,11 +151,27 @@ int run_quantize(const QuantizeCliOptions& options) {
   quant::QuantizeOptions qopts;
   qopts.method = *method;
   qopts.tensor_types = quant::resolve_plan(plan, *type, config);
+  if (*method != quant::QuantMethod::rtn) {
+    for (const auto& [name, tensor_type] : qopts.tensor_types) {
+      if (io::ggml_type_traits(tensor_type).block_elems == io::kSuperBlock) {
+        throw InputError(str("plan ", plan.source, ": tensor '", name, "' is ",
+                             io::ggml_type_traits(tensor_type).name, "; GPTQ and AWQ round into ",
+                             "q8_0, q4_0 and q4_1 so far: use --method rtn for K-quants"));
+      }
+    }
+  }
   qopts.gptq.act_order = options.act_order;
   qopts.gptq.block_size = options.block_size;
   qopts.gptq.damp = options.damp;
   quant::GgufExportOptions export_options;
   export_options.type = *type;
+  export_options.tensor_types = qopts.tensor_types;
+  // K-quant rows that are not whole super-blocks are rounded to their fallback type, the one the
+  // file will hold.
+  for (const auto& matrix : quant::export_matrix_types(config, export_options)) {
+    const auto it = qopts.tensor_types.find(matrix.name);
+    if (it != qopts.tensor_types.end()) it->second = matrix.type;
+  }
   export_options.tensor_types = qopts.tensor_types;
   export_options.tokenizer_dir = options.tokenizer;
   export_options.name = options.name;

@@ -113,7 +113,8 @@ class GgufReader {
   const GgufTensor* find_tensor(const std::string& name) const;
   // A tensor that must exist with these ggml-order dims (FileError naming the tensor, the dims
   // found and expected otherwise).
-  const GgufTensor& require_tensor(const std::string& name, const std::vector<uint64_t>& dims) const;
+  const GgufTensor& require_tensor(const std::string& name,
+                                   const std::vector<uint64_t>& dims) const;
 
  private:
   core::MappedFile file_;

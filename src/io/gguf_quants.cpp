@@ -44,6 +44,31 @@ Block pack_nibbles(const BlockGrid& grid, const int* codes) {
   return block;
 }
 
+// Q5_0 / Q5_1: the low 4 bits as Q4's nibbles, bit 4 of code j in bit j of qh.
+template <class Block>
+Block pack_five_bits(const BlockGrid& grid, const int* codes) {
+  Block block;
+  block.d = grid.d;
+  if constexpr (std::is_same_v<Block, Q5_1Block>) block.m = grid.m;
+  uint32_t high = 0;
+  for (int j = 0; j < kHalfBlock; ++j) {
+    block.qs[j] = static_cast<uint8_t>((codes[j] & 0x0F) | ((codes[j + kHalfBlock] & 0x0F) << 4));
+    high |= static_cast<uint32_t>((codes[j] >> 4) & 1) << j;
+    high |= static_cast<uint32_t>((codes[j + kHalfBlock] >> 4) & 1) << (j + kHalfBlock);
+  }
+  std::memcpy(block.qh, &high, sizeof high);
+  return block;
+}
+
+// Code j of a Q5 block (0..31).
+template <class Block>
+int five_bit_code(const Block& block, int j) {
+  uint32_t high;
+  std::memcpy(&high, block.qh, sizeof high);
+  const int low = j < kHalfBlock ? block.qs[j] & 0x0F : block.qs[j - kHalfBlock] >> 4;
+  return low | static_cast<int>(((high >> j) & 1) << 4);
+}
+
 template <class Block>
 Block quantize_block(GgmlType type, const char* what, const float* x) {
   check_finite_block(what, x);
@@ -107,6 +132,18 @@ void quantize_one_row(GgmlType type, const float* x, int64_t cols, uint8_t* out)
       store_blocks(row, out);
       return;
     }
+    case GgmlType::q5_0: {
+      std::vector<Q5_0Block> row(static_cast<size_t>(blocks));
+      quantize_row_q5_0(x, cols, row.data());
+      store_blocks(row, out);
+      return;
+    }
+    case GgmlType::q5_1: {
+      std::vector<Q5_1Block> row(static_cast<size_t>(blocks));
+      quantize_row_q5_1(x, cols, row.data());
+      store_blocks(row, out);
+      return;
+    }
     case GgmlType::q4_k:
       quantize_k_row<Q4KBlock>(
           x, cols, out, [](const float* v, int64_t n, Q4KBlock* b) { quantize_row_q4_k(v, n, b); });
@@ -152,7 +189,7 @@ BlockGrid block_grid(GgmlType type, const float* x) {
     float amax = 0.0f;
     for (int j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
     d = amax / 127.0f;
-  } else if (type == GgmlType::q4_0) {
+  } else if (type == GgmlType::q4_0 || type == GgmlType::q5_0) {
     // The element of largest magnitude with its sign; the first one wins a tie. d = max / -8 maps
     // it to code 0 exactly (value -8 * d), so the full range [-8, 7] is used on its side.
     float amax = 0.0f;
@@ -163,17 +200,17 @@ BlockGrid block_grid(GgmlType type, const float* x) {
         max = x[j];
       }
     }
-    d = max / -8.0f;
+    d = max / (type == GgmlType::q5_0 ? -16.0f : -8.0f);
   } else {
-    ED_CHECK(type == GgmlType::q4_1, "block_grid: ", ggml_type_traits(type).name,
-             " is not a block-quantized type");
+    ED_CHECK(type == GgmlType::q4_1 || type == GgmlType::q5_1,
+             "block_grid: ", ggml_type_traits(type).name, " is not a block-quantized type");
     float min = FLT_MAX;
     float max = -FLT_MAX;
     for (int j = 0; j < kQuantBlock; ++j) {
       min = std::min(min, x[j]);
       max = std::max(max, x[j]);
     }
-    d = (max - min) / 15.0f;
+    d = (max - min) / (type == GgmlType::q5_1 ? 31.0f : 15.0f);
     grid.min = min;
     grid.m = float_to_f16(min);
   }
@@ -197,6 +234,10 @@ int grid_code(GgmlType type, const BlockGrid& grid, float x) {
       return static_cast<int>(std::clamp(x * grid.inverse + 8.5f, 0.0f, 15.0f));
     case GgmlType::q4_1:
       return static_cast<int>(std::clamp((x - grid.min) * grid.inverse + 0.5f, 0.0f, 15.0f));
+    case GgmlType::q5_0:
+      return static_cast<int>(std::clamp(x * grid.inverse + 16.5f, 0.0f, 31.0f));
+    case GgmlType::q5_1:
+      return static_cast<int>(std::clamp((x - grid.min) * grid.inverse + 0.5f, 0.0f, 31.0f));
     default:
       break;
   }
@@ -211,7 +252,10 @@ float grid_value(GgmlType type, const BlockGrid& grid, int code) {
     case GgmlType::q4_0:
       return static_cast<float>(code - 8) * f16_to_float(grid.d);
     case GgmlType::q4_1:
+    case GgmlType::q5_1:
       return static_cast<float>(code) * f16_to_float(grid.d) + f16_to_float(grid.m);
+    case GgmlType::q5_0:
+      return static_cast<float>(code - 16) * f16_to_float(grid.d);
     default:
       break;
   }
@@ -238,6 +282,16 @@ void pack_block(GgmlType type, const BlockGrid& grid, const int* codes, uint8_t*
       std::memcpy(out, &block, sizeof block);
       return;
     }
+    case GgmlType::q5_0: {
+      const auto block = pack_five_bits<Q5_0Block>(grid, codes);
+      std::memcpy(out, &block, sizeof block);
+      return;
+    }
+    case GgmlType::q5_1: {
+      const auto block = pack_five_bits<Q5_1Block>(grid, codes);
+      std::memcpy(out, &block, sizeof block);
+      return;
+    }
     default:
       break;
   }
@@ -260,6 +314,39 @@ void quantize_row_q4_1(const float* x, int64_t n, Q4_1Block* out) {
   check_row_length("quantize_row_q4_1", n);
   for (int64_t b = 0; b < n / kQuantBlock; ++b)
     out[b] = quantize_block<Q4_1Block>(GgmlType::q4_1, "quantize_row_q4_1", x + b * kQuantBlock);
+}
+
+void quantize_row_q5_0(const float* x, int64_t n, Q5_0Block* out) {
+  check_row_length("quantize_row_q5_0", n);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b)
+    out[b] = quantize_block<Q5_0Block>(GgmlType::q5_0, "quantize_row_q5_0", x + b * kQuantBlock);
+}
+
+void quantize_row_q5_1(const float* x, int64_t n, Q5_1Block* out) {
+  check_row_length("quantize_row_q5_1", n);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b)
+    out[b] = quantize_block<Q5_1Block>(GgmlType::q5_1, "quantize_row_q5_1", x + b * kQuantBlock);
+}
+
+void dequantize_row_q5_0(const Q5_0Block* in, int64_t n, float* y) {
+  check_row_length("dequantize_row_q5_0", n);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) {
+    const float d = f16_to_float(in[b].d);
+    for (int j = 0; j < kQuantBlock; ++j) {
+      y[b * kQuantBlock + j] = static_cast<float>(five_bit_code(in[b], j) - 16) * d;
+    }
+  }
+}
+
+void dequantize_row_q5_1(const Q5_1Block* in, int64_t n, float* y) {
+  check_row_length("dequantize_row_q5_1", n);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) {
+    const float d = f16_to_float(in[b].d);
+    const float m = f16_to_float(in[b].m);
+    for (int j = 0; j < kQuantBlock; ++j) {
+      y[b * kQuantBlock + j] = static_cast<float>(five_bit_code(in[b], j)) * d + m;
+    }
+  }
 }
 
 void dequantize_row_q8_0(const Q8_0Block* in, int64_t n, float* y) {
@@ -314,6 +401,8 @@ RowDequantizer row_dequantizer(GgmlType type) {
       {GgmlType::q8_0, block_row<Q8_0Block, dequantize_row_q8_0>},
       {GgmlType::q4_0, block_row<Q4_0Block, dequantize_row_q4_0>},
       {GgmlType::q4_1, block_row<Q4_1Block, dequantize_row_q4_1>},
+      {GgmlType::q5_0, block_row<Q5_0Block, dequantize_row_q5_0>},
+      {GgmlType::q5_1, block_row<Q5_1Block, dequantize_row_q5_1>},
       {GgmlType::q4_k, block_row<Q4KBlock, dequantize_row_q4_k, kSuperBlock>},
       {GgmlType::q5_k, block_row<Q5KBlock, dequantize_row_q5_k, kSuperBlock>},
       {GgmlType::q6_k, block_row<Q6KBlock, dequantize_row_q6_k, kSuperBlock>},

@@ -26,10 +26,14 @@ struct BlockGrid {
   float min = 0.0f;      // Q4_1: the unrounded minimum
 };
 
-// The grid of the 32 values at x (q8_0, q4_0, q4_1).
+// Q5_0 and Q5_1 as Q4_0 and Q4_1 with 32 codes: Q5_0 d = max / -16, q = min(31, trunc(x / d +
+// 16.5)); Q5_1 d = (max - min) / 31, q = min(31, trunc((x - min) / d + 0.5)).
+//
+// The grid of the 32 values at x (q8_0, q4_0, q4_1, q5_0, q5_1).
 BlockGrid block_grid(GgmlType type, const float* x);
 // The code the reference gives x on `grid`, clamped to the type's codes (Q8_0 [-128, 127], Q4_0
-// and Q4_1 [0, 15]); x must be finite. On the block's own values this is the reference code.
+// and Q4_1 [0, 15], Q5_0 and Q5_1 [0, 31]); x must be finite. On the block's own values this is the
+// reference code.
 int grid_code(GgmlType type, const BlockGrid& grid, float x);
 // The value the dequantizer decodes `code` to, bit for bit.
 float grid_value(GgmlType type, const BlockGrid& grid, int code);
@@ -40,11 +44,15 @@ void pack_block(GgmlType type, const BlockGrid& grid, const int* codes, uint8_t*
 void quantize_row_q8_0(const float* x, int64_t n, Q8_0Block* out);
 void quantize_row_q4_0(const float* x, int64_t n, Q4_0Block* out);
 void quantize_row_q4_1(const float* x, int64_t n, Q4_1Block* out);
+void quantize_row_q5_0(const float* x, int64_t n, Q5_0Block* out);
+void quantize_row_q5_1(const float* x, int64_t n, Q5_1Block* out);
 
 // n elements back to float.
 void dequantize_row_q8_0(const Q8_0Block* in, int64_t n, float* y);
 void dequantize_row_q4_0(const Q4_0Block* in, int64_t n, float* y);
 void dequantize_row_q4_1(const Q4_1Block* in, int64_t n, float* y);
+void dequantize_row_q5_0(const Q5_0Block* in, int64_t n, float* y);
+void dequantize_row_q5_1(const Q5_1Block* in, int64_t n, float* y);
 
 // How one row of `cols` elements of a type becomes floats. Every type the reader knows has one
 // (row_dequantizer's table is the one place to add a block type); dequantize_rows and model

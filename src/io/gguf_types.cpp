@@ -15,6 +15,8 @@ const std::vector<GgmlTypeTraits>& traits_table() {
       {GgmlType::f16, "f16", 1, 2, false, 1},
       {GgmlType::q4_0, "q4_0", kQuantBlock, sizeof(Q4_0Block), true, 2},
       {GgmlType::q4_1, "q4_1", kQuantBlock, sizeof(Q4_1Block), true, 3},
+      {GgmlType::q5_0, "q5_0", kQuantBlock, sizeof(Q5_0Block), true, 8},
+      {GgmlType::q5_1, "q5_1", kQuantBlock, sizeof(Q5_1Block), true, 9},
       {GgmlType::q8_0, "q8_0", kQuantBlock, sizeof(Q8_0Block), true, 7},
       // A file of K-quants is labelled as llama.cpp labels its mixes: MOSTLY_Q4_K_M = 15,
       // MOSTLY_Q5_K_M = 17, MOSTLY_Q6_K = 18; Q8_K is never a file's type (0 as placeholder).

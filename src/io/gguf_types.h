@@ -19,6 +19,8 @@ enum class GgmlType : uint32_t {
   f16 = 1,
   q4_0 = 2,
   q4_1 = 3,
+  q5_0 = 6,
+  q5_1 = 7,
   q8_0 = 8,
   q4_k = 12,
   q5_k = 13,
@@ -44,6 +46,20 @@ struct Q4_0Block {
 struct Q4_1Block {
   uint16_t d;  // f16 scale
   uint16_t m;  // f16 minimum
+  uint8_t qs[kQuantBlock / 2];
+};
+// value_j = (q_j - 16) * d with q_j in [0, 31]: the low 4 bits as Q4_0's nibbles, the fifth bit
+// of q_j in bit j of qh (a little-endian uint32).
+struct Q5_0Block {
+  uint16_t d;  // f16 scale
+  uint8_t qh[4];
+  uint8_t qs[kQuantBlock / 2];
+};
+// value_j = q_j * d + m; bits as Q5_0.
+struct Q5_1Block {
+  uint16_t d;  // f16 scale
+  uint16_t m;  // f16 minimum
+  uint8_t qh[4];
   uint8_t qs[kQuantBlock / 2];
 };
 // K-quants: a super-block of 256 values in sub-blocks, each with its own scale (and minimum),
@@ -92,6 +108,8 @@ static_assert(sizeof(Q5KBlock) == 176, "Q5_K block is Q4_K's + 32 bytes of high 
 static_assert(sizeof(Q6KBlock) == 210, "Q6_K block is 128 + 64 + 16 bytes + f16");
 static_assert(sizeof(Q8KBlock) == 292, "Q8_K block is f32 + 256 int8 + 16 int16");
 static_assert(sizeof(Q8_0Block) == 34, "Q8_0 block is f16 + 32 int8");
+static_assert(sizeof(Q5_0Block) == 22, "Q5_0 block is f16 + 4 bytes of fifth bits + 16 of nibbles");
+static_assert(sizeof(Q5_1Block) == 24, "Q5_1 block is 2 x f16 + 4 + 16 bytes");
 static_assert(sizeof(Q4_0Block) == 18, "Q4_0 block is f16 + 16 bytes of nibbles");
 static_assert(sizeof(Q4_1Block) == 20, "Q4_1 block is 2 x f16 + 16 bytes of nibbles");
 

@@ -103,11 +103,13 @@ float dot_row(const WeightMatrix& w, int64_t r, const float* x, const Q8Activati
       return dot_q4_0(reinterpret_cast<const io::Q4_0Block*>(w.data) + r * blocks, xq, blocks);
     case io::GgmlType::q4_1:
       return dot_q4_1(reinterpret_cast<const io::Q4_1Block*>(w.data) + r * blocks, xq, blocks);
+    case io::GgmlType::q5_0:
+    case io::GgmlType::q5_1:
     case io::GgmlType::q4_k:
     case io::GgmlType::q5_k:
     case io::GgmlType::q6_k: {
       // Decoded by the reference dequantizer, then the f32 dot (the vectorised builds do the same
-      // until the K-quants have integer kernels).
+      // until these types have integer kernels).
       thread_local std::vector<float> decoded;
       decoded.resize(static_cast<size_t>(w.cols));
       const uint64_t row_bytes = io::ggml_row_bytes(w.type, static_cast<uint64_t>(w.cols));

@@ -1,11 +1,16 @@
 #!/usr/bin/python3
-"""An independent reader of the GGUF K-quant blocks (Q4_K, Q5_K, Q6_K, Q8_K), written from ggml's
-block layouts with numpy and sharing nothing with the C++ code, for tests/test_gguf.cpp.
+"""An independent reader of the GGUF K-quant blocks (Q4_K, Q5_K, Q6_K, Q8_K) and of the 5-bit
+32-element blocks (Q5_0, Q5_1, llama.cpp's fallbacks for rows that are not whole K-quant
+super-blocks), written from ggml's block layouts with numpy and sharing nothing with the C++ code,
+for tests/test_kquants_reference.cpp.
 
   kquants_reference.py random TYPE BLOCKS SEED OUT   random blocks with finite scales -> OUT
   kquants_reference.py dequantize TYPE IN OUT        blocks in IN -> float32 values in OUT
 
-Layouts (little-endian, packed), 256 values per super-block:
+Layouts (little-endian, packed):
+  q5_0: f16 d, 4 bytes (uint32) of fifth bits, 16 bytes of nibbles; 32 values (q - 16) d   (22)
+  q5_1: f16 d, f16 m, 4 + 16 bytes as q5_0; 32 values q d + m                             (24)
+256 values per K-quant super-block:
   q4_k: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of 4-bit codes      (144)
   q5_k: f16 d, f16 dmin, 12 bytes of scales/mins, 32 bytes of fifth bits, 128 bytes    (176)
   q6_k: 128 bytes low 4 bits, 64 bytes high 2 bits, 16 int8 scales, f16 d             (210)
@@ -15,7 +20,8 @@ import sys
 
 import numpy as np
 
-SIZES = {"q4_k": 144, "q5_k": 176, "q6_k": 210, "q8_k": 292}
+SIZES = {"q5_0": 22, "q5_1": 24, "q4_k": 144, "q5_k": 176, "q6_k": 210, "q8_k": 292}
+VALUES = {"q5_0": 32, "q5_1": 32}  # elements per block; 256 for the rest
 
 
 def scale_min(packed, j):
@@ -33,8 +39,18 @@ def f16(raw):
 
 
 def dequantize_block(kind, b):
-    out = np.zeros(256, dtype=np.float32)
-    if kind in ("q4_k", "q5_k"):
+    out = np.zeros(VALUES.get(kind, 256), dtype=np.float32)
+    if kind in ("q5_0", "q5_1"):
+        d = f16(b[0:2])
+        m = f16(b[2:4]) if kind == "q5_1" else None
+        start = 4 if kind == "q5_1" else 2
+        high = int.from_bytes(b[start:start + 4], "little")
+        qs = b[start + 4:start + 20]
+        for j in range(32):
+            low = (qs[j] & 15) if j < 16 else (qs[j - 16] >> 4)
+            q = low | (((high >> j) & 1) << 4)
+            out[j] = np.float32(q - 16) * d if m is None else np.float32(q) * d + m
+    elif kind in ("q4_k", "q5_k"):
         d, dmin = f16(b[0:2]), f16(b[2:4])
         scales = b[4:16]
         if kind == "q4_k":
@@ -77,7 +93,11 @@ def random_blocks(kind, count, seed):
     for _ in range(count):
         raw = bytearray(rng.integers(0, 256, SIZES[kind], dtype=np.uint8).tobytes())
         scale = np.float16(rng.uniform(1e-3, 0.5) * rng.choice([-1, 1]))
-        if kind in ("q4_k", "q5_k"):
+        if kind in ("q5_0", "q5_1"):
+            raw[0:2] = scale.tobytes()
+            if kind == "q5_1":
+                raw[2:4] = np.float16(rng.uniform(-1, 1)).tobytes()
+        elif kind in ("q4_k", "q5_k"):
             raw[0:2] = np.float16(abs(scale)).tobytes()
             raw[2:4] = np.float16(rng.uniform(1e-3, 0.5)).tobytes()
         elif kind == "q6_k":
