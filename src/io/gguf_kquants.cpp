@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -204,8 +205,13 @@ float fit_symmetric_codes(const float* x, const float* weights, int n, int nmax)
   return best;
 }
 
-void dequantize_row_q4_k(const Q4KBlock* in, int64_t n, float* y) {
-  check_super_blocks("dequantize_row_q4_k", n);
+namespace {
+
+// Q4_K and Q5_K decode alike: value = d * sc * q - dmin * m per 32-element sub-block, Q5_K's codes
+// topped by their fifth bit from qh.
+template <class Block>
+void dequantize_k_affine(const Block* in, int64_t n, float* y, const char* what) {
+  check_super_blocks(what, n);
   for (int64_t b = 0; b < n / kSuperBlock; ++b, y += kSuperBlock) {
     const float d = f16_to_float(in[b].d), dmin = f16_to_float(in[b].dmin);
     for (int c = 0; c < 4; ++c) {
@@ -216,32 +222,26 @@ void dequantize_row_q4_k(const Q4KBlock* in, int64_t n, float* y) {
       const float d1 = d * static_cast<float>(sc1), min1 = dmin * static_cast<float>(m1);
       const uint8_t* qs = in[b].qs + 32 * c;
       for (int l = 0; l < 32; ++l) {
-        y[64 * c + l] = d0 * static_cast<float>(qs[l] & 0xF) - min0;
-        y[64 * c + 32 + l] = d1 * static_cast<float>(qs[l] >> 4) - min1;
+        int low = qs[l] & 0xF, high = qs[l] >> 4;
+        if constexpr (std::is_same_v<Block, Q5KBlock>) {
+          low |= ((in[b].qh[l] >> (2 * c)) & 1) << 4;
+          high |= ((in[b].qh[l] >> (2 * c + 1)) & 1) << 4;
+        }
+        y[64 * c + l] = d0 * static_cast<float>(low) - min0;
+        y[64 * c + 32 + l] = d1 * static_cast<float>(high) - min1;
       }
     }
   }
 }
 
+}  // namespace
+
+void dequantize_row_q4_k(const Q4KBlock* in, int64_t n, float* y) {
+  dequantize_k_affine(in, n, y, "dequantize_row_q4_k");
+}
+
 void dequantize_row_q5_k(const Q5KBlock* in, int64_t n, float* y) {
-  check_super_blocks("dequantize_row_q5_k", n);
-  for (int64_t b = 0; b < n / kSuperBlock; ++b, y += kSuperBlock) {
-    const float d = f16_to_float(in[b].d), dmin = f16_to_float(in[b].dmin);
-    for (int c = 0; c < 4; ++c) {
-      int sc0, m0, sc1, m1;
-      unpack_k_scale_min(in[b].scales, 2 * c, &sc0, &m0);
-      unpack_k_scale_min(in[b].scales, 2 * c + 1, &sc1, &m1);
-      const float d0 = d * static_cast<float>(sc0), min0 = dmin * static_cast<float>(m0);
-      const float d1 = d * static_cast<float>(sc1), min1 = dmin * static_cast<float>(m1);
-      const uint8_t* qs = in[b].qs + 32 * c;
-      for (int l = 0; l < 32; ++l) {
-        const int high0 = (in[b].qh[l] >> (2 * c)) & 1;
-        const int high1 = (in[b].qh[l] >> (2 * c + 1)) & 1;
-        y[64 * c + l] = d0 * static_cast<float>((qs[l] & 0xF) | (high0 << 4)) - min0;
-        y[64 * c + 32 + l] = d1 * static_cast<float>((qs[l] >> 4) | (high1 << 4)) - min1;
-      }
-    }
-  }
+  dequantize_k_affine(in, n, y, "dequantize_row_q5_k");
 }
 
 void dequantize_row_q6_k(const Q6KBlock* in, int64_t n, float* y) {
@@ -272,43 +272,44 @@ void dequantize_row_q8_k(const Q8KBlock* in, int64_t n, float* y) {
   }
 }
 
-void quantize_row_q4_k(const float* x, int64_t n, Q4KBlock* out, const float* importance) {
-  check_super_blocks("quantize_row_q4_k", n);
-  check_finite("quantize_row_q4_k", x, n);
+namespace {
+
+// Q4_K and Q5_K: the search of quantize_k_affine per super-block, then the codes packed (Q5_K's
+// fifth bits into qh).
+template <class Block>
+void quantize_k_affine_row(const float* x, int64_t n, Block* out, const float* importance,
+                           const char* what) {
+  constexpr bool kFifthBit = std::is_same_v<Block, Q5KBlock>;
+  check_super_blocks(what, n);
+  check_finite(what, x, n);
   int codes[kSuperBlock];
   for (int64_t b = 0; b < n / kSuperBlock; ++b) {
     const auto w = block_weights(importance, b * kSuperBlock);
-    Q4KBlock& block = out[b];
-    quantize_k_affine(x + b * kSuperBlock, w.data(), 15, &block.d, &block.dmin, block.scales,
-                      codes);
+    Block& block = out[b];
+    quantize_k_affine(x + b * kSuperBlock, w.data(), kFifthBit ? 31 : 15, &block.d, &block.dmin,
+                      block.scales, codes);
+    if constexpr (kFifthBit) std::fill(std::begin(block.qh), std::end(block.qh), uint8_t{0});
     for (int c = 0; c < 4; ++c) {
       for (int l = 0; l < 32; ++l) {
-        block.qs[32 * c + l] =
-            static_cast<uint8_t>(codes[64 * c + l] | (codes[64 * c + 32 + l] << 4));
+        const int low = codes[64 * c + l], high = codes[64 * c + 32 + l];
+        block.qs[32 * c + l] = static_cast<uint8_t>((low & 0xF) | ((high & 0xF) << 4));
+        if constexpr (kFifthBit) {
+          block.qh[l] = static_cast<uint8_t>(block.qh[l] | ((low >> 4) << (2 * c)) |
+                                             ((high >> 4) << (2 * c + 1)));
+        }
       }
     }
   }
 }
 
+}  // namespace
+
+void quantize_row_q4_k(const float* x, int64_t n, Q4KBlock* out, const float* importance) {
+  quantize_k_affine_row(x, n, out, importance, "quantize_row_q4_k");
+}
+
 void quantize_row_q5_k(const float* x, int64_t n, Q5KBlock* out, const float* importance) {
-  check_super_blocks("quantize_row_q5_k", n);
-  check_finite("quantize_row_q5_k", x, n);
-  int codes[kSuperBlock];
-  for (int64_t b = 0; b < n / kSuperBlock; ++b) {
-    const auto w = block_weights(importance, b * kSuperBlock);
-    Q5KBlock& block = out[b];
-    quantize_k_affine(x + b * kSuperBlock, w.data(), 31, &block.d, &block.dmin, block.scales,
-                      codes);
-    std::fill(std::begin(block.qh), std::end(block.qh), uint8_t{0});
-    for (int c = 0; c < 4; ++c) {
-      for (int l = 0; l < 32; ++l) {
-        const int low = codes[64 * c + l], high = codes[64 * c + 32 + l];
-        block.qs[32 * c + l] = static_cast<uint8_t>((low & 0xF) | ((high & 0xF) << 4));
-        block.qh[l] = static_cast<uint8_t>(block.qh[l] | ((low >> 4) << (2 * c)) |
-                                           ((high >> 4) << (2 * c + 1)));
-      }
-    }
-  }
+  quantize_k_affine_row(x, n, out, importance, "quantize_row_q5_k");
 }
 
 void quantize_row_q6_k(const float* x, int64_t n, Q6KBlock* out, const float* importance) {
