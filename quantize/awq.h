@@ -1,4 +1,4 @@
-// AWQ (Lin et al. 2023, arXiv:2306.00978; ../shared/specs/methods.md): activation-aware scaling.
+// AWQ (Lin et al. 2023, arXiv:2306.00978; docs/quantization.md, "AWQ"): activation-aware scaling.
 // Each input channel of a group of linear layers is scaled by s = mean|x|^alpha (normalised by
 // sqrt(max s * min s)), alpha searched over 0, 0.05, ..., 0.95 by the output error of the block
 // branch with the scaled weights pseudo-quantized; the inverse scale is folded into what produces

@@ -1,7 +1,8 @@
 // Export of a trained llama checkpoint (model.json + weights.safetensors) to a GGUF file that
-// llama.cpp runs unchanged (../shared/specs/gguf.md): llama.* hyperparameters with the exact KV
-// types llama.cpp checks, the SentencePiece vocabulary as a "llama" tokenizer, provenance keys
-// under edgedistill.*, and the weights as F32, F16 or round-to-nearest Q8_0 / Q4_0 / Q4_1.
+// llama.cpp runs unchanged (docs/runtime.md, "What export writes"): llama.* hyperparameters with
+// the exact KV types llama.cpp checks, the SentencePiece vocabulary as a "llama" tokenizer,
+// provenance keys under edgedistill.*, and the weights as F32, F16 or round-to-nearest Q8_0 / Q4_0
+// / Q4_1.
 //
 // Our parameter names are GGUF's tensor names and our RoPE rotates adjacent pairs as llama.cpp's
 // "llama" architecture does (model/llama.h), so tensors map one to one with no row permutation;

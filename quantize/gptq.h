@@ -1,6 +1,6 @@
-// GPTQ (Frantar et al. 2022, arXiv:2210.17323; ../shared/specs/methods.md): rounds a weight matrix
-// to a GGUF block type column by column, feeding each column's rounding error forward into the
-// columns not yet rounded so that the layer's output on calibration inputs moves as little as
+// GPTQ (Frantar et al. 2022, arXiv:2210.17323; docs/quantization.md, "GPTQ"): rounds a weight
+// matrix to a GGUF block type column by column, feeding each column's rounding error forward into
+// the columns not yet rounded so that the layer's output on calibration inputs moves as little as
 // possible. The grid of each 32-column group (scale, and minimum for Q4_1) is the reference
 // quantizer's, computed from the already-updated weights when the group starts (or, with act-order,
 // from the original weights: "static groups"), its scale rounded to f16 before any code is chosen,

@@ -350,6 +350,8 @@ TEST_CASE(
   const double h = 1e-5;
   const double expected = (held_out_loss(h) - held_out_loss(-h)) / (2 * h);
   REQUIRE(std::abs(expected) > 1e-3);  // a gain the check can see
+  // The task computes in float32 (gradients of ~1e4 parameters dotted): 1e-3 relative covers its
+  // rounding against this float64 reference.
   CHECK(gain == Approx(expected).epsilon(1e-3));
 }
 

@@ -1,5 +1,5 @@
 // io layer: GGUF tensor types, the reference quantizers, and the GGUF reader and writer
-// (../shared/specs/gguf.md).
+// (ggml's format; docs/quantization.md and docs/runtime.md).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -280,7 +280,7 @@ TEST_CASE("ggml type traits match the format table") {
     bool quantized;
     uint32_t file_type;
   };
-  // ../shared/specs/gguf.md, "Tensor types" and general.file_type.
+  // ggml's ggml_type ids and block sizes, and llama.cpp's general.file_type numbers.
   const Expected table[] = {
       {GgmlType::f32, 0, "f32", 1, 4, false, 0},
       {GgmlType::f16, 1, "f16", 1, 2, false, 1},

@@ -93,7 +93,7 @@ uint16_t read_u16(const uint8_t* p) {
   return static_cast<uint16_t>(p[0] | (p[1] << 8));
 }
 
-// Rows of `type` blocks decoded with the formulas of ../shared/specs/gguf.md written out here, not
+// Rows of `type` blocks decoded with the formulas of docs/quantization.md written out here, not
 // through io::dequantize_rows:
 //   Q8_0 (34 bytes: f16 d, 32 x int8 q):             x_j = q_j * d
 //   Q4_0 (18 bytes: f16 d, 16 bytes of nibbles):      x_j = (nibble_j - 8) * d

@@ -1,6 +1,6 @@
 // The runtime's matrix kernels, thread pool and linear layer.
 //
-// The scalar build is checked against the block formulas of ../shared/specs/gguf.md written out
+// The scalar build is checked against the block formulas of docs/quantization.md written out
 // here (weights and activations dequantized to double); every other build this CPU can run is
 // checked against the scalar build over many shapes. All comparisons use the worst-case bound of
 // float summation (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., eq. 4.4):

@@ -1,5 +1,5 @@
 // The reference (round-to-nearest) quantizers and the dequantizers of the GGUF block types, as
-// ../shared/specs/gguf.md states them (llama.cpp's own reference formulas):
+// docs/quantization.md states them (llama.cpp's own reference formulas):
 //   Q8_0: d = max|x| / 127, q = round(x / d)
 //   Q4_0: m = the element with the largest |x| (sign kept), d = m / -8, q = min(15, trunc(x / d
 //   + 8.5)) Q4_1: d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5))

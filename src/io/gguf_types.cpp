@@ -7,8 +7,8 @@
 namespace edgedistill::io {
 namespace {
 
-// The format table of ../shared/specs/gguf.md, "Tensor types": ggml_type id, elements and bytes
-// per block; file_type is general.file_type's number for a file mostly of this type.
+// The format table (block layouts in gguf_types.h, docs/quantization.md): ggml_type id, elements
+// and bytes per block; file_type is general.file_type's number for a file mostly of this type.
 const std::vector<GgmlTypeTraits>& traits_table() {
   static const std::vector<GgmlTypeTraits> table = {
       {GgmlType::f32, "f32", 1, 4, false, 0},

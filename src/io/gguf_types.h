@@ -1,4 +1,5 @@
-// GGUF tensor types and their block layouts (../shared/specs/gguf.md, "Tensor types").
+// GGUF tensor types and their block layouts (ggml's ggml_type ids and block structs, as
+// docs/quantization.md states them).
 //
 // Each quantized block is a packed struct whose size is asserted against the format; a row of
 // `n` elements of a block type is n / block_elems consecutive blocks. The traits table is the one

@@ -1,6 +1,7 @@
 // The reference build of the runtime kernels: plain loops over the block formulas of
-// ../shared/specs/gguf.md. Every vectorised build is tested against this one; only the order of
-// float additions differs between them (the per-block integer sums are exact in every build).
+// io/gguf_types.h and io/gguf_quants.h. Every vectorised build is tested against this one; only the
+// order of float additions differs between them (the per-block integer sums are exact in every
+// build).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
