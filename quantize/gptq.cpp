@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "io/gguf_kquants.h"
 #include "io/gguf_quants.h"
 
 namespace edgedistill::quant {
@@ -17,7 +18,8 @@ void check_block_type(io::GgmlType type, const std::string& name) {
   const auto& traits = io::ggml_type_traits(type);
   if (!traits.quantized) {
     throw InputError(str(name, ": ", traits.name,
-                         " is not a block-quantized type; GPTQ rounds to q8_0, q4_0 or q4_1"));
+                         " is not a block-quantized type; GPTQ rounds to q8_0, q4_0, q4_1, q5_0, "
+                         "q5_1, q4_k, q5_k or q6_k"));
   }
 }
 
@@ -60,6 +62,87 @@ torch::Tensor inverse_cholesky(const torch::Tensor& hessian, double& damp,
                        "--method rtn"));
 }
 
+// The grids GPTQ rounds on, one per group of a row: 32-value blocks (q8_0, q4_0, q4_1, q5_0,
+// q5_1) with the reference quantizer's grid, or 256-value super-blocks (q4_k, q5_k, q6_k) with the
+// scales and minimums our K-quant search chooses, weighted by the Hessian's diagonal (each
+// column's input energy, as an importance matrix weighs it). A group's grid is chosen from its
+// weights as they are when it is chosen; its codes are then rounded one column at a time.
+class GroupGrids {
+ public:
+  GroupGrids(io::GgmlType type, int64_t rows, int64_t cols, const torch::Tensor& diag_h)
+      : type_(type),
+        k_quant_(io::ggml_type_traits(type).block_elems == io::kSuperBlock),
+        size_(k_quant_ ? io::kSuperBlock : kQuantBlock),
+        rows_(rows),
+        groups_(cols / size_) {
+    if (k_quant_) {
+      k_grids_.resize(static_cast<size_t>(rows * groups_));
+      const auto d = diag_h.to(torch::kFloat32).contiguous();
+      importance_.assign(d.data_ptr<float>(), d.data_ptr<float>() + cols);
+    } else {
+      grids_.resize(static_cast<size_t>(rows * groups_));
+    }
+  }
+  int64_t size() const { return size_; }
+
+  // Group g of row r from its `size()` current values. False when a value is not finite.
+  bool choose(int64_t r, int64_t g, const double* values) {
+    float block[io::kSuperBlock];
+    for (int64_t j = 0; j < size_; ++j) {
+      block[j] = static_cast<float>(values[j]);
+      if (!std::isfinite(block[j])) return false;
+    }
+    const auto at = static_cast<size_t>(r * groups_ + g);
+    if (k_quant_) {
+      k_grids_[at] = io::k_grid(type_, block, importance_.data() + g * size_);
+    } else {
+      grids_[at] = io::block_grid(type_, block);
+    }
+    return true;
+  }
+
+  // The code of `column` in row r for the value x, and what it decodes to.
+  int code(int64_t r, int64_t column, float x) const {
+    const auto at = static_cast<size_t>(r * groups_ + column / size_);
+    return k_quant_ ? io::k_grid_code(k_grids_[at], static_cast<int>(column % size_), x)
+                    : io::grid_code(type_, grids_[at], x);
+  }
+  float value(int64_t r, int64_t column, int code) const {
+    const auto at = static_cast<size_t>(r * groups_ + column / size_);
+    return k_quant_ ? io::k_grid_value(k_grids_[at], static_cast<int>(column % size_), code)
+                    : io::grid_value(type_, grids_[at], code);
+  }
+
+  // All rows' codes [rows, cols] -> the type's bytes.
+  std::vector<uint8_t> pack(const std::vector<int>& codes) const {
+    const auto& traits = io::ggml_type_traits(type_);
+    const int64_t cols = groups_ * size_;
+    const uint64_t row_bytes = io::ggml_row_bytes(type_, static_cast<uint64_t>(cols));
+    std::vector<uint8_t> bytes(static_cast<size_t>(rows_ * row_bytes));
+    for (int64_t r = 0; r < rows_; ++r) {
+      for (int64_t g = 0; g < groups_; ++g) {
+        const auto at = static_cast<size_t>(r * groups_ + g);
+        const int* group_codes = codes.data() + r * cols + g * size_;
+        uint8_t* out = bytes.data() + r * row_bytes + g * traits.block_bytes;
+        if (k_quant_) {
+          io::k_grid_pack(k_grids_[at], group_codes, out);
+        } else {
+          io::pack_block(type_, grids_[at], group_codes, out);
+        }
+      }
+    }
+    return bytes;
+  }
+
+ private:
+  io::GgmlType type_;
+  bool k_quant_;
+  int64_t size_, rows_, groups_;
+  std::vector<io::BlockGrid> grids_;
+  std::vector<io::KGrid> k_grids_;
+  std::vector<float> importance_;
+};
+
 }  // namespace
 
 void check_finite_activations(const torch::Tensor& inputs, const std::string& name) {
@@ -94,7 +177,8 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   check_block_type(type, name);
   ED_CHECK(weight.dim() == 2, name, ": GPTQ takes a matrix");
   const int64_t rows = weight.size(0), cols = weight.size(1);
-  ED_CHECK(cols % kQuantBlock == 0, name, ": ", cols, " columns are not whole blocks of 32");
+  const int block = io::ggml_type_traits(type).block_elems;
+  ED_CHECK(cols % block == 0, name, ": ", cols, " columns are not whole blocks of ", block);
   ED_CHECK(options.block_size > 0 && options.block_size % kQuantBlock == 0,
            "GPTQ block size must be a positive multiple of 32, got ", options.block_size);
   ED_CHECK(hessian.dim() == 2 && hessian.size(0) == cols && hessian.size(1) == cols, name,
@@ -123,26 +207,24 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   }
 
   const std::vector<int64_t> order = column_order(h, options.act_order);
-  const int64_t groups = cols / kQuantBlock;
-  std::vector<io::BlockGrid> grids(static_cast<size_t>(rows * groups));
-  auto group_grid = [&](const double* row, int64_t r, int64_t g) {
-    float block[kQuantBlock];
-    for (int j = 0; j < kQuantBlock; ++j) {
-      block[j] = static_cast<float>(row[j]);
-      if (!std::isfinite(block[j])) {
-        throw InputError(str(name, ": GPTQ's error feedback produced non-finite weights (row ", r,
-                             ", group ", g, "); raise the damping (--damp) or use --method rtn"));
-      }
+  GroupGrids grids(type, rows, cols, h.diagonal());
+  const int64_t group = grids.size();
+  auto choose = [&](const double* values, int64_t r, int64_t g) {
+    if (!grids.choose(r, g, values)) {
+      throw InputError(str(name, ": GPTQ's error feedback produced non-finite weights (row ", r,
+                           ", group ", g, "); raise the damping (--damp) or use --method rtn"));
     }
-    grids[static_cast<size_t>(r * groups + g)] = io::block_grid(type, block);
   };
   if (options.act_order) {
     // Static groups: every group's grid from the original weights, before any column moves.
     const double* w0 = w_all.data_ptr<double>();
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t g = 0; g < groups; ++g) group_grid(w0 + r * cols + g * kQuantBlock, r, g);
+      for (int64_t g = 0; g < cols / group; ++g) choose(w0 + r * cols + g * group, r, g);
     }
   }
+  // A group's grid is chosen from its weights when its first column comes up, so the whole group
+  // must have received every earlier batch's update by then: batches are whole groups.
+  const int64_t batch = (options.block_size + group - 1) / group * group;
 
   const auto perm = torch::tensor(order, torch::kInt64);
   auto w = w_all.index_select(1, perm).contiguous();
@@ -155,26 +237,23 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   std::vector<int> codes(static_cast<size_t>(rows * cols));
   auto rounded = torch::empty({rows, cols}, torch::kFloat32);
   float* q_data = rounded.data_ptr<float>();
-  for (int64_t i1 = 0; i1 < cols; i1 += options.block_size) {
-    const int64_t i2 = std::min<int64_t>(i1 + options.block_size, cols), count = i2 - i1;
+  for (int64_t i1 = 0; i1 < cols; i1 += batch) {
+    const int64_t i2 = std::min<int64_t>(i1 + batch, cols), count = i2 - i1;
     auto errors = torch::zeros({rows, count}, torch::kFloat64);
     double* e_data = errors.data_ptr<double>();
     for (int64_t j = i1; j < i2; ++j) {
       const int64_t column = order[static_cast<size_t>(j)];
-      const int64_t g = column / kQuantBlock;
-      if (!options.act_order && column % kQuantBlock == 0) {
+      if (!options.act_order && column % group == 0) {
         // The group starts: its grid from the weights as updated so far (j == column here, and
-        // the block size is a multiple of 32, so the group lies inside this block).
-        for (int64_t r = 0; r < rows; ++r) group_grid(w_data + r * cols + j, r, g);
+        // the group lies inside this batch).
+        for (int64_t r = 0; r < rows; ++r) choose(w_data + r * cols + j, r, column / group);
       }
       const double* u_row = u_data + j * cols;
       const double pivot = u_row[j];
       for (int64_t r = 0; r < rows; ++r) {
         double* w_row = w_data + r * cols;
-        const io::BlockGrid& grid = grids[static_cast<size_t>(r * groups + g)];
-        const float x = static_cast<float>(w_row[j]);
-        const int code = io::grid_code(type, grid, x);
-        const float value = io::grid_value(type, grid, code);
+        const int code = grids.code(r, column, static_cast<float>(w_row[j]));
+        const float value = grids.value(r, column, code);
         codes[static_cast<size_t>(r * cols + column)] = code;
         q_data[r * cols + column] = value;
         const double error = (w_row[j] - static_cast<double>(value)) / pivot;
@@ -188,17 +267,7 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
           .sub_(torch::matmul(errors, u.narrow(0, i1, count).narrow(1, i2, cols - i2)));
     }
   }
-
-  const auto& traits = io::ggml_type_traits(type);
-  const uint64_t row_bytes = io::ggml_row_bytes(type, static_cast<uint64_t>(cols));
-  result.bytes.resize(static_cast<size_t>(rows * row_bytes));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t g = 0; g < groups; ++g) {
-      io::pack_block(type, grids[static_cast<size_t>(r * groups + g)],
-                     codes.data() + r * cols + g * kQuantBlock,
-                     result.bytes.data() + r * row_bytes + g * traits.block_bytes);
-    }
-  }
+  result.bytes = grids.pack(codes);
   result.dequantized = rounded;
   return result;
 }
@@ -219,9 +288,13 @@ RoundingError rounding_error(const torch::Tensor& weight, const torch::Tensor& r
   return error;
 }
 
-std::vector<uint8_t> rtn_bytes(const torch::Tensor& weight, io::GgmlType type) {
+std::vector<uint8_t> rtn_bytes(const torch::Tensor& weight, io::GgmlType type,
+                               const std::vector<float>* importance) {
   const auto w = weight.to(torch::kFloat32).contiguous();
-  return io::quantize_rows(type, w.data_ptr<float>(), w.size(0), w.size(1));
+  ED_CHECK(importance == nullptr || static_cast<int64_t>(importance->size()) == w.size(1),
+           "rtn_bytes: ", importance->size(), " importances for ", w.size(1), " columns");
+  return io::quantize_rows(type, w.data_ptr<float>(), w.size(0), w.size(1),
+                           importance != nullptr ? importance->data() : nullptr);
 }
 
 torch::Tensor dequantize_bytes(const std::vector<uint8_t>& bytes, io::GgmlType type, int64_t rows,

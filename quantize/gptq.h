@@ -2,9 +2,10 @@
 // matrix to a GGUF block type column by column, feeding each column's rounding error forward into
 // the columns not yet rounded so that the layer's output on calibration inputs moves as little as
 // possible. The grid of each 32-column group (scale, and minimum for Q4_1) is the reference
-// quantizer's, computed from the already-updated weights when the group starts (or, with act-order,
-// from the original weights: "static groups"), its scale rounded to f16 before any code is chosen,
-// so the codes written are exactly the codes whose error was fed back.
+// quantizer's, and that of each 256-column K-quant super-block (sub-block scales and minimums) our
+// K-quant search's, computed from the already-updated weights when the group starts (or, with
+// act-order, from the original weights: "static groups"), its scales rounded as stored before any
+// code is chosen, so the codes written are exactly the codes whose error was fed back.
 #pragma once
 
 #include <torch/torch.h>
@@ -39,8 +40,11 @@ void check_finite_activations(const torch::Tensor& inputs, const std::string& na
 void accumulate_hessian(torch::Tensor& hessian, const torch::Tensor& inputs,
                         const std::string& name);
 
-// Rounds `weight` ([rows, cols] float, PyTorch [out, in]) to `type` (q8_0, q4_0, q4_1; cols a
-// multiple of 32) with GPTQ on `hessian` ([cols, cols]). `name` labels errors.
+// Rounds `weight` ([rows, cols] float, PyTorch [out, in]) to `type` with GPTQ on `hessian`
+// ([cols, cols]): q8_0, q4_0, q4_1, q5_0, q5_1 (cols a multiple of 32), or q4_k, q5_k, q6_k (cols
+// a multiple of 256; each super-block's scales and minimums are chosen by the K-quant search,
+// weighted by diag H, from the weights as updated when its first column comes up; lazy batches
+// are then rounded up to whole super-blocks). `name` labels errors.
 GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessian,
                          io::GgmlType type, const GptqOptions& options, const std::string& name);
 
@@ -55,8 +59,9 @@ RoundingError rounding_error(const torch::Tensor& weight, const torch::Tensor& r
                              const torch::Tensor& hessian);
 
 // Round-to-nearest (the GGUF reference quantizers) of a [rows, cols] float tensor: the bytes and
-// what they decode to.
-std::vector<uint8_t> rtn_bytes(const torch::Tensor& weight, io::GgmlType type);
+// what they decode to. `importance` ([cols], or null) weights the K-quants' scale search.
+std::vector<uint8_t> rtn_bytes(const torch::Tensor& weight, io::GgmlType type,
+                               const std::vector<float>* importance = nullptr);
 torch::Tensor dequantize_bytes(const std::vector<uint8_t>& bytes, io::GgmlType type, int64_t rows,
                                int64_t cols);
 

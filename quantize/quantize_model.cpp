@@ -14,6 +14,7 @@ namespace {
 bool uses_awq(QuantMethod method) {
   return method == QuantMethod::awq || method == QuantMethod::awq_gptq;
 }
+bool is_k_quant(io::GgmlType type) { return io::ggml_type_traits(type).block_elems == io::kSuperBlock; }
 bool uses_gptq(QuantMethod method) {
   return method == QuantMethod::gptq || method == QuantMethod::awq_gptq;
 }
@@ -27,6 +28,7 @@ class Pass {
   // may be undefined), recording its bytes and report. `awq`: what AWQ did to the layer, or null.
   void round(const std::string& name, torch::Tensor& weight, const torch::Tensor& hessian,
              const AwqLinear* awq) {
+    if (options_.observe && hessian.defined()) options_.observe(name, hessian);
     const io::GgmlType type = options_.tensor_types.at(name);
     if (!io::ggml_type_traits(type).quantized) return;  // f32/f16 matrices stay float
     const auto start = std::chrono::steady_clock::now();
@@ -45,9 +47,11 @@ class Pass {
       report.rounding = "gptq";
       report.dead_inputs = gptq.dead_inputs;
     } else {
-      bytes = rtn_bytes(w, type);
+      const auto importance = options_.importance.find(name);
+      const bool weighted = importance != options_.importance.end() && is_k_quant(type);
+      bytes = rtn_bytes(w, type, weighted ? &importance->second : nullptr);
       rounded = dequantize_bytes(bytes, type, report.rows, report.cols);
-      report.rounding = "rtn";
+      report.rounding = weighted ? "rtn+imatrix" : "rtn";
     }
     // Errors in the original coordinates: W_t = diag(out) W diag(in), x_t = x / in.
     torch::Tensor original = w, rounded_original = rounded, h = hessian;

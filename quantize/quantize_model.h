@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -36,6 +37,13 @@ struct QuantizeOptions {
   GptqOptions gptq;
   AwqOptions awq;
   int64_t chunk_windows = 16;  // calibration windows per forward pass
+  // Per matrix, its input columns' importances (an importance matrix, imatrix.h): round-to-nearest
+  // into a K-quant then weights each value's error by them in the scale search. Matrices without
+  // an entry, and the other types, round as without.
+  std::map<std::string, std::vector<float>> importance;
+  // Called with each matrix's input Hessian (sum of x x^T over the calibration tokens, float64)
+  // before the matrix is rounded, when there are calibration windows.
+  std::function<void(const std::string& name, const torch::Tensor& hessian)> observe;
 };
 
 // One matrix. Both errors are measured in the float model's coordinates (AWQ's scales undone) on
@@ -45,7 +53,7 @@ struct LayerReport {
   std::string name;
   io::GgmlType type = io::GgmlType::f32;
   int64_t rows = 0, cols = 0;
-  std::string rounding;  // "gptq" or "rtn"
+  std::string rounding;  // "gptq", "rtn", or "rtn+imatrix" (importance-weighted scale search)
   RoundingError method;
   RoundingError rtn;
   int64_t dead_inputs = 0;

@@ -89,6 +89,17 @@ if [[ ! -x $edgedistill && $list != 1 ]]; then
   echo "reproduce_tables: no $edgedistill; build it with scripts/setup.sh (or set EDGEDISTILL_BUILD_DIR)" >&2
   exit 2
 fi
+# A full run takes hours and must outlive rebuilds of the tree (a relink removes the binary for a
+# while): the runs use a copy of the programs taken now, under the run root.
+if [[ $list != 1 && $report_only != 1 ]]; then
+  snapshot=$root/.bin
+  mkdir -p "$snapshot"
+  for program in edgedistill edgedistill-data; do
+    # Copy, then rename: a binary that an earlier run still executes is replaced, not rewritten.
+    cp "$build_dir/bin/$program" "$snapshot/.$program.tmp" && mv -f "$snapshot/.$program.tmp" "$snapshot/$program"
+  done
+  edgedistill=$snapshot/edgedistill
+fi
 args=(--repo "$repo" --edgedistill "$edgedistill" --mode "$mode" --run-root "$root" --results "$results"
   --tables "$tables" --jobs "$jobs" --threads "$threads" --plots "$plots")
 if ((list)); then exec /usr/bin/python3 "$repo/scripts/reproduce_tables.py" "${args[@]}" --list; fi

@@ -543,9 +543,6 @@ TEST_CASE("a trained model is quantized with GPTQ then run and verified and bad 
            {{"--model", run.string(), "--plan",
              plan("key.json", R"({"tensors": [], "precision": "q4_0"})")},
             "precision"},
-           {{"--model", run.string(), "--method", "gptq", "--plan",
-             plan("k.json", R"({"tensors": [{"pattern": "output.weight", "type": "q4_k"}]})")},
-            "use --method rtn for K-quants"},
            {{"--model", (dir.path() / "no-such-run").string()}, "no-such-run"}}) {
     auto arguments = base;
     arguments.insert(arguments.end(), bad.arguments.begin(), bad.arguments.end());
@@ -563,6 +560,117 @@ TEST_CASE("a trained model is quantized with GPTQ then run and verified and bad 
   CHECK(usage_errors[0].find("--method") != std::string::npos);
   CHECK(usage_errors[0].find("bogus") != std::string::npos);
   CHECK(usage_errors[0].find("edgedistill quantize --help") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir.path() / "bad.gguf"));
+}
+
+TEST_CASE("an importance matrix weights quantize's K-quants, GPTQ rounds a K-quant mix, and a "
+          "mismatched imatrix exits 2") {
+  test::TempDir dir;
+  const auto recipe = tiny_recipe(dir.path(), 12).string();
+  const auto run = dir.path() / "run";
+  // Rows of 256: whole K-quant super-blocks in every matrix.
+  REQUIRE(run_edgedistill({"train", "--config", recipe, "--run-dir", run.string(), "--set",
+                           "model.dim=256", "--set", "model.ffn_dim=256", "--set",
+                           "model.n_heads=4", "--set", "model.n_kv_heads=2"},
+                          dir.path())
+              .exit_code == 0);
+  const fs::path gguf_imatrix = dir.path() / "m.imatrix.gguf", dat = dir.path() / "m.dat";
+  for (const auto& out : {gguf_imatrix, dat}) {
+    const auto made = run_edgedistill({"imatrix", "--model", run.string(), "--calib-tokens", "1024",
+                                       "--calib-ctx", "32", "--out", out.string()},
+                                      dir.path());
+    INFO(made.out << made.err);
+    REQUIRE(made.exit_code == 0);
+    CHECK(made.out.find("blk.1.ffn_down.weight") != std::string::npos);
+    CHECK(made.out.find(out.extension() == ".dat" ? "legacy .dat" : "GGUF") != std::string::npos);
+  }
+  // Both formats give the same importances (the .dat stores mean x ncall).
+  const auto from_gguf = nlohmann::json::parse(
+      test::run_python("imatrix_reference.py", {"read", gguf_imatrix.string()}));
+  const auto from_dat =
+      nlohmann::json::parse(test::run_python("imatrix_reference.py", {"read", dat.string()}));
+  REQUIRE(from_gguf["importance"].size() == 15);  // 2 x 7 block matrices and the head
+  for (const auto& [name, values] : from_gguf["importance"].items()) {
+    INFO(name);
+    REQUIRE(from_dat["importance"].contains(name));
+    for (size_t i = 0; i < values.size(); ++i) {
+      CHECK(values[i].get<double>() ==
+            Approx(from_dat["importance"][name][i].get<double>()).epsilon(1e-6));
+    }
+  }
+
+  for (const auto& imatrix : {gguf_imatrix, dat}) {
+    const fs::path out = dir.path() / "q4_k_m.gguf";
+    const auto quantized = run_edgedistill(
+        {"quantize", "--model", run.string(), "--method", "rtn", "--type", "q4_k_m", "--imatrix",
+         imatrix.string(), "--calib-tokens", "0", "--eval-ctx", "32", "--out", out.string()},
+        dir.path());
+    INFO(quantized.out << quantized.err);
+    REQUIRE(quantized.exit_code == 0);
+    const auto report = core::read_json_file(dir.path() / "q4_k_m.quant.json", "report");
+    CHECK(report["imatrix"]["format"] == (imatrix == dat ? "dat" : "gguf"));
+    CHECK(report["imatrix"]["entries"] == 15);
+    int weighted = 0;
+    for (const auto& layer : report["layers"]) {
+      const std::string type = layer["type"];
+      const std::string name = layer["name"];
+      // token_embd is a lookup with no entry; every other matrix is a K-quant with one.
+      if (name == "token_embd.weight") {
+        CHECK(layer["rounding"] == "rtn");
+      } else {
+        CHECK(layer["rounding"] == "rtn+imatrix");
+        weighted += 1;
+      }
+      CHECK((type == "q4_k" || type == "q6_k"));
+    }
+    CHECK(weighted == 15);
+    CHECK(report["imatrix"]["weighted_matrices"] == 15);
+    CHECK(report["evaluation"]["models"]["rtn q4_k_m"]["top1_agreement"].get<double>() > 0.5);
+  }
+
+  // GPTQ into the mix's K-quants, then run in the runtime.
+  const fs::path gptq = dir.path() / "gptq-q4_k_m.gguf";
+  const auto rounded = run_edgedistill(
+      {"quantize", "--model", run.string(), "--method", "gptq", "--type", "q4_k_m", "--baseline",
+       "--calib-tokens", "1024", "--calib-ctx", "32", "--eval-ctx", "32", "--out", gptq.string()},
+      dir.path());
+  INFO(rounded.out << rounded.err);
+  REQUIRE(rounded.exit_code == 0);
+  const auto report = core::read_json_file(dir.path() / "gptq-q4_k_m.quant.json", "report");
+  for (const auto& layer : report["layers"]) {
+    if (layer["name"] != "token_embd.weight") CHECK(layer["rounding"] == "gptq");
+  }
+  const auto& models = report["evaluation"]["models"];
+  CHECK(models["gptq q4_k_m"]["mean_kl"].get<double>() <
+        models["rtn q4_k_m"]["mean_kl"].get<double>());
+  CHECK(run_edgedistill({"verify", "--model", gptq.string(), "--reference", run.string(), "--ctx",
+                         "32", "--no-bench"},
+                        dir.path())
+            .exit_code == 0);
+
+  // Bad input: exit 2, one line naming the file and the fault.
+  nlohmann::json spec = {{"datasets", {"x"}}, {"chunk_count", 1}, {"chunk_size", 32}};
+  spec["entries"]["blk.0.attn_q.weight"] = {{"sums", {1.0, 2.0, 3.0}}, {"counts", {1.0}}};
+  core::write_file_atomic(dir.path() / "spec.json", spec.dump());
+  const fs::path other = dir.path() / "other.imatrix.gguf";
+  test::run_python("imatrix_reference.py",
+                   {"write-gguf", other.string(), (dir.path() / "spec.json").string()});
+  const std::vector<std::string> base = {"quantize", "--model", run.string(), "--type", "q4_k_m",
+                                         "--no-eval", "--out", (dir.path() / "bad.gguf").string()};
+  auto with = [&](std::vector<std::string> extra) {
+    auto arguments = base;
+    arguments.insert(arguments.end(), extra.begin(), extra.end());
+    return run_edgedistill(arguments, dir.path());
+  };
+  require_input_error(with({"--method", "rtn", "--imatrix", other.string()}),
+                      "'blk.0.attn_q.weight' has 3 columns; the model's matrix has 256");
+  require_input_error(with({"--method", "rtn", "--imatrix", (dir.path() / "none.dat").string()}),
+                      "no such importance matrix");
+  require_input_error(with({"--method", "gptq", "--imatrix", gguf_imatrix.string()}),
+                      "use --method rtn");
+  core::write_file_atomic(dir.path() / "junk.dat", "junk");
+  require_input_error(with({"--method", "rtn", "--imatrix", (dir.path() / "junk.dat").string()}),
+                      "junk.dat");
   CHECK_FALSE(fs::exists(dir.path() / "bad.gguf"));
 }
 

@@ -20,8 +20,10 @@
 #include "quantize/calibration.h"
 #include "quantize/gguf_export.h"
 #include "quantize/gptq.h"
+#include "quantize/imatrix.h"
 #include "quantize/quant_plan.h"
 #include "quantize/quantize_model.h"
+#include "python_reference.h"
 #include "test_util.h"
 
 using namespace edgedistill;
@@ -918,5 +920,316 @@ TEST_CASE("K-quant rows that are not whole super-blocks fall back as llama.cpp's
     const bool end = m.name == "token_embd.weight" || m.name == "output.weight";
     CHECK(m.wanted == (end ? GgmlType::q8_0 : GgmlType::q4_k));
     CHECK(m.type == (end ? GgmlType::q8_0 : GgmlType::q5_0));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Importance matrices
+
+namespace {
+
+// Relative tolerance of a sum of squares accumulated in float64 from float32 inputs (the pass)
+// against the same sum taken by torch in float32 here: ~1e-7 per term times sqrt(terms).
+constexpr double kSquareSumRelTol = 1e-4;
+
+std::map<std::string, std::vector<float>> importances_of(const quant::Imatrix& imatrix) {
+  std::map<std::string, std::vector<float>> out;
+  for (const auto& [name, entry] : imatrix.entries) out[name] = imatrix.importance(name);
+  return out;
+}
+
+// {"name": [values]} from the Python reader's JSON.
+std::map<std::string, std::vector<float>> importances_of(const nlohmann::json& json) {
+  std::map<std::string, std::vector<float>> out;
+  for (const auto& [name, values] : json.items()) out[name] = values.get<std::vector<float>>();
+  return out;
+}
+
+void check_close(const std::map<std::string, std::vector<float>>& a,
+                 const std::map<std::string, std::vector<float>>& b, double rel) {
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, values] : a) {
+    INFO(name);
+    REQUIRE(b.count(name) == 1);
+    REQUIRE(values.size() == b.at(name).size());
+    for (size_t i = 0; i < values.size(); ++i) CHECK(values[i] == Approx(b.at(name)[i]).epsilon(rel));
+  }
+}
+
+quant::Imatrix small_imatrix() {
+  quant::Imatrix m;
+  m.datasets = {"runs/data/kjv (train)"};
+  m.chunk_count = 3;
+  m.chunk_size = 128;
+  m.entries["blk.0.attn_q.weight"] = {{1.5f, 0.25f, 4.0f, 0.0f}, {384.0f}};
+  m.entries["blk.1.ffn_down.weight"] = {{2.0f, 3.0f, 5.0f, 7.0f, 11.0f, 13.0f}, {100.0f}};
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("collect_imatrix sums every matrix's inputs squared, as the model computes them") {
+  for (const bool tied : {false, true}) {
+    DYNAMIC_SECTION((tied ? "tied" : "untied")) {
+      const auto config = small_config(tied);
+      auto net = random_llama(config, 70);
+      const auto before = parameters_of(net);
+      const auto windows = random_windows(6, 24, 96, 71);
+      const auto imatrix = quant::collect_imatrix(*net, windows, 4, {"data (train)"});
+      CHECK(imatrix.chunk_count == 6);
+      CHECK(imatrix.chunk_size == 24);
+      CHECK(imatrix.datasets == std::vector<std::string>{"data (train)"});
+      // The model is unchanged.
+      for (const auto& [name, value] : parameters_of(net)) CHECK(torch::equal(value, before.at(name)));
+
+      // The expectation: each block's trace (the model's own forward with its linear inputs kept),
+      // block after block on the float model, squared and summed over all tokens.
+      std::map<std::string, torch::Tensor> expected;
+      {
+        torch::NoGradGuard no_grad;
+        auto context = net->block_context(24, torch::Device(torch::kCPU));
+        auto x = net->token_embd(windows);
+        auto sum_sq = [](const torch::Tensor& t) {
+          return t.reshape({-1, t.size(-1)}).square().sum(0);
+        };
+        for (int layer = 0; layer < config.n_layers; ++layer) {
+          const auto trace = block_of(net, layer).trace(x, context.cos, context.sin, context.mask);
+          const std::string p = str("blk.", layer, ".");
+          for (const char* m : {"attn_q", "attn_k", "attn_v"}) expected[p + m + ".weight"] = sum_sq(trace.attn_in);
+          expected[p + "attn_output.weight"] = sum_sq(trace.context);
+          for (const char* m : {"ffn_gate", "ffn_up"}) expected[p + m + ".weight"] = sum_sq(trace.ffn_in);
+          expected[p + "ffn_down.weight"] = sum_sq(trace.ffn_hidden);
+          x = trace.out;
+        }
+        expected[tied ? "token_embd.weight" : "output.weight"] = sum_sq(net->output_norm(x));
+      }
+      REQUIRE(imatrix.entries.size() == expected.size());
+      for (const auto& [name, sums] : expected) {
+        INFO(name);
+        REQUIRE(imatrix.entries.count(name) == 1);
+        const auto& entry = imatrix.entries.at(name);
+        CHECK(entry.counts == std::vector<float>{6.0f * 24.0f});
+        REQUIRE(static_cast<int64_t>(entry.sums.size()) == sums.numel());
+        for (int64_t j = 0; j < sums.numel(); ++j) {
+          CHECK(entry.sums[j] == Approx(sums[j].item<float>()).epsilon(kSquareSumRelTol));
+        }
+      }
+      quant::check_imatrix_fits(imatrix, *net, "collected");
+    }
+  }
+}
+
+TEST_CASE("imatrix files round-trip in both formats and match an independent reader") {
+  test::TempDir dir;
+  const quant::Imatrix m = small_imatrix();
+  const auto expected = importances_of(m);
+  // importance() itself: sums / count, and 1 where the count is 0 (an expert never reached).
+  CHECK(expected.at("blk.0.attn_q.weight") == std::vector<float>{1.5f / 384, 0.25f / 384, 4.0f / 384, 0.0f});
+  quant::Imatrix unreached;
+  unreached.entries["x"] = {{2.0f, 4.0f}, {0.0f}};
+  CHECK(unreached.importance("x") == std::vector<float>{1.0f, 1.0f});
+  CHECK(unreached.importance("absent").empty());
+
+  const fs::path gguf = dir.path() / "m.gguf", dat = dir.path() / "m.dat";
+  quant::write_imatrix(m, gguf, quant::ImatrixFormat::gguf);
+  quant::write_imatrix(m, dat, quant::ImatrixFormat::dat);
+  const auto from_gguf = quant::read_imatrix(gguf);
+  CHECK_FALSE(from_gguf.legacy);
+  CHECK(from_gguf.datasets == m.datasets);
+  CHECK(from_gguf.chunk_count == 3);
+  CHECK(from_gguf.chunk_size == 128);
+  for (const auto& [name, entry] : m.entries) {
+    CHECK(from_gguf.entries.at(name).sums == entry.sums);
+    CHECK(from_gguf.entries.at(name).counts == entry.counts);
+  }
+  const auto from_dat = quant::read_imatrix(dat);
+  CHECK(from_dat.legacy);
+  CHECK(from_dat.chunk_count == 3);
+  CHECK(from_dat.datasets == m.datasets);
+  // The legacy file stores mean * ncall (ncall = ceil(count / chunk_size): 3 and 1).
+  CHECK(from_dat.entries.at("blk.0.attn_q.weight").counts == std::vector<float>{3.0f});
+  CHECK(from_dat.entries.at("blk.1.ffn_down.weight").counts == std::vector<float>{1.0f});
+  check_close(importances_of(from_dat), expected, 1e-6);
+  // Writing what was read from a .dat keeps its ncall.
+  quant::write_imatrix(from_dat, dir.path() / "again.dat", quant::ImatrixFormat::dat);
+  CHECK(core::read_file(dir.path() / "again.dat", "") == core::read_file(dat, ""));
+
+  // The independent reader sees the same importances and metadata in our files.
+  for (const auto& file : {gguf, dat}) {
+    INFO(file.string());
+    const auto json = nlohmann::json::parse(test::run_python("imatrix_reference.py", {"read", file.string()}));
+    check_close(importances_of(json["importance"]), expected, 1e-6);
+    CHECK(json["chunk_count"] == 3);
+    CHECK(json["datasets"] == nlohmann::json(m.datasets));
+    if (file == gguf) {
+      CHECK(json["general.type"] == "imatrix");
+      CHECK(json["chunk_size"] == 128);
+    }
+  }
+
+  // And we read the files it writes.
+  nlohmann::json spec = {{"datasets", {"a.txt", "b.txt"}}, {"chunk_count", 7}, {"chunk_size", 512}};
+  spec["entries"]["blk.0.attn_v.weight"] = {{"sums", {10.0, 20.0, 30.0}}, {"counts", {5.0}}};
+  spec["entries"]["output.weight"] = {{"sums", {1.0, 2.0}}, {"counts", {4.0}}};
+  core::write_file_atomic(dir.path() / "spec.json", spec.dump());
+  test::run_python("imatrix_reference.py", {"write-gguf", (dir.path() / "py.gguf").string(), (dir.path() / "spec.json").string()});
+  const auto py_gguf = quant::read_imatrix(dir.path() / "py.gguf");
+  CHECK(py_gguf.datasets == std::vector<std::string>{"a.txt", "b.txt"});
+  CHECK(py_gguf.chunk_count == 7);
+  CHECK(py_gguf.chunk_size == 512);
+  CHECK(py_gguf.importance("blk.0.attn_v.weight") == std::vector<float>{2.0f, 4.0f, 6.0f});
+  CHECK(py_gguf.importance("output.weight") == std::vector<float>{0.25f, 0.5f});
+
+  nlohmann::json legacy = {{"datasets", {"wiki.train.raw"}}, {"chunk_count", 9}};
+  legacy["entries"]["blk.0.attn_v.weight"] = {{"values", {9.0, 18.0, 27.0}}, {"ncall", 9}};
+  core::write_file_atomic(dir.path() / "legacy.json", legacy.dump());
+  test::run_python("imatrix_reference.py", {"write-dat", (dir.path() / "py.dat").string(), (dir.path() / "legacy.json").string()});
+  const auto py_dat = quant::read_imatrix(dir.path() / "py.dat");
+  CHECK(py_dat.importance("blk.0.attn_v.weight") == std::vector<float>{1.0f, 2.0f, 3.0f});
+  CHECK(py_dat.chunk_count == 9);
+  CHECK(py_dat.datasets == std::vector<std::string>{"wiki.train.raw"});
+  // The trailer is optional.
+  legacy.erase("chunk_count");
+  core::write_file_atomic(dir.path() / "legacy.json", legacy.dump());
+  test::run_python("imatrix_reference.py", {"write-dat", (dir.path() / "bare.dat").string(), (dir.path() / "legacy.json").string()});
+  CHECK(quant::read_imatrix(dir.path() / "bare.dat").importance("blk.0.attn_v.weight") == std::vector<float>{1.0f, 2.0f, 3.0f});
+}
+
+TEST_CASE("bad imatrix files and imatrices of another model are one-line errors naming the fault") {
+  test::TempDir dir;
+  const quant::Imatrix m = small_imatrix();
+  const fs::path dat = dir.path() / "m.dat";
+  quant::write_imatrix(m, dat, quant::ImatrixFormat::dat);
+  const std::string bytes = core::read_file(dat, "");
+  auto read_error = [&](const std::string& content) {
+    core::write_file_atomic(dir.path() / "bad.dat", content);
+    return input_error_of([&] { quant::read_imatrix(dir.path() / "bad.dat"); });
+  };
+  CHECK_THAT(read_error(bytes.substr(0, bytes.size() / 2)), Catch::Contains("truncated"));
+  CHECK_THAT(read_error(std::string("\0\0\0\0", 4)), Catch::Contains("entry count 0"));
+  CHECK_THAT(input_error_of([&] { quant::read_imatrix(dir.path() / "missing.dat"); }),
+             Catch::Contains("no such importance matrix"));
+  // A negative value (a sum of squares cannot be).
+  std::string negative = bytes;
+  const float minus = -1.0f;
+  const size_t first_value = 4 + 4 + std::string("blk.0.attn_q.weight").size() + 4 + 4;
+  std::memcpy(&negative[first_value], &minus, sizeof minus);
+  CHECK_THAT(read_error(negative), Catch::Contains("'blk.0.attn_q.weight' has value -1"));
+
+  // Against a model: the first entry that does not fit is named.
+  auto net = random_llama(small_config(false), 72);
+  auto fit_error = [&](const quant::Imatrix& imatrix) {
+    return input_error_of([&] { quant::check_imatrix_fits(imatrix, *net, "x.gguf"); });
+  };
+  quant::Imatrix wrong_width;
+  wrong_width.entries["blk.0.attn_q.weight"] = {std::vector<float>(63, 1.0f), {1.0f}};
+  CHECK_THAT(fit_error(wrong_width), Catch::Contains("'blk.0.attn_q.weight' has 63 columns; the model's matrix has 64"));
+  quant::Imatrix unknown;
+  unknown.entries["blk.7.attn_q.weight"] = {std::vector<float>(64, 1.0f), {1.0f}};
+  CHECK_THAT(fit_error(unknown), Catch::Contains("'blk.7.attn_q.weight' is not a matrix"));
+  quant::Imatrix embedding;  // an untied embedding is a lookup, never multiplied
+  embedding.entries["token_embd.weight"] = {std::vector<float>(64, 1.0f), {1.0f}};
+  CHECK_THAT(fit_error(embedding), Catch::Contains("'token_embd.weight' is not a matrix"));
+  quant::Imatrix experts;
+  experts.entries["blk.0.ffn_down.weight"] = {std::vector<float>(192, 1.0f), {1.0f, 1.0f}};
+  CHECK_THAT(fit_error(experts), Catch::Contains("2 experts"));
+  quant::Imatrix fits;
+  fits.entries["blk.1.ffn_down.weight"] = {std::vector<float>(96, 1.0f), {1.0f}};
+  CHECK_NOTHROW(quant::check_imatrix_fits(fits, *net, "x.gguf"));
+}
+
+TEST_CASE("quantize_llama weights the K-quant scale search of matrices with importances") {
+  model::LlamaConfig config = small_config(false);
+  config.dim = 256;  // rows of whole 256-element super-blocks
+  config.ffn_dim = 512;
+  auto net = random_llama(config, 73);
+  const auto original = parameters_of(net);
+  quant::QuantizeOptions options;
+  options.method = quant::QuantMethod::rtn;
+  options.tensor_types = quant::resolve_plan(quant::QuantPlan{}, GgmlType::q4_k, config);
+  options.tensor_types["blk.1.attn_v.weight"] = GgmlType::q8_0;
+  torch::manual_seed(74);
+  auto importance_of = [](int64_t cols) {
+    const auto t = torch::exp(2.0 * torch::randn({cols})).contiguous();
+    return std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + cols);
+  };
+  options.importance["blk.0.ffn_down.weight"] = importance_of(512);
+  options.importance["blk.1.attn_v.weight"] = importance_of(256);  // q8_0: not used
+  const auto result = quant::quantize_llama(*net, torch::Tensor(), options);
+  for (const auto& layer : result.layers) {
+    INFO(layer.name);
+    const auto& w = original.at(layer.name);
+    const auto& bytes = result.bytes.at(layer.name);
+    if (layer.name == "blk.0.ffn_down.weight") {
+      CHECK(layer.rounding == "rtn+imatrix");
+      const auto& imp = options.importance.at(layer.name);
+      CHECK(bytes == quant::rtn_bytes(w, GgmlType::q4_k, &imp));
+      CHECK(bytes != quant::rtn_bytes(w, GgmlType::q4_k));
+      // The weighted search lowers the importance-weighted error it minimises.
+      const auto imp_t = torch::from_blob(const_cast<float*>(imp.data()), {512}).clone();
+      auto weighted_error = [&](const std::vector<uint8_t>& b) {
+        const auto delta = quant::dequantize_bytes(b, GgmlType::q4_k, w.size(0), w.size(1)) - w;
+        return (delta.square() * imp_t).sum().item<double>();
+      };
+      CHECK(weighted_error(bytes) < 0.9 * weighted_error(quant::rtn_bytes(w, GgmlType::q4_k)));
+    } else {
+      CHECK(layer.rounding == "rtn");
+      CHECK(bytes == quant::rtn_bytes(w, options.tensor_types.at(layer.name)));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPTQ into the K-quant grids
+
+TEST_CASE("GPTQ rounds into K-quant super-blocks: RTN's bytes on white inputs, better on correlated") {
+  const std::vector<GgmlType> k_types = {GgmlType::q4_k, GgmlType::q5_k, GgmlType::q6_k};
+  torch::manual_seed(5);
+  const auto w = torch::randn({48, 512});
+  SECTION("white inputs") {
+    // H = I: nothing is fed forward and diag H weighs every column alike, so every super-block is
+    // the K-quant search's own block. block_size 64 is rounded up to whole super-blocks.
+    const auto eye = torch::eye(512, torch::kFloat64);
+    for (const GgmlType type : k_types) {
+      for (const bool act_order : {false, true}) {
+        DYNAMIC_SECTION(type_name(type) << " act_order " << act_order) {
+          quant::GptqOptions options;
+          options.act_order = act_order;
+          options.block_size = 64;
+          CHECK(quant::gptq_quantize(w, eye, type, options, "layer").bytes ==
+                quant::rtn_bytes(w, type));
+        }
+      }
+    }
+  }
+  SECTION("correlated inputs") {
+    const auto rows = correlated_inputs(8192, 512);
+    const auto x = rows.narrow(0, 0, 4096), held_out = rows.narrow(0, 4096, 4096);
+    const auto h = hessian_of(x);
+    const auto diag = h.diagonal().to(torch::kFloat32).contiguous();
+    const std::vector<float> importance(diag.data_ptr<float>(), diag.data_ptr<float>() + 512);
+    for (const GgmlType type : k_types) {
+      for (const bool act_order : {false, true}) {
+        DYNAMIC_SECTION(type_name(type) << " act_order " << act_order) {
+          quant::GptqOptions options;
+          options.act_order = act_order;
+          const auto result = quant::gptq_quantize(w, h, type, options, "layer");
+          // The bytes decode (by the reference dequantizer) to exactly the weights whose errors
+          // were fed back.
+          const auto decoded = quant::dequantize_bytes(result.bytes, type, 48, 512);
+          CHECK(std::memcmp(decoded.data_ptr<float>(), result.dequantized.data_ptr<float>(),
+                            sizeof(float) * 48 * 512) == 0);
+          // Better than round-to-nearest, plain or weighted by the same diagonal (an importance
+          // matrix of these inputs), on the calibration rows and on fresh ones.
+          for (const auto& rtn : {rtn_dequantized(w, type),
+                                  quant::dequantize_bytes(quant::rtn_bytes(w, type, &importance),
+                                                          type, 48, 512)}) {
+            CHECK(output_error(x, w, result.dequantized) < kGptqOverRtnMax * output_error(x, w, rtn));
+            CHECK(output_error(held_out, w, result.dequantized) <
+                  kGptqOverRtnMax * output_error(held_out, w, rtn));
+          }
+        }
+      }
+    }
   }
 }

@@ -18,6 +18,7 @@
 #include "data/prepared_data.h"
 #include "distill/teacher.h"
 #include "quantize/gguf_export.h"
+#include "quantize/imatrix.h"
 #include "quantize/quant_plan.h"
 #include "quantize/quantize_model.h"
 #include "train/setup.h"
@@ -122,18 +123,32 @@ void print_summary(const nlohmann::ordered_json& report) {
               report["report"].get<std::string>().c_str());
 }
 
+std::vector<std::string> quantize_types() {
+  std::vector<std::string> names = {"q4_0", "q4_1", "q8_0", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"};
+  for (const auto& mix : quant::known_mixes()) names.push_back(mix.name);
+  return names;
+}
+
 }  // namespace
 
 int run_quantize(const QuantizeCliOptions& options) {
   const auto method = quant::parse_quant_method(options.method);
-  const auto type = io::parse_ggml_type(options.type);
+  const auto mix = quant::find_mix(options.type);
+  const auto type = mix ? std::optional<io::GgmlType>(mix->base) : io::parse_ggml_type(options.type);
   ED_CHECK(method && type, "checked by CLI11");
   if (options.block_size % 32 != 0) {
     throw InputError(str("--block-size ", options.block_size, " is not a multiple of 32"));
   }
-  // The plan first: a typo there should not cost a calibration pass.
-  const quant::QuantPlan plan =
-      options.plan.empty() ? quant::default_plan(*type) : quant::read_plan(options.plan);
+  if (!options.imatrix.empty() && *method != quant::QuantMethod::rtn) {
+    throw InputError(str("--imatrix weights round-to-nearest's K-quant scale search; GPTQ and AWQ "
+                         "weigh errors by their own calibration Hessians: use --method rtn"));
+  }
+  // The plan file and the importance matrix first: a typo there should not cost a calibration
+  // pass.
+  std::optional<quant::QuantPlan> plan_file;
+  if (!options.plan.empty()) plan_file = quant::read_plan(options.plan);
+  std::optional<quant::Imatrix> imatrix;
+  if (!options.imatrix.empty()) imatrix = quant::read_imatrix(options.imatrix);
   const int threads = train::configure_threads(options.threads, false);
   if (options.out.size() < 6 || options.out.substr(options.out.size() - 5) != ".gguf") {
     throw InputError(str("--out ", options.out, ": name the output FILE.gguf"));
@@ -147,25 +162,23 @@ int run_quantize(const QuantizeCliOptions& options) {
   auto& model = dynamic_cast<model::LlamaModelImpl&>(*loaded.module);
   model.eval();
   const model::LlamaConfig& config = model.config();
+  const quant::QuantPlan plan = plan_file  ? *plan_file
+                                : mix      ? quant::mix_plan(*mix, config)
+                                           : quant::default_plan(*type);
 
   quant::QuantizeOptions qopts;
   qopts.method = *method;
   qopts.tensor_types = quant::resolve_plan(plan, *type, config);
-  if (*method != quant::QuantMethod::rtn) {
-    for (const auto& [name, tensor_type] : qopts.tensor_types) {
-      if (io::ggml_type_traits(tensor_type).block_elems == io::kSuperBlock) {
-        throw InputError(str("plan ", plan.source, ": tensor '", name, "' is ",
-                             io::ggml_type_traits(tensor_type).name, "; GPTQ and AWQ round into ",
-                             "q8_0, q4_0 and q4_1 so far: use --method rtn for K-quants"));
-      }
-    }
-  }
   qopts.gptq.act_order = options.act_order;
   qopts.gptq.block_size = options.block_size;
   qopts.gptq.damp = options.damp;
   quant::GgufExportOptions export_options;
   export_options.type = *type;
   export_options.tensor_types = qopts.tensor_types;
+  if (mix && !plan_file) {
+    export_options.file_type = mix->file_type;
+    export_options.file_type_name = mix->name;
+  }
   // K-quant rows that are not whole super-blocks are rounded to their fallback type, the one the
   // file will hold.
   for (const auto& matrix : quant::export_matrix_types(config, export_options)) {
@@ -176,6 +189,30 @@ int run_quantize(const QuantizeCliOptions& options) {
   export_options.tokenizer_dir = options.tokenizer;
   export_options.name = options.name;
   quant::check_export_widths(config, export_options);
+  nlohmann::ordered_json imatrix_record;
+  if (imatrix) {
+    quant::check_imatrix_fits(*imatrix, model, options.imatrix);
+    int64_t weighted = 0;
+    for (const auto& [name, tensor_type] : qopts.tensor_types) {
+      std::vector<float> importance = imatrix->importance(name);
+      if (importance.empty()) continue;
+      if (io::ggml_type_traits(tensor_type).block_elems == io::kSuperBlock) ++weighted;
+      qopts.importance[name] = std::move(importance);
+    }
+    if (weighted == 0) {
+      core::warn("quantize: --imatrix ", options.imatrix,
+                 ": no matrix with an entry is a K-quant, so the importances go unused (the "
+                 "other types round without them)");
+    }
+    imatrix_record = {{"file", options.imatrix},
+                      {"format", imatrix->legacy ? "dat" : "gguf"},
+                      {"entries", imatrix->entries.size()},
+                      {"weighted_matrices", weighted},
+                      {"chunks", imatrix->chunk_count},
+                      {"datasets", imatrix->datasets}};
+    export_options.metadata["edgedistill.quantization.imatrix"] =
+        fs::path(options.imatrix).filename().string();
+  }
 
   // Calibration windows from the training data (never the split the model is scored on).
   torch::Tensor windows;
@@ -232,6 +269,7 @@ int run_quantize(const QuantizeCliOptions& options) {
   report["gptq"] = {
       {"act_order", options.act_order}, {"block_size", options.block_size}, {"damp", options.damp}};
   report["calibration"] = calibration;
+  if (imatrix) report["imatrix"] = imatrix_record;
   report["threads"] = threads;
   report["parameters"] = summary.parameters;
   report["file_bytes"] = summary.file_bytes;
@@ -324,10 +362,11 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember(quant::quant_method_names()))
       ->capture_default_str();
   command
-      ->add_option(
-          "--type", options->type,
-          "type of the weight matrices: q4_0, q4_1 or q8_0 (a plan may override per tensor)")
-      ->check(CLI::IsMember({"q4_0", "q4_1", "q8_0"}))
+      ->add_option("--type", options->type,
+                   "type of the weight matrices: q4_0, q4_1, q8_0, q5_0, q5_1, the K-quants q4_k, "
+                   "q5_k, q6_k, or llama.cpp's mixes q4_k_m, q4_k_s, q5_k_m, q5_k_s (a plan may "
+                   "override per tensor)")
+      ->check(CLI::IsMember(quantize_types()))
       ->capture_default_str();
   command->add_option("--plan", options->plan,
                       "mixed-precision plan (JSON: tensor name patterns -> types); default: "
@@ -335,6 +374,9 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
   add_calibration_options(
       command, options->calibration,
       "calibration tokens (0 with --method rtn: no calibration, weight errors only)");
+  command->add_option("--imatrix", options->imatrix,
+                      "importance matrix (GGUF or legacy .dat, from `edgedistill imatrix` or "
+                      "llama-imatrix) weighting the K-quant scale search; --method rtn");
   command->add_flag("--act-order", options->act_order,
                     "GPTQ: round columns by decreasing Hessian diagonal (with static groups)");
   command

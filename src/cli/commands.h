@@ -51,6 +51,7 @@ struct QuantizeCliOptions {
   std::string method = "gptq";
   std::string type = "q4_0";
   std::string plan;
+  std::string imatrix;
   CalibrationOptions calibration;
   bool act_order = false;
   int block_size = 128;

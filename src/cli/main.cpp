@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   cli::add_teacher_cache_command(app, exit_code);
   cli::add_prune_command(app, exit_code);
   cli::add_quantize_command(app, exit_code);
+  cli::add_imatrix_command(app, exit_code);
   cli::add_export_command(app, exit_code);
   cli::add_run_command(app, exit_code);
   cli::add_verify_command(app, exit_code);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -276,6 +277,39 @@ namespace {
 
 // Q4_K and Q5_K: the search of quantize_k_affine per super-block, then the codes packed (Q5_K's
 // fifth bits into qh).
+// 256 codes into a Q4_K/Q5_K block's qs (and Q5_K's qh): sub-blocks 2c and 2c + 1 share the 32
+// bytes qs[32c..], low and high nibble; Q5_K's fifth bits of those two sub-blocks are bits 2c and
+// 2c + 1 of qh[l].
+template <class Block>
+void pack_affine_codes(const int* codes, Block& block) {
+  constexpr bool kFifthBit = std::is_same_v<Block, Q5KBlock>;
+  if constexpr (kFifthBit) std::fill(std::begin(block.qh), std::end(block.qh), uint8_t{0});
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      const int low = codes[64 * c + l], high = codes[64 * c + 32 + l];
+      block.qs[32 * c + l] = static_cast<uint8_t>((low & 0xF) | ((high & 0xF) << 4));
+      if constexpr (kFifthBit) {
+        block.qh[l] = static_cast<uint8_t>(block.qh[l] | ((low >> 4) << (2 * c)) |
+                                           ((high >> 4) << (2 * c + 1)));
+      }
+    }
+  }
+}
+
+// 256 six-bit codes into a Q6_K block's ql (low nibbles) and qh (top two bits), in the order
+// dequantize_row_q6_k reads them.
+void pack_q6_k_codes(const int* codes, Q6KBlock& block) {
+  for (int h = 0; h < 2; ++h) {
+    for (int l = 0; l < 32; ++l) {
+      const int* c = codes + 128 * h + l;
+      block.ql[64 * h + l] = static_cast<uint8_t>((c[0] & 0xF) | ((c[64] & 0xF) << 4));
+      block.ql[64 * h + 32 + l] = static_cast<uint8_t>((c[32] & 0xF) | ((c[96] & 0xF) << 4));
+      block.qh[32 * h + l] = static_cast<uint8_t>((c[0] >> 4) | ((c[32] >> 4) << 2) |
+                                                  ((c[64] >> 4) << 4) | ((c[96] >> 4) << 6));
+    }
+  }
+}
+
 template <class Block>
 void quantize_k_affine_row(const float* x, int64_t n, Block* out, const float* importance,
                            const char* what) {
@@ -288,17 +322,7 @@ void quantize_k_affine_row(const float* x, int64_t n, Block* out, const float* i
     Block& block = out[b];
     quantize_k_affine(x + b * kSuperBlock, w.data(), kFifthBit ? 31 : 15, &block.d, &block.dmin,
                       block.scales, codes);
-    if constexpr (kFifthBit) std::fill(std::begin(block.qh), std::end(block.qh), uint8_t{0});
-    for (int c = 0; c < 4; ++c) {
-      for (int l = 0; l < 32; ++l) {
-        const int low = codes[64 * c + l], high = codes[64 * c + 32 + l];
-        block.qs[32 * c + l] = static_cast<uint8_t>((low & 0xF) | ((high & 0xF) << 4));
-        if constexpr (kFifthBit) {
-          block.qh[l] = static_cast<uint8_t>(block.qh[l] | ((low >> 4) << (2 * c)) |
-                                             ((high >> 4) << (2 * c + 1)));
-        }
-      }
-    }
+    pack_affine_codes(codes, block);
   }
 }
 
@@ -339,15 +363,7 @@ void quantize_row_q6_k(const float* x, int64_t n, Q6KBlock* out, const float* im
         codes[e] = (step != 0.0f ? std::clamp(nearest(xb[e] / step), -32, 31) : 0) + 32;
       }
     }
-    for (int h = 0; h < 2; ++h) {
-      for (int l = 0; l < 32; ++l) {
-        const int* c = codes + 128 * h + l;
-        block.ql[64 * h + l] = static_cast<uint8_t>((c[0] & 0xF) | ((c[64] & 0xF) << 4));
-        block.ql[64 * h + 32 + l] = static_cast<uint8_t>((c[32] & 0xF) | ((c[96] & 0xF) << 4));
-        block.qh[32 * h + l] = static_cast<uint8_t>((c[0] >> 4) | ((c[32] >> 4) << 2) |
-                                                    ((c[64] >> 4) << 4) | ((c[96] >> 4) << 6));
-      }
-    }
+    pack_q6_k_codes(codes, block);
   }
 }
 
@@ -370,6 +386,102 @@ void quantize_row_q8_k(const float* x, int64_t n, Q8KBlock* out) {
       block.bsums[i] = static_cast<int16_t>(sum);
     }
   }
+}
+
+namespace {
+
+template <class Block>
+Block block_of(const KGrid& grid) {
+  Block block;
+  std::memcpy(&block, grid.block, sizeof block);
+  return block;
+}
+
+template <class Block>
+void affine_grid(const float* x, const float* importance, KGrid& grid,
+                 void (*quantize)(const float*, int64_t, Block*, const float*)) {
+  Block block;
+  quantize(x, kSuperBlock, &block, importance);
+  std::memcpy(grid.block, &block, sizeof block);
+  // The same float operations as dequantize_k_affine, so k_grid_value decodes bit for bit.
+  const float d = f16_to_float(block.d), dmin = f16_to_float(block.dmin);
+  for (int j = 0; j < kSuperBlock / kQ4KSub; ++j) {
+    int sc, m;
+    unpack_k_scale_min(block.scales, j, &sc, &m);
+    grid.step[j] = d * static_cast<float>(sc);
+    grid.shift[j] = dmin * static_cast<float>(m);
+  }
+}
+
+}  // namespace
+
+KGrid k_grid(GgmlType type, const float* x, const float* importance) {
+  check_finite("k_grid", x, kSuperBlock);
+  KGrid grid;
+  grid.type = type;
+  switch (type) {
+    case GgmlType::q4_k:
+      affine_grid<Q4KBlock>(x, importance, grid, quantize_row_q4_k);
+      return grid;
+    case GgmlType::q5_k:
+      affine_grid<Q5KBlock>(x, importance, grid, quantize_row_q5_k);
+      return grid;
+    case GgmlType::q6_k: {
+      Q6KBlock block;
+      quantize_row_q6_k(x, kSuperBlock, &block, importance);
+      std::memcpy(grid.block, &block, sizeof block);
+      const float d = f16_to_float(block.d);
+      for (int j = 0; j < kSuperBlock / kQ6KSub; ++j) {
+        grid.step[j] = d * static_cast<float>(block.scales[j]);
+      }
+      return grid;
+    }
+    default:
+      break;
+  }
+  ED_CHECK(false, "k_grid: ", ggml_type_traits(type).name, " is not q4_k, q5_k or q6_k");
+  return grid;
+}
+
+int k_grid_code(const KGrid& grid, int e, float x) {
+  if (grid.type == GgmlType::q6_k) {
+    const float step = grid.step[e / kQ6KSub];
+    return (step != 0.0f ? std::clamp(nearest(x / step), -32, 31) : 0) + 32;
+  }
+  const int nmax = grid.type == GgmlType::q5_k ? 31 : 15;
+  const float step = grid.step[e / kQ4KSub];
+  return step > 0 ? std::clamp(nearest((x + grid.shift[e / kQ4KSub]) / step), 0, nmax) : 0;
+}
+
+float k_grid_value(const KGrid& grid, int e, int code) {
+  if (grid.type == GgmlType::q6_k) return grid.step[e / kQ6KSub] * static_cast<float>(code - 32);
+  return grid.step[e / kQ4KSub] * static_cast<float>(code) - grid.shift[e / kQ4KSub];
+}
+
+void k_grid_pack(const KGrid& grid, const int* codes, uint8_t* out) {
+  switch (grid.type) {
+    case GgmlType::q4_k: {
+      auto block = block_of<Q4KBlock>(grid);
+      pack_affine_codes(codes, block);
+      std::memcpy(out, &block, sizeof block);
+      return;
+    }
+    case GgmlType::q5_k: {
+      auto block = block_of<Q5KBlock>(grid);
+      pack_affine_codes(codes, block);
+      std::memcpy(out, &block, sizeof block);
+      return;
+    }
+    case GgmlType::q6_k: {
+      auto block = block_of<Q6KBlock>(grid);
+      pack_q6_k_codes(codes, block);
+      std::memcpy(out, &block, sizeof block);
+      return;
+    }
+    default:
+      break;
+  }
+  ED_CHECK(false, "k_grid_pack: not a K-quant grid");
 }
 
 }  // namespace edgedistill::io

@@ -47,4 +47,25 @@ AffineFit fit_affine_codes(const float* x, const float* weights, int n, int nmax
 // extra negative code); the scale may be negative.
 float fit_symmetric_codes(const float* x, const float* weights, int n, int nmax);
 
+// GPTQ's view of a super-block (quantize/gptq.h): the grid our quantizer chooses for 256 values,
+// on which values changed afterwards are coded. step and shift are each sub-block's decoded scale
+// and minimum, computed with the dequantizer's own float operations, so k_grid_value is bit for
+// bit what the file decodes to; `block` holds the quantizer's block, whose header (d, dmin,
+// scales) k_grid_pack keeps.
+struct KGrid {
+  GgmlType type = GgmlType::q4_k;
+  float step[16] = {};   // Q4_K/Q5_K: 8 sub-blocks of 32; Q6_K: 16 of 16
+  float shift[16] = {};  // Q4_K/Q5_K: dmin * m, subtracted; Q6_K: 0
+  uint8_t block[sizeof(Q6KBlock)] = {};  // the largest of the three blocks
+};
+// The grid of the 256 values at x (q4_k, q5_k or q6_k); `importance` [256] or null as for the
+// quantizers. On x itself k_grid_code gives the codes the quantizer writes.
+KGrid k_grid(GgmlType type, const float* x, const float* importance = nullptr);
+// The code of element e (0..255) of the super-block for the value x, and the value a code decodes
+// to.
+int k_grid_code(const KGrid& grid, int e, float x);
+float k_grid_value(const KGrid& grid, int e, int code);
+// 256 codes on `grid` -> one block's bytes (ggml_type_traits(grid.type).block_bytes).
+void k_grid_pack(const KGrid& grid, const int* codes, uint8_t* out);
+
 }  // namespace edgedistill::io

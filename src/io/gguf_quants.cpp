@@ -102,7 +102,9 @@ void quantize_k_row(const float* x, int64_t cols, uint8_t* out, Quantize quantiz
 }
 
 // One row of `cols` floats -> the type's bytes at `out` (ggml_row_bytes(type, cols) of them).
-void quantize_one_row(GgmlType type, const float* x, int64_t cols, uint8_t* out) {
+// `importance` ([cols] or null) weights the K-quants' scale search.
+void quantize_one_row(GgmlType type, const float* x, int64_t cols, uint8_t* out,
+                      const float* importance) {
   const int64_t blocks = cols / kQuantBlock;
   switch (type) {
     case GgmlType::f32:
@@ -145,16 +147,19 @@ void quantize_one_row(GgmlType type, const float* x, int64_t cols, uint8_t* out)
       return;
     }
     case GgmlType::q4_k:
-      quantize_k_row<Q4KBlock>(
-          x, cols, out, [](const float* v, int64_t n, Q4KBlock* b) { quantize_row_q4_k(v, n, b); });
+      quantize_k_row<Q4KBlock>(x, cols, out, [importance](const float* v, int64_t n, Q4KBlock* b) {
+        quantize_row_q4_k(v, n, b, importance);
+      });
       return;
     case GgmlType::q5_k:
-      quantize_k_row<Q5KBlock>(
-          x, cols, out, [](const float* v, int64_t n, Q5KBlock* b) { quantize_row_q5_k(v, n, b); });
+      quantize_k_row<Q5KBlock>(x, cols, out, [importance](const float* v, int64_t n, Q5KBlock* b) {
+        quantize_row_q5_k(v, n, b, importance);
+      });
       return;
     case GgmlType::q6_k:
-      quantize_k_row<Q6KBlock>(
-          x, cols, out, [](const float* v, int64_t n, Q6KBlock* b) { quantize_row_q6_k(v, n, b); });
+      quantize_k_row<Q6KBlock>(x, cols, out, [importance](const float* v, int64_t n, Q6KBlock* b) {
+        quantize_row_q6_k(v, n, b, importance);
+      });
       return;
     case GgmlType::q8_k:
       quantize_k_row<Q8KBlock>(x, cols, out, quantize_row_q8_k);
@@ -383,12 +388,14 @@ void dequantize_row_q4_1(const Q4_1Block* in, int64_t n, float* y) {
   }
 }
 
-std::vector<uint8_t> quantize_rows(GgmlType type, const float* x, int64_t rows, int64_t cols) {
+std::vector<uint8_t> quantize_rows(GgmlType type, const float* x, int64_t rows, int64_t cols,
+                                   const float* importance) {
   ED_CHECK(rows >= 0 && cols >= 0, "quantize_rows: rows=", rows, " cols=", cols);
   const uint64_t row_bytes = ggml_row_bytes(type, static_cast<uint64_t>(cols));
   std::vector<uint8_t> out(static_cast<size_t>(rows) * row_bytes);
   for (int64_t r = 0; r < rows; ++r) {
-    quantize_one_row(type, x + r * cols, cols, out.data() + static_cast<uint64_t>(r) * row_bytes);
+    quantize_one_row(type, x + r * cols, cols, out.data() + static_cast<uint64_t>(r) * row_bytes,
+                     importance);
   }
   return out;
 }

@@ -61,8 +61,10 @@ using RowDequantizer = void (*)(const uint8_t* row, int64_t cols, float* y);
 RowDequantizer row_dequantizer(GgmlType type);
 
 // Any type (F32, F16 included): `rows` rows of `cols` floats -> the type's bytes, rows back to
-// back (ggml_row_bytes(type, cols) each), and back.
-std::vector<uint8_t> quantize_rows(GgmlType type, const float* x, int64_t rows, int64_t cols);
+// back (ggml_row_bytes(type, cols) each), and back. `importance` ([cols] column weights, or null)
+// weights the K-quants' scale search (io/gguf_kquants.h); the other types round without it.
+std::vector<uint8_t> quantize_rows(GgmlType type, const float* x, int64_t rows, int64_t cols,
+                                   const float* importance = nullptr);
 void dequantize_rows(GgmlType type, const uint8_t* data, int64_t rows, int64_t cols, float* y);
 
 }  // namespace edgedistill::io
