@@ -1,10 +1,13 @@
 // The runtime's matrix kernels, thread pool and linear layer.
 //
 // The scalar build is checked against the block formulas of docs/quantization.md written out
-// here (weights and activations dequantized to double); every other build this CPU can run is
-// checked against the scalar build over many shapes. All comparisons use the worst-case bound of
-// float summation (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., eq. 4.4):
-// |computed - exact| <= (terms + kExtraRoundings) * u * sum |term|, u = 2^-24.
+// here (weights and activations dequantized to double; the formulas themselves checked against
+// io's reference decoders); every other build this CPU can run is checked against the scalar build
+// over many shapes. All comparisons use the worst-case bound of float summation (Higham, "Accuracy
+// and Stability of Numerical Algorithms", 2nd ed., eq. 4.4): |computed - exact| <= (terms +
+// kExtraRoundings) * u * sum |term|, u = 2^-24. The integer kernels are also compared with the
+// f32 dot of the decoded rows and the float activations (what the runtime computed before they
+// existed), within the error of quantizing the activations.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -36,8 +39,9 @@ namespace {
 // Unit roundoff of binary32.
 constexpr double kFloatRoundoff = 1.0 / 16777216.0;
 // Roundings besides the additions: the product of each term (or the scale d_w * d_x and then the
-// product with the block's integer sum), a Q4_1 x.sum stored rounded, and the final reduction of
-// the vector lanes (counted once more).
+// product with the block's integer sum; a K-quant's f16 scale times its 6- or 8-bit sub-block
+// scale is exact), a minimum's x.sum stored rounded, and the final reduction of the vector lanes
+// (counted once more).
 constexpr double kExtraRoundings = 3;
 // A vectorised build and the scalar build are each within one bound of the exact value.
 constexpr double kTwinBounds = 2;
@@ -55,10 +59,14 @@ bool is_k_quant(io::GgmlType type) {
   return type == io::GgmlType::q4_k || type == io::GgmlType::q5_k || type == io::GgmlType::q6_k;
 }
 
-// The types the kernels take through decoded rows and float activations.
-bool is_decoded(io::GgmlType type) {
+// The types whose formulas this file writes out and checks against io's reference decoders.
+bool is_checked_against_io(io::GgmlType type) {
   return is_k_quant(type) || type == io::GgmlType::q5_0 || type == io::GgmlType::q5_1;
 }
+
+const io::GgmlType kIntegerTypes[] = {io::GgmlType::q8_0, io::GgmlType::q4_0, io::GgmlType::q4_1,
+                                      io::GgmlType::q5_0, io::GgmlType::q5_1, io::GgmlType::q4_k,
+                                      io::GgmlType::q5_k, io::GgmlType::q6_k};
 
 const char* type_name(io::GgmlType type) {
   switch (type) {
@@ -88,8 +96,9 @@ const char* type_name(io::GgmlType type) {
   return "?";
 }
 
+// The weight types whose kernels take 8-bit activation blocks: every block type.
 bool is_quantized(io::GgmlType type) {
-  return type == io::GgmlType::q8_0 || type == io::GgmlType::q4_0 || type == io::GgmlType::q4_1;
+  return type != io::GgmlType::f32 && type != io::GgmlType::f16;
 }
 
 int64_t test_row_bytes(io::GgmlType type, int64_t cols) {
@@ -211,42 +220,94 @@ TestMatrix random_matrix(io::GgmlType type, int64_t rows, int64_t cols, uint32_t
   return m;
 }
 
+// Q4_K/Q5_K's 6-bit scale and minimum of sub-block j from the 12 packed bytes (io/gguf_types.h,
+// docs/quantization.md): j < 4 in the low 6 bits of bytes j (scale) and j + 4 (minimum); j >= 4
+// in the nibbles of byte j + 4 (scale low, minimum high) with their top 2 bits in the top 2 bits
+// of bytes j - 4 (scale) and j (minimum).
+std::pair<int, int> k_scale_min(const uint8_t* packed, int j) {
+  if (j < 4) return {packed[j] & 63, packed[j + 4] & 63};
+  return {(packed[j + 4] & 0x0F) | ((packed[j - 4] >> 6) << 4),
+          (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4)};
+}
+
 // Row r's weights from the block formulas of the spec: Q8_0 qs[j] d; Q4_0 (q_j - 8) d and
-// Q4_1 q_j d + m, where byte j holds q_j in its low nibble and q_{j+16} in its high nibble. For
-// Q4_1 `minimum` receives each element's m (the term a kernel adds as m * x.sum).
+// Q4_1 q_j d + m, where byte j holds q_j in its low nibble and q_{j+16} in its high nibble; Q5_0
+// (q_j - 16) d and Q5_1 q_j d + m with bit 4 of q_j in bit j of qh; Q4_K/Q5_K d sc_j q - dmin m_j
+// per sub-block of 32, q of element 64c + l in the low nibble of qs[32c + l] and of 64c + 32 + l in
+// its high nibble (Q5_K: bit 4 from bits 2c and 2c + 1 of qh[l]); Q6_K d sc_k (q - 32) per 16,
+// element 128h + 32k + l's low 4 bits in nibble k / 2 of ql[64h + 32 (k % 2) + l] and high 2 bits
+// in bit pair k of qh[32h + l]. Every value is exact in double. `minimum` receives each element's
+// additive part (Q4_1/Q5_1 m, Q4_K/Q5_K -dmin m_j: the term a kernel applies through x.sum).
 std::vector<double> dequantize_row(const TestMatrix& m, int64_t r, std::vector<double>* minimum) {
   std::vector<double> w(m.cols);
-  if (minimum != nullptr) minimum->assign(m.cols, 0.0);
+  std::vector<double> unused;
+  if (minimum == nullptr) minimum = &unused;
+  minimum->assign(m.cols, 0.0);
   const uint8_t* p = m.row(r);
-  if (is_decoded(m.type)) {
-    // These types' decoding is checked against an independent numpy reader in
-    // test_kquants_reference.cpp; here the decoded row is the reference for the kernels' dots.
-    std::vector<float> decoded(static_cast<size_t>(m.cols));
-    io::dequantize_rows(m.type, p, 1, m.cols, decoded.data());
-    return {decoded.begin(), decoded.end()};
-  }
+  auto half = [](const uint8_t* q) { return double{io::f16_to_float(read_u16(q))}; };
   for (int64_t b = 0; b < m.cols / 32; ++b) {
     if (m.type == io::GgmlType::q8_0) {
       const uint8_t* block = p + b * 34;
-      const double d = io::f16_to_float(read_u16(block));
+      const double d = half(block);
       for (int j = 0; j < 32; ++j) w[b * 32 + j] = static_cast<int8_t>(block[2 + j]) * d;
     } else if (m.type == io::GgmlType::q4_0) {
       const uint8_t* block = p + b * 18;
-      const double d = io::f16_to_float(read_u16(block));
+      const double d = half(block);
       for (int j = 0; j < 16; ++j) {
         w[b * 32 + j] = ((block[2 + j] & 0x0F) - 8) * d;
         w[b * 32 + j + 16] = ((block[2 + j] >> 4) - 8) * d;
       }
     } else if (m.type == io::GgmlType::q4_1) {
       const uint8_t* block = p + b * 20;
-      const double d = io::f16_to_float(read_u16(block));
-      const double min = io::f16_to_float(read_u16(block + 2));
+      const double d = half(block);
+      const double min = half(block + 2);
       for (int j = 0; j < 16; ++j) {
         w[b * 32 + j] = (block[4 + j] & 0x0F) * d;
         w[b * 32 + j + 16] = (block[4 + j] >> 4) * d;
       }
-      if (minimum != nullptr)
-        std::fill(minimum->begin() + b * 32, minimum->begin() + b * 32 + 32, min);
+      std::fill(minimum->begin() + b * 32, minimum->begin() + b * 32 + 32, min);
+    } else if (m.type == io::GgmlType::q5_0 || m.type == io::GgmlType::q5_1) {
+      const bool affine = m.type == io::GgmlType::q5_1;
+      const uint8_t* block = p + b * (affine ? 24 : 22);
+      const double d = half(block);
+      const uint8_t* qh = block + (affine ? 4 : 2);
+      const uint8_t* qs = qh + 4;
+      for (int j = 0; j < 32; ++j) {
+        const int low = j < 16 ? qs[j] & 0x0F : qs[j - 16] >> 4;
+        const int q = low | (((qh[j / 8] >> (j % 8)) & 1) << 4);
+        w[b * 32 + j] = (affine ? q : q - 16) * d;
+        if (affine) (*minimum)[b * 32 + j] = half(block + 2);
+      }
+    }
+  }
+  for (int64_t s = 0; s < m.cols / 256 && is_k_quant(m.type); ++s) {
+    if (m.type == io::GgmlType::q4_k || m.type == io::GgmlType::q5_k) {
+      const bool fifth = m.type == io::GgmlType::q5_k;
+      const uint8_t* block = p + s * (fifth ? 176 : 144);
+      const double d = half(block), dmin = half(block + 2);
+      const uint8_t* scales = block + 4;
+      const uint8_t* qh = block + 16;
+      const uint8_t* qs = block + (fifth ? 48 : 16);
+      for (int e = 0; e < 256; ++e) {
+        const int c = e / 64, l = e % 32, j = e / 32;
+        int q = (e % 64 < 32 ? qs[32 * c + l] & 0x0F : qs[32 * c + l] >> 4);
+        if (fifth) q |= ((qh[l] >> j) & 1) << 4;
+        const auto [sc, mn] = k_scale_min(scales, j);
+        w[s * 256 + e] = d * sc * q;
+        (*minimum)[s * 256 + e] = -dmin * mn;
+      }
+    } else {
+      const uint8_t* block = p + s * 210;
+      const uint8_t* ql = block;
+      const uint8_t* qh = block + 128;
+      const auto* scales = reinterpret_cast<const int8_t*>(block + 192);
+      const double d = half(block + 208);
+      for (int e = 0; e < 256; ++e) {
+        const int h = e / 128, k = e % 128 / 32, l = e % 32;
+        const int low = (ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0F;
+        const int q = low | (((qh[32 * h + l] >> (2 * k)) & 3) << 4);
+        w[s * 256 + e] = d * scales[e / 16] * (q - 32);
+      }
     }
   }
   for (int64_t j = 0; j < m.cols; ++j) {
@@ -327,10 +388,14 @@ std::vector<const RuntimeKernels*> vector_builds() {
   const std::pair<const char*, const RuntimeKernels*> candidates[] = {
       {"avx2", runtime::avx2_runtime_kernels()},
       {"avx512", runtime::avx512_runtime_kernels()},
+      {"avx512 without VNNI", runtime::avx512_without_vnni_runtime_kernels()},
       {"neon", runtime::neon_runtime_kernels()}};
   for (const auto& [name, kernels] : candidates) {
     if (kernels != nullptr) {
-      builds.push_back(kernels);
+      // Without VNNI, "avx512" already is the build without it.
+      if (std::find(builds.begin(), builds.end(), kernels) == builds.end()) {
+        builds.push_back(kernels);
+      }
     } else {
       WARN("the " << name << " build is not available on this CPU: skipped");
     }
@@ -343,7 +408,7 @@ std::vector<const RuntimeKernels*> vector_builds() {
 std::vector<io::GgmlType> types_for(int64_t cols) {
   std::vector<io::GgmlType> types;
   for (io::GgmlType type : kAllTypes) {
-    const int64_t block = is_k_quant(type) ? 256 : is_quantized(type) || is_decoded(type) ? 32 : 1;
+    const int64_t block = is_k_quant(type) ? 256 : is_quantized(type) ? 32 : 1;
     if (cols % block == 0) {
       types.push_back(type);
     }
@@ -523,6 +588,207 @@ TEST_CASE("a Q4_0 block decodes with the spec's nibble order", "[runtime][kernel
       float y = 0.0f;
       build->matvec(w, 0, 1, nullptr, &x, &y);
       REQUIRE(y == static_cast<float>(q[j] - 8));
+    }
+  }
+}
+
+TEST_CASE("the block formulas written here decode as io's reference decoders",
+          "[runtime][kernels]") {
+  // io's decoders are checked bit for bit against an independent numpy reader
+  // (test_kquants_reference.cpp); the formulas above, in double, must round to their values.
+  for (io::GgmlType type : kIntegerTypes) {
+    if (!is_checked_against_io(type)) continue;
+    for (uint32_t seed : {1u, 2u, 3u}) {
+      CAPTURE(type_name(type), seed);
+      const TestMatrix m = random_matrix(type, 3, 512, seed);
+      std::vector<float> decoded(static_cast<size_t>(m.rows * m.cols));
+      io::dequantize_rows(type, m.bytes.data(), m.rows, m.cols, decoded.data());
+      for (int64_t r = 0; r < m.rows; ++r) {
+        std::vector<double> minimum;
+        const std::vector<double> w = dequantize_row(m, r, &minimum);
+        for (int64_t j = 0; j < m.cols; ++j) {
+          CAPTURE(r, j, w[j], minimum[j]);
+          REQUIRE(static_cast<float>(w[j] + minimum[j]) == decoded[r * m.cols + j]);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("Q5 and K-quant elements sit where the layouts put them", "[runtime][kernels]") {
+  // One row of random codes and scales with unit super-block scales (Q4_K/Q5_K dmin 0.5; a Q6_K
+  // row with d = -1 as well), times activations that are 1 at a single element: every build must
+  // return exactly the weight io's decoder gives that element (all values are small integers or
+  // halves, exact in float).
+  std::vector<const RuntimeKernels*> builds = vector_builds();
+  builds.push_back(&runtime::scalar_runtime_kernels());
+  for (io::GgmlType type : {io::GgmlType::q5_0, io::GgmlType::q5_1, io::GgmlType::q4_k,
+                            io::GgmlType::q5_k, io::GgmlType::q6_k}) {
+    for (float d : {1.0f, -1.0f}) {
+      CAPTURE(type_name(type), d);
+      const int64_t cols = 512;
+      TestMatrix m = random_matrix(type, 1, cols, 21);
+      if (type == io::GgmlType::q5_0 || type == io::GgmlType::q5_1) {
+        const int64_t size = test_row_bytes(type, 32);
+        for (int64_t b = 0; b < cols / 32; ++b) {
+          write_u16(m.bytes.data() + b * size, io::float_to_f16(d));
+          if (type == io::GgmlType::q5_1) {
+            write_u16(m.bytes.data() + b * size + 2, io::float_to_f16(0.5f));
+          }
+        }
+      } else {
+        const int64_t size = test_row_bytes(type, 256);
+        for (int64_t b = 0; b < cols / 256; ++b) {
+          uint8_t* block = m.bytes.data() + b * size;
+          if (type == io::GgmlType::q6_k) {
+            write_u16(block + 208, io::float_to_f16(d));
+          } else {
+            write_u16(block, io::float_to_f16(d));
+            write_u16(block + 2, io::float_to_f16(0.5f));
+          }
+        }
+      }
+      std::vector<float> decoded(cols);
+      io::dequantize_rows(type, m.bytes.data(), 1, cols, decoded.data());
+      std::vector<Q8ActivationBlock> x(cols / 32);
+      for (int64_t j = 0; j < cols; ++j) {
+        std::fill(x.begin(), x.end(), Q8ActivationBlock{});
+        x[j / 32].d = 1.0f;
+        x[j / 32].qs[j % 32] = 1;
+        x[j / 32].sum = 1.0f;
+        for (const RuntimeKernels* build : builds) {
+          CAPTURE(build->isa, j);
+          float y = 0.0f;
+          build->matvec(m.view(), 0, 1, nullptr, x.data(), &y);
+          REQUIRE(y == decoded[j]);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("integer kernels equal the decoded rows' f32 dot up to the activations' rounding",
+          "[runtime][kernels]") {
+  // What the runtime computed before these types had integer kernels: the row decoded by io's
+  // reference decoder, times the float activations x. The integer kernels multiply by x^ instead,
+  // x^_j = qs_j d_b, where quantize_activations rounds x_j / d_b to qs_j: |x_j - x^_j| <= d_b (1/2
+  // + kQuantizeRoundingSlack). So
+  //   |kernel - sum_j w_j x_j| <= sum_b d_b (1/2 + slack) sum_{j in b} |w_j|     (quantization)
+  //                               + summation_bound (the kernel's error against sum_j w_j x^_j)
+  //                               + 2 u sum_j |w_j x_j|  (the decoded w_j are floats, rounded once
+  //                                 from the exact formulas, and the reference's final rounding).
+  // The first term is ~1% of sum_j |w_j x_j| for these activations (d_b = max|x| / 127), checked
+  // below so that a wrong sub-block scale or a lost minimum (several % of the dot) fails.
+  const RuntimeKernels& scalar = runtime::scalar_runtime_kernels();
+  std::vector<const RuntimeKernels*> builds = vector_builds();
+  builds.push_back(&scalar);
+  for (io::GgmlType type : kIntegerTypes) {
+    for (int64_t cols : {256, 1024}) {
+      CAPTURE(type_name(type), cols);
+      const int64_t rows = 9;
+      const TestMatrix m = random_matrix(type, rows, cols, static_cast<uint32_t>(cols + 5));
+      const TestActivations a = random_tokens(scalar, 1, cols, 17);
+      std::vector<float> decoded(static_cast<size_t>(rows * cols));
+      io::dequantize_rows(type, m.bytes.data(), rows, cols, decoded.data());
+      for (const RuntimeKernels* build : builds) {
+        std::vector<float> y(rows);
+        build->matvec(m.view(), 0, rows, nullptr, a.xq.data(), y.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* w = decoded.data() + r * cols;
+          double reference = 0, magnitude = 0, quantization = 0;
+          for (int64_t j = 0; j < cols; ++j) {
+            reference += double{w[j]} * a.x[j];
+            magnitude += std::fabs(double{w[j]} * a.x[j]);
+            quantization +=
+                std::fabs(w[j]) * double{a.xq[j / 32].d} * (0.5 + kQuantizeRoundingSlack);
+          }
+          const double bound = quantization +
+                               summation_bound(expected_output(m, r, a.x.data(), a.xq.data())) +
+                               2 * kFloatRoundoff * magnitude;
+          CAPTURE(build->isa, r, y[r], reference, bound, magnitude);
+          REQUIRE(quantization < 0.02 * magnitude);
+          REQUIRE(std::fabs(y[r] - reference) <= bound);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("K-quant kernels at the extremes of their scales and codes", "[runtime][kernels]") {
+  // Rows at the ends of every field: all bytes 0xFF (every code at its maximum, 6-bit scales and
+  // minimums 63, Q6_K scales -1), all 0x00 (codes 0: Q6_K's q - 32 = -32), Q6_K scales -128 and
+  // 127 with random codes, and random rows; super-block scales large, of both signs (a Q6_K d is
+  // negative whenever its largest sub-block scale is positive). Activations at the ends too: all
+  // qs 127, all -127, alternating, a zero block. Integer sums reach their largest magnitudes here
+  // (a maddubs pair overflowing int16, or a lane overflowing its float conversion, would show).
+  const RuntimeKernels& scalar = runtime::scalar_runtime_kernels();
+  const int64_t cols = 768, rows = 7;
+  for (io::GgmlType type : {io::GgmlType::q4_k, io::GgmlType::q5_k, io::GgmlType::q6_k}) {
+    CAPTURE(type_name(type));
+    TestMatrix m = random_matrix(type, rows, cols, 99);
+    const int64_t size = test_row_bytes(type, 256);
+    std::mt19937 rng(5);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t s = 0; s < cols / 256; ++s) {
+        uint8_t* block = m.bytes.data() + r * test_row_bytes(type, cols) + s * size;
+        if (r == 0) std::fill(block, block + size, uint8_t{0xFF});
+        if (r == 1) std::fill(block, block + size, uint8_t{0x00});
+        if (r == 2 || r == 3) {
+          if (type == io::GgmlType::q6_k) {
+            std::fill(block + 192, block + 208, static_cast<uint8_t>(r == 2 ? 0x80 : 0x7F));
+          } else {
+            std::fill(block + 4, block + 16, uint8_t{0xFF});  // every scale and minimum 63
+          }
+        }
+        const float sign = (r + s) % 2 == 0 ? 1.0f : -1.0f;
+        if (type == io::GgmlType::q6_k) {
+          write_u16(block + 208, io::float_to_f16(sign * 0.75f));
+        } else {
+          write_u16(block, io::float_to_f16(sign * 0.5f));
+          write_u16(block + 2, io::float_to_f16(-sign * 0.25f));
+        }
+      }
+    }
+    std::vector<Q8ActivationBlock> xq(3 * cols / 32);  // three tokens
+    for (size_t b = 0; b < xq.size(); ++b) {
+      int32_t sum = 0;
+      xq[b].d = b % 7 == 3 ? 0.0f : 0.01f * static_cast<float>(b % 5 + 1);
+      for (int j = 0; j < 32; ++j) {
+        const int q = xq[b].d == 0.0f ? 0
+                      : b % 3 == 0    ? 127
+                      : b % 3 == 1    ? -127
+                                      : (j % 2 == 0 ? 127 : -127);
+        xq[b].qs[j] = static_cast<int8_t>(q);
+        sum += q;
+      }
+      xq[b].sum = xq[b].d * static_cast<float>(sum);
+    }
+    std::vector<float> y_scalar(3 * rows);
+    scalar.matmul(m.view(), 0, rows, nullptr, xq.data(), 3, y_scalar.data(), rows);
+    for (int64_t t = 0; t < 3; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const Expected e = expected_output(m, r, nullptr, xq.data() + t * (cols / 32));
+        CAPTURE(t, r, y_scalar[t * rows + r], e.value);
+        REQUIRE(std::fabs(y_scalar[t * rows + r] - e.value) <= summation_bound(e));
+      }
+    }
+    for (const RuntimeKernels* build : vector_builds()) {
+      std::vector<float> y(3 * rows);
+      build->matmul(m.view(), 0, rows, nullptr, xq.data(), 3, y.data(), rows);
+      for (int64_t t = 0; t < 3; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const Expected e = expected_output(m, r, nullptr, xq.data() + t * (cols / 32));
+          CAPTURE(build->isa, t, r, y[t * rows + r], y_scalar[t * rows + r]);
+          REQUIRE(std::fabs(double{y[t * rows + r]} - y_scalar[t * rows + r]) <=
+                  kTwinBounds * summation_bound(e));
+        }
+      }
+      // matvec gives matmul's values bit for bit.
+      for (int64_t t = 0; t < 3; ++t) {
+        std::vector<float> y_token(rows);
+        build->matvec(m.view(), 0, rows, nullptr, xq.data() + t * (cols / 32), y_token.data());
+        for (int64_t r = 0; r < rows; ++r) REQUIRE(y_token[r] == y[t * rows + r]);
+      }
     }
   }
 }

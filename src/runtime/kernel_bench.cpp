@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -160,6 +161,39 @@ uint8_t mixed_byte(uint64_t i) {
   return static_cast<uint8_t>(i);
 }
 
+// The types measured, in the table's order; the K-quants only where cols is a whole number of
+// super-blocks.
+std::vector<io::GgmlType> bench_types(int64_t cols) {
+  std::vector<io::GgmlType> types = {io::GgmlType::q4_0, io::GgmlType::q8_0, io::GgmlType::f16,
+                                     io::GgmlType::q4_1, io::GgmlType::q5_0, io::GgmlType::q5_1};
+  if (cols % io::kSuperBlock == 0) {
+    for (io::GgmlType type : {io::GgmlType::q4_k, io::GgmlType::q5_k, io::GgmlType::q6_k}) {
+      types.push_back(type);
+    }
+  }
+  return types;
+}
+
+// Byte offsets, within one block of `type`, of its f16 scale fields (scale, then minimum; -1
+// where the type has none).
+struct ScaleFields {
+  int d = 0;
+  int m = -1;
+};
+ScaleFields scale_fields(io::GgmlType type) {
+  switch (type) {
+    case io::GgmlType::q4_1:
+    case io::GgmlType::q5_1:
+    case io::GgmlType::q4_k:  // d, dmin
+    case io::GgmlType::q5_k:
+      return {0, 2};
+    case io::GgmlType::q6_k:
+      return {static_cast<int>(offsetof(io::Q6KBlock, d)), -1};
+    default:
+      return {0, -1};
+  }
+}
+
 // A [rows, cols] matrix of `type` with varied quants and ordinary f16 scales (0.01): no NaN,
 // infinity or subnormal that could slow a kernel down.
 std::vector<uint8_t> bench_matrix(ThreadPool& pool, io::GgmlType type, int64_t rows, int64_t cols) {
@@ -182,10 +216,12 @@ std::vector<uint8_t> bench_matrix(ThreadPool& pool, io::GgmlType type, int64_t r
         }
         continue;
       }
-      const int64_t block_bytes = stride / (cols / io::kQuantBlock);
-      for (int64_t b = 0; b < cols / io::kQuantBlock; ++b) {
-        set_f16(row + b * block_bytes, scale);
-        if (type == io::GgmlType::q4_1) set_f16(row + b * block_bytes + 2, scale);
+      const auto& traits = io::ggml_type_traits(type);
+      const ScaleFields fields = scale_fields(type);
+      for (int64_t b = 0; b < cols / traits.block_elems; ++b) {
+        uint8_t* block = row + b * traits.block_bytes;
+        set_f16(block + fields.d, scale);
+        if (fields.m >= 0) set_f16(block + fields.m, scale);
       }
     }
   });
@@ -228,7 +264,7 @@ nlohmann::ordered_json run_kernel_bench(const KernelBenchOptions& options) {
     double seconds;
   };
   std::vector<Timing> timings;
-  for (io::GgmlType type : {io::GgmlType::q4_0, io::GgmlType::q8_0, io::GgmlType::f16}) {
+  for (io::GgmlType type : bench_types(options.cols)) {
     const std::vector<uint8_t> data = bench_matrix(pool, type, options.rows, options.cols);
     const WeightMatrix w{type, options.rows, options.cols, data.data()};
     for (const RuntimeKernels* build : builds) {

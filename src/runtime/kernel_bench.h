@@ -23,7 +23,8 @@ struct KernelBenchOptions {
 };
 
 // Measures (a) read bandwidth: all threads summing a buffer several times larger than L3, and
-// (b) for Q4_0, Q8_0 and F16 weights and each available build (scalar included) the single-token
+// (b) for Q4_0, Q8_0, F16, Q4_1, Q5_0 and Q5_1 weights (and Q4_K, Q5_K and Q6_K when cols is a
+// multiple of 256) and each available build (scalar included) the single-token
 // linear() time, as weight GB/s (1e9 bytes) and its ratio to (a). A bandwidth sample is taken
 // right before every timed kernel run, so on a shared machine both meet the same conditions;
 // each figure is a median. Returns

@@ -38,6 +38,14 @@ const RuntimeKernels* avx512_runtime_kernels() {
   return nullptr;
 }
 
+const RuntimeKernels* avx512_without_vnni_runtime_kernels() {
+#if defined(EDGEDISTILL_HAVE_X86_KERNELS)
+  const auto& cpu = core::cpu_features();
+  if (cpu.avx512f && cpu.avx512bw) return &kernels_avx512::table();
+#endif
+  return nullptr;
+}
+
 const RuntimeKernels* neon_runtime_kernels() {
 #if defined(EDGEDISTILL_HAVE_NEON_KERNELS)
   if (core::cpu_features().neon) return &kernels_neon::table();

@@ -5,9 +5,12 @@
 // picks one at first use from CPUID (core::selected_isa(); EDGEDISTILL_ISA forces one). The scalar
 // build is the reference twin every other build is tested against.
 //
-// For Q8_0, Q4_0 and Q4_1 weights the activations are first quantized to 8-bit blocks (as
-// llama.cpp's CPU path does) and the dot products are integer sums scaled per block; F32 and F16
-// weights take float activations directly.
+// For the block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) the activations
+// are first quantized to 8-bit blocks of 32 (as llama.cpp's CPU path does) and the dot products
+// are integer sums scaled per block: a K-quant's sub-blocks (32 elements; Q6_K's scales cover 16)
+// line up with the activation blocks, so its small integer sub-block scales multiply the integer
+// sums and its f16 super-block scales the float ones. F32 and F16 weights take float activations
+// directly.
 //
 // A weight matrix is `rows` rows of `cols` elements in GGUF layout: row r starts at
 // data + r * io::ggml_row_bytes(type, cols). Every kernel computes a range of rows [row_begin,
@@ -60,6 +63,9 @@ const RuntimeKernels& runtime_kernels();
 const RuntimeKernels& scalar_runtime_kernels();
 const RuntimeKernels* avx2_runtime_kernels();
 const RuntimeKernels* avx512_runtime_kernels();  // the VNNI variant where the CPU has VNNI
+// The AVX-512 build without VNNI even where the CPU has VNNI (the one Skylake-SP runs), so that
+// tests on a VNNI machine check both variants; nullptr without AVX-512 BW.
+const RuntimeKernels* avx512_without_vnni_runtime_kernels();
 const RuntimeKernels* neon_runtime_kernels();
 
 }  // namespace edgedistill::runtime

@@ -2,18 +2,20 @@
 //
 // Quantized blocks: the integer dot product of a block uses maddubs (unsigned x signed bytes ->
 // pairs of int16) and madd (int16 pairs -> int32), then one FMA adds the int32 lanes, as floats,
-// times d_w * d_x. Q8_0 takes one block per 256-bit vector; Q4_0 / Q4_1 take two blocks per step,
-// one in each 128-bit half (their nibbles need half the bytes). Four rows share each load of the
-// activations and everything derived from it, and one F16C conversion turns the four rows' f16
-// scales into floats. matmul's quantized kernels (dot_tokens) go further: four rows x four tokens,
-// each weight block loaded, unpacked and its scales converted once for the four tokens, every
-// output computed by the same instructions in the same order as matvec's.
+// times d_w * d_x. Q8_0 takes one block per 256-bit vector; Q4_0 / Q4_1 / Q5_0 / Q5_1 take two
+// blocks per step, one in each 128-bit half (their nibbles need half the bytes). The K-quants
+// (Q4_K, Q5_K, Q6_K) take one super-block per step, their sub-block scales multiplied in by madd.
+// Four rows share each load of the activations and everything derived from it, and one F16C
+// conversion turns the four rows' f16 scales into floats. matmul's Q4/Q5/Q8_0 kernels
+// (dot_tokens) go further: four rows x four tokens, each weight block loaded, unpacked and its
+// scales converted once for the four tokens, every output computed by the same instructions in
+// the same order as matvec's.
 #include <immintrin.h>
 
 #include <cstdint>
-#include <vector>
+#include <cstring>
+#include <type_traits>
 
-#include "io/gguf_quants.h"
 #include "io/gguf_types.h"
 #include "runtime/kernels.h"
 #include "runtime/kernels_builds.h"
@@ -260,7 +262,7 @@ struct Q8_0Dot {
   }
 };
 
-// ---- Q4 weights, two blocks per step ----
+// ---- Q4 and Q5 weights, two blocks per step ----
 //
 // A step multiplies blocks b and b + 1 of every row: `low` vectors hold elements 0..15 of block b
 // in their lower half and of block b + 1 in their upper half, `high` vectors elements 16..31. The
@@ -279,15 +281,38 @@ ActivationPair load_activation_pair(const Q8ActivationBlock& x0, const Q8Activat
   return {_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31)};
 }
 
-// int16 pair sums of q x over both blocks of one row, each lane at most 2 * 2 * 15 * 127 = 7620.
-__m256i nibble_pair_products(const uint8_t* qa, const uint8_t* qb, const ActivationPair& x) {
+template <class Block>
+constexpr bool kHasFifthBit =
+    std::is_same_v<Block, io::Q5_0Block> || std::is_same_v<Block, io::Q5_1Block>;
+
+// The codes of blocks a and b of one row, laid out as ActivationPair: nibbles for Q4, topped for
+// Q5 by bit j of qh as 16 (byte j of a half <- byte j / 8 of its block's qh, then bit j % 8).
+template <class Block>
+void unpack_code_pair(const Block& a, const Block& b, __m256i* low, __m256i* high) {
   const __m256i packed = _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qa))),
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb)), 1);
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.qs))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs)), 1);
   const __m256i mask = _mm256_set1_epi8(0x0F);
-  const __m256i low = _mm256_and_si256(packed, mask);                         // elements 0..15
-  const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);  // elements 16..31
-  return _mm256_add_epi16(_mm256_maddubs_epi16(low, x.low), _mm256_maddubs_epi16(high, x.high));
+  *low = _mm256_and_si256(packed, mask);                         // elements 0..15
+  *high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);  // elements 16..31
+  if constexpr (kHasFifthBit<Block>) {
+    int32_t qh_a, qh_b;
+    std::memcpy(&qh_a, a.qh, sizeof qh_a);
+    std::memcpy(&qh_b, b.qh, sizeof qh_b);
+    const __m256i qh = _mm256_set_m128i(_mm_cvtsi32_si128(qh_b), _mm_cvtsi32_si128(qh_a));
+    const __m256i bit =
+        _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201u));  // bit j % 8
+    const __m256i sixteen = _mm256_set1_epi8(0x10);
+    auto fifth = [&](int first_byte) {
+      const __m128i spread =
+          _mm_set_epi64x(0x0101010101010101 * (first_byte + 1), 0x0101010101010101 * first_byte);
+      const __m256i bytes = _mm256_shuffle_epi8(qh, _mm256_set_m128i(spread, spread));
+      const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+      return _mm256_and_si256(set, sixteen);
+    };
+    *low = _mm256_or_si256(*low, fifth(0));    // bits 0..15: qh bytes 0, 1
+    *high = _mm256_or_si256(*high, fifth(2));  // bits 16..31: qh bytes 2, 3
+  }
 }
 
 // The f16 values at `field` of blocks b0 and b1 of R rows as floats: lane r holds row r's value
@@ -303,14 +328,24 @@ __m256 row_halves_pair(const Block* const* w, int64_t b0, int64_t b1, uint16_t B
       _mm_set_epi64x(static_cast<long long>(second), static_cast<long long>(first)));
 }
 
-// Q4_0 (kOffset: (q - 8) x, the 8 x part shared by the rows) and Q4_1 (kMinimum: + m_w * x.sum).
-template <class Block, bool kOffset, bool kMinimum>
+// kOffset x per int16 lane, summed over low and high: subtracted from q x, it gives (q - kOffset) x
+// and is shared by the rows.
+template <int kOffset>
+__m256i offset_pairs(const ActivationPair& x) {
+  const __m256i offset = _mm256_set1_epi8(kOffset);
+  return _mm256_add_epi16(_mm256_maddubs_epi16(offset, x.low),
+                          _mm256_maddubs_epi16(offset, x.high));
+}
+
+// Q4_0 (kOffset 8: (q - 8) x), Q4_1 (kMinimum: + m_w * x.sum), Q5_0 (kOffset 16) and Q5_1
+// (kMinimum). int16 ranges, per lane of low + high (four products): q x within 4 * 31 * 127 =
+// 15748, kOffset x within 4 * 16 * 127 = 8128, their difference within 8128: no overflow.
+template <class Block, int kOffset, bool kMinimum>
 struct Q4PairDot {
   template <int R>
   static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
                   const Q8ActivationBlock* xq, float* out) {
     const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i eight = _mm256_set1_epi8(8);
     const Block* w[R];
     __m256 acc[R];
     __m256 min_terms = _mm256_setzero_ps();  // Q4_1: lanes r and 4 + r sum row r's m_w * x.sum
@@ -321,18 +356,16 @@ struct Q4PairDot {
     auto step = [&](int64_t b0, int64_t b1, const Q8ActivationBlock& x0,
                     const Q8ActivationBlock& x1) {
       const ActivationPair x = load_activation_pair(x0, x1);
-      // 8 x per int16 lane (at most 4 * 8 * 127 = 4064), subtracted from q x: the difference
-      // (within +-11684) fits int16.
       __m256i offset = _mm256_setzero_si256();
-      if constexpr (kOffset) {
-        offset = _mm256_add_epi16(_mm256_maddubs_epi16(eight, x.low),
-                                  _mm256_maddubs_epi16(eight, x.high));
-      }
+      if constexpr (kOffset != 0) offset = offset_pairs<kOffset>(x);
       __m256i lanes[R];
       for (int r = 0; r < R; ++r) {
         prefetch_next_group(&w[r][b0], R * row_bytes);
-        __m256i pairs = nibble_pair_products(w[r][b0].qs, w[r][b1].qs, x);
-        if constexpr (kOffset) pairs = _mm256_sub_epi16(pairs, offset);
+        __m256i low, high;
+        unpack_code_pair(w[r][b0], w[r][b1], &low, &high);
+        __m256i pairs =
+            _mm256_add_epi16(_mm256_maddubs_epi16(low, x.low), _mm256_maddubs_epi16(high, x.high));
+        if constexpr (kOffset != 0) pairs = _mm256_sub_epi16(pairs, offset);
         lanes[r] = _mm256_madd_epi16(pairs, ones);
       }
       const __m256 dx = _mm256_set_m128(_mm_set1_ps(x1.d), _mm_set1_ps(x0.d));
@@ -354,16 +387,14 @@ struct Q4PairDot {
   }
 
   // dot<kRowGroup> for T tokens at once (see Q8_0Dot::dot_tokens): each pair of weight blocks is
-  // unpacked from nibbles, and its scales converted, once for all T tokens; every (row, token)
-  // output is bit-identical to dot<kRowGroup>'s.
+  // unpacked, and its scales converted, once for all T tokens; every (row, token) output is
+  // bit-identical to dot<kRowGroup>'s.
   template <int T>
   static void dot_tokens(const uint8_t* row, int64_t row_bytes, int64_t cols,
                          const Q8ActivationBlock* xq, int64_t x_stride, float* out,
                          int64_t out_stride) {
     constexpr int R = kRowGroup;
     const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i eight = _mm256_set1_epi8(8);
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
     const Block* w[R];
     __m256 acc[T][R];
     __m256 min_terms[T];
@@ -373,14 +404,10 @@ struct Q4PairDot {
       min_terms[t] = _mm256_setzero_ps();
     }
     auto step = [&](int64_t b0, int64_t b1, bool last_alone) {
-      __m256i low[R], high[R];  // as in nibble_pair_products
+      __m256i low[R], high[R];
       for (int r = 0; r < R; ++r) {
         prefetch_next_group(&w[r][b0], R * row_bytes);
-        const __m256i packed = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r][b0].qs))),
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r][b1].qs)), 1);
-        low[r] = _mm256_and_si256(packed, nibble);
-        high[r] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+        unpack_code_pair(w[r][b0], w[r][b1], &low[r], &high[r]);
       }
       const __m256 row_scales = row_halves_pair<Block, R>(w, b0, b1, &Block::d);
       __m256 row_minima = _mm256_setzero_ps();
@@ -390,15 +417,12 @@ struct Q4PairDot {
         const Q8ActivationBlock& x1 = last_alone ? kZeroActivations : xq[t * x_stride + b1];
         const ActivationPair x = load_activation_pair(x0, x1);
         __m256i offset = _mm256_setzero_si256();
-        if constexpr (kOffset) {
-          offset = _mm256_add_epi16(_mm256_maddubs_epi16(eight, x.low),
-                                    _mm256_maddubs_epi16(eight, x.high));
-        }
+        if constexpr (kOffset != 0) offset = offset_pairs<kOffset>(x);
         __m256i lanes[R];
         for (int r = 0; r < R; ++r) {
           __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low[r], x.low),
                                            _mm256_maddubs_epi16(high[r], x.high));
-          if constexpr (kOffset) pairs = _mm256_sub_epi16(pairs, offset);
+          if constexpr (kOffset != 0) pairs = _mm256_sub_epi16(pairs, offset);
           lanes[r] = _mm256_madd_epi16(pairs, ones);
         }
         const __m256 dx = _mm256_set_m128(_mm_set1_ps(x1.d), _mm_set1_ps(x0.d));
@@ -423,10 +447,193 @@ struct Q4PairDot {
   }
 };
 
-using Q4_0Dot = Q4PairDot<io::Q4_0Block, true, false>;
-using Q4_1Dot = Q4PairDot<io::Q4_1Block, false, true>;
+using Q4_0Dot = Q4PairDot<io::Q4_0Block, 8, false>;
+using Q4_1Dot = Q4PairDot<io::Q4_1Block, 0, true>;
+using Q5_0Dot = Q4PairDot<io::Q5_0Block, 16, false>;
+using Q5_1Dot = Q4PairDot<io::Q5_1Block, 0, true>;
 
-using Drivers = RowDrivers<F32Dot, F16Dot, Q8_0Dot, Q4_0Dot, Q4_1Dot>;
+// ---- K-quants, one super-block (eight activation blocks) per step ----
+//
+// A super-block's sub-blocks line up with the activation blocks, so each (row, block) still has
+// one integer dot product; its weight scale is an f16 per super-block times a small integer per
+// sub-block (Q4_K/Q5_K: 6 bits per 32 elements; Q6_K: int8 per 16). The small integer multiplies
+// inside the integer sum: madd's second operand is that scale instead of ones, so each int32 lane
+// is sc * (four products). The lanes become floats times the block's d_x (one broadcast shared by
+// the rows), summed over the super-block, and the sum is multiplied once by the f16 scale:
+//   Q4_K/Q5_K: row += d * sum_j d_x,j * (sc_j sum q x) - dmin * sum_j m_j x_j.sum
+//   Q6_K:      row += d * sum_b d_x,b * (sc_2b sum_{l<16} (q - 32) x + sc_2b+1 sum_{l>=16} ...)
+// Lanes stay exact: Q5_K sc * 4 * 31 * 127 < 2^20, Q6_K 128 * 4 * 32 * 127 < 2^21.
+
+// pshufb control: int16 lane j of each 128-bit half into every lane of that half.
+__m256i word_broadcast(int j) {
+  return _mm256_set1_epi16(static_cast<int16_t>((2 * j) | ((2 * j + 1) << 8)));
+}
+
+// Lane r of v in every lane (r is a constant once the row loops unroll).
+__m256 lane_broadcast(__m256 v, int r) {
+  return _mm256_permutevar_ps(v, _mm256_set1_epi32(r));
+}
+
+// The activations' `field` (d or sum) of the eight blocks at x, in lanes 0..7.
+__m256 block_fields(const Q8ActivationBlock* x, float Q8ActivationBlock::*field) {
+  return _mm256_setr_ps(x[0].*field, x[1].*field, x[2].*field, x[3].*field, x[4].*field,
+                        x[5].*field, x[6].*field, x[7].*field);
+}
+
+template <class Block>
+struct KAffineDot {
+  static constexpr bool kFifthBit = std::is_same_v<Block, io::Q5KBlock>;
+
+  template <int R>
+  static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
+                  const Q8ActivationBlock* xq, float* out) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i sixteen = _mm256_set1_epi8(0x10);
+    const Block* w[R];
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) {
+      w[r] = block_row<Block>(row, row_bytes, r);
+      acc[r] = _mm256_setzero_ps();
+    }
+    for (int64_t s = 0; s < cols / io::kSuperBlock; ++s) {
+      const Q8ActivationBlock* xs = xq + s * kBlocksPerSuperBlock;
+      __m256i scales[R];      // sc_j as int16 in lane j of both halves
+      uint64_t min_codes[R];  // m_j in byte j
+      __m256 sums[R];         // sum_j d_x,j * lanes_j
+      for (int r = 0; r < R; ++r) {
+        prefetch_block(&w[r][s], sizeof(Block), R * row_bytes);
+        uint64_t scale_codes;
+        unpack_k_scales_mins(w[r][s].scales, &scale_codes, &min_codes[r]);
+        scales[r] = _mm256_broadcastsi128_si256(
+            _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(scale_codes))));
+        sums[r] = _mm256_setzero_ps();
+      }
+      // Chunk c: 32 bytes whose low nibbles are sub-block 2c and high nibbles sub-block 2c + 1.
+      for (int c = 0; c < kBlocksPerSuperBlock / 2; ++c) {
+        const Q8ActivationBlock& x0 = xs[2 * c];
+        const Q8ActivationBlock& x1 = xs[2 * c + 1];
+        const __m256i xv0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0.qs));
+        const __m256i xv1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1.qs));
+        const __m256 dx0 = _mm256_set1_ps(x0.d), dx1 = _mm256_set1_ps(x1.d);
+        for (int r = 0; r < R; ++r) {
+          const __m256i packed =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r][s].qs + 32 * c));
+          __m256i low = _mm256_and_si256(packed, nibble);
+          __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+          if constexpr (kFifthBit) {
+            // Bits 2c and 2c + 1 of qh[l], moved to bit 4 (16-bit shifts: the bits that cross into
+            // a neighbouring byte are masked off). Reloaded per chunk: four rows' qh held across
+            // the chunks would not leave registers for the rest.
+            const __m256i qh = _mm256_srli_epi16(
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r][s].qh)), 2 * c);
+            low = _mm256_or_si256(low, _mm256_and_si256(_mm256_slli_epi16(qh, 4), sixteen));
+            high = _mm256_or_si256(high, _mm256_and_si256(_mm256_slli_epi16(qh, 3), sixteen));
+          }
+          const __m256i lanes0 =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(low, xv0),
+                                _mm256_shuffle_epi8(scales[r], word_broadcast(2 * c)));
+          const __m256i lanes1 =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(high, xv1),
+                                _mm256_shuffle_epi8(scales[r], word_broadcast(2 * c + 1)));
+          sums[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes0), dx0, sums[r]);
+          sums[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes1), dx1, sums[r]);
+        }
+      }
+      const __m256 d = row_halves<Block, R>(w, s, &Block::d);
+      const __m256 dmin = row_halves<Block, R>(w, s, &Block::dmin);
+      const __m256 x_sums = block_fields(xs, &Q8ActivationBlock::sum);
+      for (int r = 0; r < R; ++r) {
+        const __m256 mins = _mm256_cvtepi32_ps(
+            _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(min_codes[r]))));
+        acc[r] = _mm256_fmadd_ps(sums[r], lane_broadcast(d, r), acc[r]);
+        acc[r] = _mm256_fnmadd_ps(_mm256_mul_ps(mins, x_sums), lane_broadcast(dmin, r), acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) out[r] = horizontal_sum(acc[r]);
+  }
+};
+
+using Q4KDot = KAffineDot<io::Q4KBlock>;
+using Q5KDot = KAffineDot<io::Q5KBlock>;
+
+struct Q6KDot {
+  // pshufb control for activation block 4h + i: in a [sc_0..7 | sc_0..7] (h = 0) or [sc_8..15 |
+  // sc_8..15] (h = 1) vector, the block's first scale into the lower half, its second into the
+  // upper half (madd's lanes 0..3 cover elements 0..15, lanes 4..7 elements 16..31).
+  static __m256i scale_pair(int i) {
+    return _mm256_set_m128i(_mm256_castsi256_si128(word_broadcast(2 * i + 1)),
+                            _mm256_castsi256_si128(word_broadcast(2 * i)));
+  }
+
+  // The codes of block 4h + k of one row: low 4 bits from nibble k / 2 of ql[32 (k % 2) + l], the
+  // high 2 from bit pair k of qh[l] moved to bits 4 and 5 (16-bit shifts; crossing bits masked).
+  template <int k>
+  static __m256i codes(const uint8_t* ql, const uint8_t* qh) {
+    const __m256i low_bits =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32 * (k % 2)));
+    const __m256i high_bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+    const __m256i low = k < 2 ? low_bits : _mm256_srli_epi16(low_bits, 4);
+    __m256i high = high_bits;  // k == 2: bits 4 and 5 already
+    if constexpr (k == 0) high = _mm256_slli_epi16(high_bits, 4);
+    if constexpr (k == 1) high = _mm256_slli_epi16(high_bits, 2);
+    if constexpr (k == 3) high = _mm256_srli_epi16(high_bits, 2);
+    return _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi8(0x0F)),
+                           _mm256_and_si256(high, _mm256_set1_epi8(0x30)));
+  }
+
+  template <int R>
+  static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
+                  const Q8ActivationBlock* xq, float* out) {
+    const io::Q6KBlock* w[R];
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) {
+      w[r] = block_row<io::Q6KBlock>(row, row_bytes, r);
+      acc[r] = _mm256_setzero_ps();
+    }
+    for (int64_t s = 0; s < cols / io::kSuperBlock; ++s) {
+      const Q8ActivationBlock* xs = xq + s * kBlocksPerSuperBlock;
+      __m256i scales[R][2];  // int16 scales 8h .. 8h + 7 in both halves
+      __m256 sums[R];
+      for (int r = 0; r < R; ++r) {
+        prefetch_block(&w[r][s], sizeof(io::Q6KBlock), R * row_bytes);
+        const __m256i all =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r][s].scales)));
+        scales[r][0] = _mm256_permute4x64_epi64(all, 0x44);
+        scales[r][1] = _mm256_permute4x64_epi64(all, 0xEE);
+        sums[r] = _mm256_setzero_ps();
+      }
+      for (int h = 0; h < 2; ++h) {
+        auto block = [&](auto k_constant) {
+          constexpr int k = decltype(k_constant)::value;
+          const Q8ActivationBlock& xb = xs[4 * h + k];
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
+          // 32 x per int16 pair, shared by the rows: (q - 32) x = q x - 32 x. q x within 2 * 63 *
+          // 127 = 16002, 32 x within 8128: no overflow.
+          const __m256i offset = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xv);
+          const __m256 dx = _mm256_set1_ps(xb.d);
+          const __m256i control = scale_pair(k);
+          for (int r = 0; r < R; ++r) {
+            const __m256i q = codes<k>(w[r][s].ql + 64 * h, w[r][s].qh + 32 * h);
+            const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xv), offset);
+            const __m256i lanes =
+                _mm256_madd_epi16(pairs, _mm256_shuffle_epi8(scales[r][h], control));
+            sums[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), dx, sums[r]);
+          }
+        };
+        block(std::integral_constant<int, 0>{});
+        block(std::integral_constant<int, 1>{});
+        block(std::integral_constant<int, 2>{});
+        block(std::integral_constant<int, 3>{});
+      }
+      const __m256 d = row_halves<io::Q6KBlock, R>(w, s, &io::Q6KBlock::d);
+      for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(sums[r], lane_broadcast(d, r), acc[r]);
+    }
+    for (int r = 0; r < R; ++r) out[r] = horizontal_sum(acc[r]);
+  }
+};
+
+using Drivers =
+    RowDrivers<F32Dot, F16Dot, Q8_0Dot, Q4_0Dot, Q4_1Dot, Q5_0Dot, Q5_1Dot, Q4KDot, Q5KDot, Q6KDot>;
 
 // Tokens per call of a multi-token kernel. 4 rows x 4 tokens needs 16 accumulators, more than
 // the registers, yet measured fastest (one thread, 64 tokens, 1024x256 and 256x1024 matrices,
@@ -486,6 +693,10 @@ void matmul(const WeightMatrix& w, int64_t row_begin, int64_t row_end, const flo
       return matmul_token_groups<Q4_0Dot>(w, row_begin, row_end, xq, n_tokens, y, y_stride);
     case io::GgmlType::q4_1:
       return matmul_token_groups<Q4_1Dot>(w, row_begin, row_end, xq, n_tokens, y, y_stride);
+    case io::GgmlType::q5_0:
+      return matmul_token_groups<Q5_0Dot>(w, row_begin, row_end, xq, n_tokens, y, y_stride);
+    case io::GgmlType::q5_1:
+      return matmul_token_groups<Q5_1Dot>(w, row_begin, row_end, xq, n_tokens, y, y_stride);
     default:
       return Drivers::matmul(w, row_begin, row_end, x, xq, n_tokens, y, y_stride);
   }

@@ -5,10 +5,12 @@
 //
 // Quantized blocks go two at a time: one 512-bit vector holds the 32 activation bytes of blocks b
 // and b + 1, and each 256-bit half of the int32 result belongs to one block, so the scale vector
-// is [s_b x 8 | s_b+1 x 8]. An odd last block is paired with all-zero activations.
+// is [s_b x 8 | s_b+1 x 8]. An odd last block is paired with all-zero activations. The K-quants
+// (Q4_K, Q5_K, Q6_K) go a super-block at a time, as four such pairs with per-lane scales.
 // - without VNNI: maddubs (unsigned x signed bytes -> int16 pairs) and madd (-> int32);
 // - with VNNI: vpdpbusd (unsigned x signed bytes, four at a time, added to int32), which needs an
-//   unsigned operand: Q4 nibbles are unsigned already; Q8_0 weights are offset by 128.
+//   unsigned operand: Q4/Q5/K-quant codes are unsigned already (a code offset such as Q4_0's 8 is
+//   subtracted as offset * sum x); Q8_0 weights are offset by 128.
 
 // GCC 12's AVX-512 headers initialise the "undefined" pass-through vector of many intrinsics from
 // itself, and at -O3 -Wall every inlined use then warns (GCC bug 105593, fixed in GCC 13).
@@ -19,9 +21,9 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <vector>
+#include <cstring>
+#include <type_traits>
 
-#include "io/gguf_quants.h"
 #include "io/gguf_types.h"
 #include "runtime/kernels.h"
 #include "runtime/kernels_builds.h"
@@ -221,43 +223,66 @@ struct Q8_0Pair {
 #endif
 };
 
-struct Q4_0Pair {
-  using Block = io::Q4_0Block;
-  static constexpr bool kHasMinimum = false;
-  // sum (q - 8) x = sum q x - 8 sum x; the second term is shared by the rows.
+// The term, per activation pair and shared by the rows, that turns sum q x into sum (q - k) x:
+// with VNNI -k sum x per int32 lane, without k x per int16 pair (k = 0: none).
+template <int k>
+__m512i offset_term(__m512i xqs) {
+  if constexpr (k == 0) {
+    return zero();
+  } else {
 #if defined(EDGEDISTILL_KERNELS_AVX512_VNNI)
-  static __m512i offset(__m512i xqs) {  // -8 sum x per int32 lane
-    return _mm512_sub_epi32(zero(), _mm512_dpbusd_epi32(zero(), _mm512_set1_epi8(8), xqs));
-  }
-  static __m512i lanes(const Block& a, const Block& b, const ActivationPair& x) {
-    return _mm512_dpbusd_epi32(x.offset, unpack_nibble_pair(a.qs, b.qs), x.qs);
-  }
+    return _mm512_sub_epi32(zero(), _mm512_dpbusd_epi32(zero(), _mm512_set1_epi8(k), xqs));
 #else
-  static __m512i offset(__m512i xqs) {  // 8 x per int16 pair
-    return _mm512_maddubs_epi16(_mm512_set1_epi8(8), xqs);
-  }
-  // q x pairs are within +-3810 and 8 x pairs within +-2032: the difference fits int16.
-  static __m512i lanes(const Block& a, const Block& b, const ActivationPair& x) {
-    const __m512i pairs =
-        _mm512_sub_epi16(_mm512_maddubs_epi16(unpack_nibble_pair(a.qs, b.qs), x.qs), x.offset);
-    return _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
-  }
+    return _mm512_maddubs_epi16(_mm512_set1_epi8(k), xqs);
 #endif
+  }
+}
+
+// int32 lane i = sum over elements 4i .. 4i + 3 of (q - k) x, for unsigned codes q (at most 63)
+// and `offset` = offset_term<k>(xqs). Without VNNI the int16 pairs q x stay within 2 * 63 * 127 =
+// 16002 and k x within 2 * 32 * 127 = 8128: no overflow. Both ways give the same lanes.
+template <int k>
+__m512i code_lanes(__m512i q, __m512i xqs, __m512i offset) {
+#if defined(EDGEDISTILL_KERNELS_AVX512_VNNI)
+  return _mm512_dpbusd_epi32(offset, q, xqs);
+#else
+  __m512i pairs = _mm512_maddubs_epi16(q, xqs);
+  if constexpr (k != 0) pairs = _mm512_sub_epi16(pairs, offset);
+  return _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+#endif
+}
+
+// The codes of Q4 / Q5 blocks a and b in block order, as unpack_nibble_pair: Q5's fifth bits (bit
+// j of qh for element j) are one 64-bit mask for the pair, adding 16 where set.
+template <class Block>
+__m512i unpack_code_pair(const Block& a, const Block& b) {
+  const __m512i nibbles = unpack_nibble_pair(a.qs, b.qs);
+  if constexpr (std::is_same_v<Block, io::Q5_0Block> || std::is_same_v<Block, io::Q5_1Block>) {
+    uint32_t qh_a, qh_b;
+    std::memcpy(&qh_a, a.qh, sizeof qh_a);
+    std::memcpy(&qh_b, b.qh, sizeof qh_b);
+    const __mmask64 fifth = qh_a | (uint64_t{qh_b} << 32);
+    return _mm512_mask_add_epi8(nibbles, fifth, nibbles, _mm512_set1_epi8(16));
+  } else {
+    return nibbles;
+  }
+}
+
+// Q4_0 (kOffset 8: (q - 8) x), Q4_1 (+ m_w * x.sum per block), Q5_0 (kOffset 16) and Q5_1.
+template <class B, int kOffset>
+struct CodePair {
+  using Block = B;
+  static constexpr bool kHasMinimum = kOffset == 0;
+  static __m512i offset(__m512i xqs) { return offset_term<kOffset>(xqs); }
+  static __m512i lanes(const Block& a, const Block& b, const ActivationPair& x) {
+    return code_lanes<kOffset>(unpack_code_pair(a, b), x.qs, x.offset);
+  }
 };
 
-struct Q4_1Pair {
-  using Block = io::Q4_1Block;
-  static constexpr bool kHasMinimum = true;  // + m_w * x.sum per block
-  static __m512i offset(__m512i /*xqs*/) { return zero(); }
-  static __m512i lanes(const Block& a, const Block& b, const ActivationPair& x) {
-#if defined(EDGEDISTILL_KERNELS_AVX512_VNNI)
-    return _mm512_dpbusd_epi32(zero(), unpack_nibble_pair(a.qs, b.qs), x.qs);
-#else
-    return _mm512_madd_epi16(_mm512_maddubs_epi16(unpack_nibble_pair(a.qs, b.qs), x.qs),
-                             _mm512_set1_epi16(1));
-#endif
-  }
-};
+using Q4_0Pair = CodePair<io::Q4_0Block, 8>;
+using Q4_1Pair = CodePair<io::Q4_1Block, 0>;
+using Q5_0Pair = CodePair<io::Q5_0Block, 16>;
+using Q5_1Pair = CodePair<io::Q5_1Block, 0>;
 
 template <class Pair>
 struct QuantizedDot {
@@ -309,8 +334,175 @@ struct QuantizedDot {
   }
 };
 
+// ---- K-quants, one super-block (eight activation blocks) per step ----
+//
+// A vector holds two activation blocks, and both ways of forming the integer dot product leave
+// int32 lane i with elements 4i .. 4i + 3 of the pair: lanes 0..7 the first block, 8..15 the
+// second, and each 16-element half of a block (a Q6_K scale's reach) four lanes. The weights'
+// sub-block scales therefore multiply the lanes as floats: per row and super-block, one vector of
+// d * scale * d_x per sub-block (Q4_K/Q5_K: eight, Q6_K: sixteen) is formed, and each pair's lanes
+// take theirs from it by one permute. Q4_K/Q5_K's minimums: dmin * sum_j m_j x_j.sum per
+// super-block, in eight lanes. Lanes stay exact as floats (|lane| <= 4 * 32 * 127 < 2^24).
+
+// The activations' `field` (d or sum) of the eight blocks at x, in lanes 0..7.
+__m256 block_fields(const Q8ActivationBlock* x, float Q8ActivationBlock::*field) {
+  return _mm256_setr_ps(x[0].*field, x[1].*field, x[2].*field, x[3].*field, x[4].*field,
+                        x[5].*field, x[6].*field, x[7].*field);
+}
+
+// Lane r of v in every lane.
+__m256 lane_broadcast(__m256 v, int r) {
+  return _mm256_permutexvar_ps(_mm256_set1_epi32(r), v);
+}
+
+// The eight lanes of v summed in a fixed order.
+float sum8(__m256 v) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, v);
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+         ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+template <class Block>
+struct KAffineDot {
+  static constexpr bool kFifthBit = std::is_same_v<Block, io::Q5KBlock>;
+
+  template <int R>
+  static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
+                  const Q8ActivationBlock* xq, float* out) {
+    static_assert(R == 1 || R == kRowGroup, "row kernels run on single rows or whole groups");
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    // Chunk c's 32 bytes twice: low nibbles (sub-block 2c) in the lower half, high in the upper.
+    const __m512i nibble_shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+    const Block* w[R];
+    __m512 acc[R];
+    __m256 min_terms[R];  // dmin * m_j * x_j.sum
+    for (int r = 0; r < R; ++r) {
+      w[r] = reinterpret_cast<const Block*>(row + r * row_bytes);
+      acc[r] = _mm512_setzero_ps();
+      min_terms[r] = _mm256_setzero_ps();
+    }
+    for (int64_t s = 0; s < cols / io::kSuperBlock; ++s) {
+      const Q8ActivationBlock* xs = xq + s * kBlocksPerSuperBlock;
+      const __m256 x_scales = block_fields(xs, &Q8ActivationBlock::d);
+      const __m256 x_sums = block_fields(xs, &Q8ActivationBlock::sum);
+      const __m256 d = row_halves<Block, R>(w, s, s, &Block::d);
+      const __m256 dmin = row_halves<Block, R>(w, s, s, &Block::dmin);
+      __m256 scales[R];      // lane j: d * sc_j * d_x,j
+      __m512i high_bits[R];  // Q5_K: qh in both halves
+      for (int r = 0; r < R; ++r) {
+        prefetch_block(&w[r][s], sizeof(Block), R * row_bytes);
+        uint64_t scale_codes, min_codes;
+        unpack_k_scales_mins(w[r][s].scales, &scale_codes, &min_codes);
+        auto as_floats = [](uint64_t bytes) {
+          return _mm256_cvtepi32_ps(
+              _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(bytes))));
+        };
+        scales[r] =
+            _mm256_mul_ps(as_floats(scale_codes), _mm256_mul_ps(x_scales, lane_broadcast(d, r)));
+        min_terms[r] = _mm256_fmadd_ps(_mm256_mul_ps(as_floats(min_codes), x_sums),
+                                       lane_broadcast(dmin, r), min_terms[r]);
+        if constexpr (kFifthBit) {
+          high_bits[r] = _mm512_broadcast_i64x4(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r][s].qh)));
+        }
+      }
+      for (int c = 0; c < kBlocksPerSuperBlock / 2; ++c) {
+        const __m512i xqs = load_pair(xs[2 * c].qs, xs[2 * c + 1].qs);
+        const __m512i pick = _mm512_setr_epi32(2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c,
+                                               2 * c, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                               2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1);
+        // Q5_K: bit 2c of qh[l] for the lower half, bit 2c + 1 for the upper.
+        const __m512i fifth_bits =
+            _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * c))),
+                               _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1))), 1);
+        for (int r = 0; r < R; ++r) {
+          const __m512i twice = _mm512_broadcast_i64x4(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r][s].qs + 32 * c)));
+          __m512i q = _mm512_and_si512(_mm512_srlv_epi64(twice, nibble_shift), nibble);
+          if constexpr (kFifthBit) {
+            const __mmask64 fifth = _mm512_test_epi8_mask(high_bits[r], fifth_bits);
+            q = _mm512_mask_add_epi8(q, fifth, q, _mm512_set1_epi8(16));
+          }
+          const __m512i lanes = code_lanes<0>(q, xqs, zero());
+          const __m512 lane_scales = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(scales[r]));
+          acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), lane_scales, acc[r]);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) - sum8(min_terms[r]);
+  }
+};
+
+struct Q6KDot {
+  template <int R>
+  static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
+                  const Q8ActivationBlock* xq, float* out) {
+    static_assert(R == 1 || R == kRowGroup, "row kernels run on single rows or whole groups");
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    const __m512i high2 = _mm512_set1_epi8(0x30);
+    // Lane g: d_x of block g / 2 (the reach of scale g).
+    const __m512i spread_blocks = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const io::Q6KBlock* w[R];
+    __m512 acc[R];
+    for (int r = 0; r < R; ++r) {
+      w[r] = reinterpret_cast<const io::Q6KBlock*>(row + r * row_bytes);
+      acc[r] = _mm512_setzero_ps();
+    }
+    for (int64_t s = 0; s < cols / io::kSuperBlock; ++s) {
+      const Q8ActivationBlock* xs = xq + s * kBlocksPerSuperBlock;
+      const __m512 x_scales = _mm512_permutexvar_ps(
+          spread_blocks, _mm512_castps256_ps512(block_fields(xs, &Q8ActivationBlock::d)));
+      const __m256 d = row_halves<io::Q6KBlock, R>(w, s, s, &io::Q6KBlock::d);
+      __m512 scales[R];  // lane g: d * scales[g] * d_x,g/2
+      for (int r = 0; r < R; ++r) {
+        prefetch_block(&w[r][s], sizeof(io::Q6KBlock), R * row_bytes);
+        const __m512 codes = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r][s].scales))));
+        scales[r] = _mm512_mul_ps(
+            codes, _mm512_mul_ps(x_scales, _mm512_broadcastss_ps(
+                                               _mm256_castps256_ps128(lane_broadcast(d, r)))));
+      }
+      // Half h (blocks 4h .. 4h + 3) in two pairs: p = 0 takes the low nibbles of ql[64h ..
+      // 64h + 63] (blocks 4h, 4h + 1), p = 1 the high nibbles (4h + 2, 4h + 3); block 4h + k's high
+      // bits are bit pair k of qh[32h + l], moved to bits 4 and 5 (64-bit shifts; crossing bits
+      // masked off).
+      for (int h = 0; h < 2; ++h) {
+        for (int p = 0; p < 2; ++p) {
+          const int b = 4 * h + 2 * p;
+          const __m512i xqs = load_pair(xs[b].qs, xs[b + 1].qs);
+          const __m512i offset = offset_term<32>(xqs);
+          const __m512i pick = _mm512_setr_epi32(
+              2 * b, 2 * b, 2 * b, 2 * b, 2 * b + 1, 2 * b + 1, 2 * b + 1, 2 * b + 1, 2 * b + 2,
+              2 * b + 2, 2 * b + 2, 2 * b + 2, 2 * b + 3, 2 * b + 3, 2 * b + 3, 2 * b + 3);
+          for (int r = 0; r < R; ++r) {
+            const __m512i ql = _mm512_loadu_si512(w[r][s].ql + 64 * h);
+            const __m512i qh = _mm512_broadcast_i64x4(
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r][s].qh + 32 * h)));
+            __m512i low, high;
+            if (p == 0) {
+              low = ql;
+              high = _mm512_sllv_epi64(qh, _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2));
+            } else {
+              low = _mm512_srli_epi16(ql, 4);
+              high = _mm512_srlv_epi64(qh, _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2));
+            }
+            const __m512i q =
+                _mm512_or_si512(_mm512_and_si512(low, low4), _mm512_and_si512(high, high2));
+            const __m512i lanes = code_lanes<32>(q, xqs, offset);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes),
+                                     _mm512_permutexvar_ps(pick, scales[r]), acc[r]);
+          }
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+  }
+};
+
 using Drivers = RowDrivers<F32Dot, F16Dot, QuantizedDot<Q8_0Pair>, QuantizedDot<Q4_0Pair>,
-                           QuantizedDot<Q4_1Pair>>;
+                           QuantizedDot<Q4_1Pair>, QuantizedDot<Q5_0Pair>, QuantizedDot<Q5_1Pair>,
+                           KAffineDot<io::Q4KBlock>, KAffineDot<io::Q5KBlock>, Q6KDot>;
 constexpr RuntimeKernels kKernels = {EDGEDISTILL_AVX512_NAME, quantize_activations, Drivers::matvec,
                                      Drivers::matmul};
 

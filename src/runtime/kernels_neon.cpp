@@ -3,14 +3,15 @@
 //
 // Quantized blocks: a block is two 16-byte vectors. vmull_s8 / vmlal_s8 form int16 sums of two
 // byte products (at most 2 * 128 * 127 = 32512, so no overflow), vpaddlq / vpadalq_s16 widen them
-// into four int32 lanes, and one FMA adds the lanes, as floats, times d_w * d_x.
+// into four int32 lanes, and one FMA adds the lanes, as floats, times d_w * d_x. Q4/Q5 codes are
+// unpacked to int8 first; the K-quants (Q4_K, Q5_K, Q6_K) go a super-block at a time, each
+// activation block's lanes multiplied by its sub-block's integer scale.
 #include <arm_neon.h>
 
 #include <cstdint>
 #include <cstring>
-#include <vector>
+#include <type_traits>
 
-#include "io/gguf_quants.h"
 #include "io/gguf_types.h"
 #include "runtime/kernels.h"
 #include "runtime/kernels_builds.h"
@@ -168,42 +169,33 @@ struct Q8_0Dot {
   }
 };
 
-struct Q4_0Dot {
-  template <int R>
-  static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
-                  const Q8ActivationBlock* xq, float* out) {
-    const int8x16_t eight = vdupq_n_s8(8);
-    const io::Q4_0Block* w[R];
-    float32x4_t acc[R];
-    for (int r = 0; r < R; ++r) {
-      w[r] = block_row<io::Q4_0Block>(row, row_bytes, r);
-      acc[r] = vdupq_n_f32(0.0f);
-    }
-    for (int64_t b = 0; b < cols / kQuantBlock; ++b) {
-      const int8x16_t x0 = vld1q_s8(xq[b].qs);
-      const int8x16_t x1 = vld1q_s8(xq[b].qs + 16);
-      for (int r = 0; r < R; ++r) {
-        const io::Q4_0Block& wb = w[r][b];
-        prefetch_next_group(&wb, R * row_bytes);
-        int8x16_t low, high;
-        unpack_nibbles(wb.qs, &low, &high);
-        const int32x4_t lanes = block_dot(vsubq_s8(low, eight), vsubq_s8(high, eight), x0, x1);
-        acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(lanes), f16_scalar(wb.d) * xq[b].d);
-      }
-    }
-    for (int r = 0; r < R; ++r) out[r] = vaddvq_f32(acc[r]);
-  }
-};
+// Q5_0 / Q5_1 fifth bits as 16 where set: bit j of qh for element j (low: elements 0..15 from qh
+// bytes 0 and 1, high: 16..31 from bytes 2 and 3).
+void unpack_fifth_bits(const uint8_t* qh, uint8x16_t* low, uint8x16_t* high) {
+  static const uint8_t kBits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  const uint8x16_t bit = vld1q_u8(kBits);
+  const uint8x16_t sixteen = vdupq_n_u8(16);
+  *low = vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(qh[0]), vdup_n_u8(qh[1])), bit), sixteen);
+  *high = vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(qh[2]), vdup_n_u8(qh[3])), bit), sixteen);
+}
 
-struct Q4_1Dot {
+// Q4_0 (kOffset 8: (q - 8) x), Q4_1 (+ m_w * x.sum), Q5_0 (kOffset 16) and Q5_1: codes as int8
+// (at most 31 - 0, so q - kOffset and q both fit), then block_dot.
+template <class Block, int kOffset>
+struct CodeBlockDot {
+  static constexpr bool kMinimum = kOffset == 0;
+  static constexpr bool kFifthBit =
+      std::is_same_v<Block, io::Q5_0Block> || std::is_same_v<Block, io::Q5_1Block>;
+
   template <int R>
   static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
                   const Q8ActivationBlock* xq, float* out) {
-    const io::Q4_1Block* w[R];
+    const int8x16_t offset = vdupq_n_s8(kOffset);
+    const Block* w[R];
     float32x4_t acc[R];
     float min_terms[R];  // sum_b m_w * x.sum
     for (int r = 0; r < R; ++r) {
-      w[r] = block_row<io::Q4_1Block>(row, row_bytes, r);
+      w[r] = block_row<Block>(row, row_bytes, r);
       acc[r] = vdupq_n_f32(0.0f);
       min_terms[r] = 0.0f;
     }
@@ -211,20 +203,170 @@ struct Q4_1Dot {
       const int8x16_t x0 = vld1q_s8(xq[b].qs);
       const int8x16_t x1 = vld1q_s8(xq[b].qs + 16);
       for (int r = 0; r < R; ++r) {
-        const io::Q4_1Block& wb = w[r][b];
+        const Block& wb = w[r][b];
         prefetch_next_group(&wb, R * row_bytes);
         int8x16_t low, high;
         unpack_nibbles(wb.qs, &low, &high);
+        if constexpr (kFifthBit) {
+          uint8x16_t fifth_low, fifth_high;
+          unpack_fifth_bits(wb.qh, &fifth_low, &fifth_high);
+          low = vorrq_s8(low, vreinterpretq_s8_u8(fifth_low));
+          high = vorrq_s8(high, vreinterpretq_s8_u8(fifth_high));
+        }
+        if constexpr (kOffset != 0) {
+          low = vsubq_s8(low, offset);
+          high = vsubq_s8(high, offset);
+        }
         const int32x4_t lanes = block_dot(low, high, x0, x1);
         acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(lanes), f16_scalar(wb.d) * xq[b].d);
-        min_terms[r] += f16_scalar(wb.m) * xq[b].sum;
+        if constexpr (kMinimum) min_terms[r] += f16_scalar(wb.m) * xq[b].sum;
       }
     }
     for (int r = 0; r < R; ++r) out[r] = vaddvq_f32(acc[r]) + min_terms[r];
   }
 };
 
-using Drivers = RowDrivers<F32Dot, F16Dot, Q8_0Dot, Q4_0Dot, Q4_1Dot>;
+using Q4_0Dot = CodeBlockDot<io::Q4_0Block, 8>;
+using Q4_1Dot = CodeBlockDot<io::Q4_1Block, 0>;
+using Q5_0Dot = CodeBlockDot<io::Q5_0Block, 16>;
+using Q5_1Dot = CodeBlockDot<io::Q5_1Block, 0>;
+
+// ---- K-quants, one super-block (eight activation blocks) per step ----
+//
+// Each (row, activation block) has one integer dot product, as for Q4_0; the sub-block's small
+// integer scale multiplies its int32 lanes (exact: |lane| <= 8 * 32 * 127 * 128 < 2^24), the lanes
+// become floats times d_x and are summed over the super-block, and the sum is multiplied once by
+// the super-block's f16 scale. Q4_K/Q5_K's minimums add dmin * sum_j m_j x_j.sum per
+// super-block.
+
+template <class Block>
+struct KAffineDot {
+  static constexpr bool kFifthBit = std::is_same_v<Block, io::Q5KBlock>;
+
+  template <int R>
+  static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
+                  const Q8ActivationBlock* xq, float* out) {
+    const uint8x16_t nibble = vdupq_n_u8(0x0F);
+    const uint8x16_t sixteen = vdupq_n_u8(16);
+    const Block* w[R];
+    float32x4_t acc[R];
+    float min_terms[R];  // dmin * sum_j m_j x_j.sum
+    for (int r = 0; r < R; ++r) {
+      w[r] = block_row<Block>(row, row_bytes, r);
+      acc[r] = vdupq_n_f32(0.0f);
+      min_terms[r] = 0.0f;
+    }
+    for (int64_t s = 0; s < cols / io::kSuperBlock; ++s) {
+      const Q8ActivationBlock* xs = xq + s * kBlocksPerSuperBlock;
+      uint8_t scales[R][8], mins[R][8];
+      float32x4_t sums[R];  // sum_j d_x,j * sc_j * lanes_j
+      for (int r = 0; r < R; ++r) {
+        prefetch_block(&w[r][s], sizeof(Block), R * row_bytes);
+        uint64_t scale_codes, min_codes;
+        unpack_k_scales_mins(w[r][s].scales, &scale_codes, &min_codes);
+        std::memcpy(scales[r], &scale_codes, 8);
+        std::memcpy(mins[r], &min_codes, 8);
+        sums[r] = vdupq_n_f32(0.0f);
+      }
+      // Chunk c: 32 bytes whose low nibbles are sub-block 2c and high nibbles sub-block 2c + 1.
+      for (int c = 0; c < kBlocksPerSuperBlock / 2; ++c) {
+        const Q8ActivationBlock& xa = xs[2 * c];
+        const Q8ActivationBlock& xb = xs[2 * c + 1];
+        const int8x16_t xa0 = vld1q_s8(xa.qs), xa1 = vld1q_s8(xa.qs + 16);
+        const int8x16_t xb0 = vld1q_s8(xb.qs), xb1 = vld1q_s8(xb.qs + 16);
+        for (int r = 0; r < R; ++r) {
+          const uint8_t* qs = w[r][s].qs + 32 * c;
+          const uint8x16_t packed0 = vld1q_u8(qs), packed1 = vld1q_u8(qs + 16);
+          uint8x16_t low0 = vandq_u8(packed0, nibble), low1 = vandq_u8(packed1, nibble);
+          uint8x16_t high0 = vshrq_n_u8(packed0, 4), high1 = vshrq_n_u8(packed1, 4);
+          if constexpr (kFifthBit) {
+            // Bit 2c of qh[l] tops sub-block 2c's element l, bit 2c + 1 sub-block 2c + 1's.
+            const uint8x16_t qh0 = vld1q_u8(w[r][s].qh), qh1 = vld1q_u8(w[r][s].qh + 16);
+            const uint8x16_t bit_low = vdupq_n_u8(static_cast<uint8_t>(1 << (2 * c)));
+            const uint8x16_t bit_high = vdupq_n_u8(static_cast<uint8_t>(2 << (2 * c)));
+            low0 = vorrq_u8(low0, vandq_u8(vtstq_u8(qh0, bit_low), sixteen));
+            low1 = vorrq_u8(low1, vandq_u8(vtstq_u8(qh1, bit_low), sixteen));
+            high0 = vorrq_u8(high0, vandq_u8(vtstq_u8(qh0, bit_high), sixteen));
+            high1 = vorrq_u8(high1, vandq_u8(vtstq_u8(qh1, bit_high), sixteen));
+          }
+          const int32x4_t lanes_a =
+              block_dot(vreinterpretq_s8_u8(low0), vreinterpretq_s8_u8(low1), xa0, xa1);
+          const int32x4_t lanes_b =
+              block_dot(vreinterpretq_s8_u8(high0), vreinterpretq_s8_u8(high1), xb0, xb1);
+          sums[r] =
+              vfmaq_n_f32(sums[r], vcvtq_f32_s32(vmulq_n_s32(lanes_a, scales[r][2 * c])), xa.d);
+          sums[r] =
+              vfmaq_n_f32(sums[r], vcvtq_f32_s32(vmulq_n_s32(lanes_b, scales[r][2 * c + 1])), xb.d);
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        acc[r] = vfmaq_n_f32(acc[r], sums[r], f16_scalar(w[r][s].d));
+        float min_sum = 0.0f;
+        for (int j = 0; j < kBlocksPerSuperBlock; ++j) {
+          min_sum += static_cast<float>(mins[r][j]) * xs[j].sum;
+        }
+        min_terms[r] += f16_scalar(w[r][s].dmin) * min_sum;
+      }
+    }
+    for (int r = 0; r < R; ++r) out[r] = vaddvq_f32(acc[r]) - min_terms[r];
+  }
+};
+
+struct Q6KDot {
+  template <int R>
+  static void dot(const uint8_t* row, int64_t row_bytes, int64_t cols, const float* /*x*/,
+                  const Q8ActivationBlock* xq, float* out) {
+    const uint8x16_t low4 = vdupq_n_u8(0x0F);
+    const uint8x16_t high2 = vdupq_n_u8(0x30);
+    const int8x16_t offset = vdupq_n_s8(32);
+    const io::Q6KBlock* w[R];
+    float32x4_t acc[R];
+    for (int r = 0; r < R; ++r) {
+      w[r] = block_row<io::Q6KBlock>(row, row_bytes, r);
+      acc[r] = vdupq_n_f32(0.0f);
+    }
+    for (int64_t s = 0; s < cols / io::kSuperBlock; ++s) {
+      const Q8ActivationBlock* xs = xq + s * kBlocksPerSuperBlock;
+      float32x4_t sums[R];  // sum_b d_x,b * (scaled lanes of block b)
+      for (int r = 0; r < R; ++r) {
+        prefetch_block(&w[r][s], sizeof(io::Q6KBlock), R * row_bytes);
+        sums[r] = vdupq_n_f32(0.0f);
+      }
+      // Block b = 4h + k: low 4 bits from nibble k / 2 of ql[64h + 32 (k % 2) + l], high 2 bits
+      // from bit pair k of qh[32h + l], shifted to bits 4 and 5 (a negative count shifts right).
+      for (int b = 0; b < kBlocksPerSuperBlock; ++b) {
+        const int h = b / 4, k = b % 4;
+        const int8x16_t x0 = vld1q_s8(xs[b].qs), x1 = vld1q_s8(xs[b].qs + 16);
+        const int8x16_t high_shift = vdupq_n_s8(static_cast<int8_t>(4 - 2 * k));
+        for (int r = 0; r < R; ++r) {
+          const io::Q6KBlock& wb = w[r][s];
+          const uint8_t* ql = wb.ql + 64 * h + 32 * (k % 2);
+          const uint8_t* qh = wb.qh + 32 * h;
+          int8x16_t q[2];
+          for (int half = 0; half < 2; ++half) {
+            const uint8x16_t low_bits = vld1q_u8(ql + 16 * half);
+            const uint8x16_t low = k < 2 ? vandq_u8(low_bits, low4) : vshrq_n_u8(low_bits, 4);
+            const uint8x16_t high = vandq_u8(vshlq_u8(vld1q_u8(qh + 16 * half), high_shift), high2);
+            q[half] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(low, high)), offset);
+          }
+          // Elements 0..15 (scale 2b) and 16..31 (scale 2b + 1) kept apart.
+          const int16x8_t p0 = vmlal_s8(vmull_s8(vget_low_s8(q[0]), vget_low_s8(x0)),
+                                        vget_high_s8(q[0]), vget_high_s8(x0));
+          const int16x8_t p1 = vmlal_s8(vmull_s8(vget_low_s8(q[1]), vget_low_s8(x1)),
+                                        vget_high_s8(q[1]), vget_high_s8(x1));
+          const int32x4_t lanes = vmlaq_n_s32(vmulq_n_s32(vpaddlq_s16(p0), wb.scales[2 * b]),
+                                              vpaddlq_s16(p1), wb.scales[2 * b + 1]);
+          sums[r] = vfmaq_n_f32(sums[r], vcvtq_f32_s32(lanes), xs[b].d);
+        }
+      }
+      for (int r = 0; r < R; ++r) acc[r] = vfmaq_n_f32(acc[r], sums[r], f16_scalar(w[r][s].d));
+    }
+    for (int r = 0; r < R; ++r) out[r] = vaddvq_f32(acc[r]);
+  }
+};
+
+using Drivers = RowDrivers<F32Dot, F16Dot, Q8_0Dot, Q4_0Dot, Q4_1Dot, Q5_0Dot, Q5_1Dot,
+                           KAffineDot<io::Q4KBlock>, KAffineDot<io::Q5KBlock>, Q6KDot>;
 constexpr RuntimeKernels kKernels = {"neon", quantize_activations, Drivers::matvec,
                                      Drivers::matmul};
 

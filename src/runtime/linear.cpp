@@ -11,8 +11,10 @@ namespace {
 // 36 KiB) outweigh the pool's per-chunk overhead.
 constexpr int64_t kRowGrain = 16;
 
+// The weight types whose kernels take 8-bit activation blocks: every block-quantized type (the
+// K-quants' sub-blocks of 32 line up with the activation blocks).
 bool quantized(io::GgmlType type) {
-  return type == io::GgmlType::q8_0 || type == io::GgmlType::q4_0 || type == io::GgmlType::q4_1;
+  return io::ggml_type_traits(type).quantized;
 }
 
 }  // namespace
