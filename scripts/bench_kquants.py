@@ -209,6 +209,19 @@ def main():
                       f"Q4_K_M with its imatrix: {ratio:.2f} × by edgedistill verify"
                       + (f", {lr:.2f} × by llama-perplexity" if lr is not None else "")
                       + (" (met)." if ratio <= 0.8 else " (not met).")]
+    checks = []
+    for stem in ("llama-q4_k_m-imatrix", "llama-q5_k_m", "llama-q6_k"):
+        path = os.path.join(args.work, stem + ".selfcheck.json")
+        if os.path.exists(path):
+            m = json.load(open(path))["metrics"]
+            checks.append(f"| {stem}.gguf | {m['mean_kl']:.2e} | {100 * m['top1_agreement']:.2f} % | "
+                          f"{m['ppl_increase_pct']:+.3f} % |")
+    if checks:
+        lines += ["", "llama.cpp's K-quant files in edgedistill's runtime against the same files "
+                      "dequantized to float (`edgedistill verify --model F --reference F`: the "
+                      "reference imports the file and decodes every weight): what is left is the "
+                      "runtime's 8-bit activations.", "",
+                  "| file | mean KL | top-1 | ppl change |", "|---|---:|---:|---:|"] + checks
     lines.append("")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"

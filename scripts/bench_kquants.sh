@@ -15,8 +15,10 @@
 #              Q6_K
 # Evaluators: `edgedistill verify` against the float checkpoint on the test split (perplexity
 # change, KL, top-1, and the runtime's decode speed), and llama-perplexity on the same split's
-# text (corpus/test.txt of the model's data) with the same 128-token windows; llama-bench gives
-# llama.cpp's decode speed. The importance matrices come from the train split: ours from
+# text (corpus/test.txt of the model's data) with the same 128-token windows, the same number of
+# them; llama-bench gives llama.cpp's decode speed. Each llama.cpp K-quant file is also verified
+# against itself dequantized (imported as the reference): the runtime's kernels on llama.cpp's
+# bytes against float arithmetic on the weights they decode to. The importance matrices come from the train split: ours from
 # `edgedistill imatrix` (16,384 tokens in windows of 128), llama's from llama-imatrix on
 # corpus/train.txt (128 chunks of 128 tokens).
 #
@@ -25,8 +27,9 @@
 # are left out and the report says so.
 #
 # Environment: MODEL (default runs/reproduce/kjv/teacher), BENCH_DIR (runs/bench-kquants),
-# RESULTS_DIR (docs/results), THREADS (all cores), EVAL_TOKENS (test tokens edgedistill verify
-# scores, 0 = the whole split; default 0), EDGEDISTILL_BUILD_DIR, EDGEDISTILL_LLAMA_CPP_BUILD_DIR.
+# RESULTS_DIR (docs/results), THREADS (all cores), EVAL_TOKENS (the first test tokens both
+# evaluators score, in 128-token windows; default 16384), EDGEDISTILL_BUILD_DIR,
+# EDGEDISTILL_LLAMA_CPP_BUILD_DIR.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,7 +39,7 @@ model=${MODEL:-$repo/runs/reproduce/kjv/teacher}
 work=${BENCH_DIR:-$repo/runs/bench-kquants}
 results=${RESULTS_DIR:-$repo/docs/results}
 threads=${THREADS:-$(nproc)}
-eval_tokens=${EVAL_TOKENS:-0}
+eval_tokens=${EVAL_TOKENS:-16384}
 llama_bin=${EDGEDISTILL_LLAMA_CPP_BUILD_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgedistill/llama.cpp-build}/bin
 
 die() { echo "bench_kquants: $*" >&2; exit 2; }
@@ -114,11 +117,18 @@ for file in "$float" "$work"/ours-*.gguf "$work"/llama-*.gguf; do
   if ((have_llama)); then
     echo "\$ llama-perplexity -m $file" >>"$log"
     "$llama_bin/llama-perplexity" -m "$file" -f "$data_dir/corpus/test.txt" -c 128 -b 128 \
-      -t "$threads" >"$stem.llama-perplexity.txt" 2>&1 || die "llama-perplexity failed on $file (see $stem.llama-perplexity.txt)"
+      --chunks $((eval_tokens / 128)) -t "$threads" >"$stem.llama-perplexity.txt" 2>&1 || die "llama-perplexity failed on $file (see $stem.llama-perplexity.txt)"
     echo "\$ llama-bench -m $file" >>"$log"
     "$llama_bin/llama-bench" -m "$file" -p 64 -n 32 -r 3 -t "$threads" -o json \
       >"$stem.llama-bench.json" 2>>"$log" || die "llama-bench failed on $file (see $log)"
   fi
+done
+
+for file in "$work"/llama-q4_k_m-imatrix.gguf "$work"/llama-q5_k_m.gguf "$work"/llama-q6_k.gguf; do
+  [[ -f $file ]] || continue
+  step "verify $(basename "$file") against its own dequantized weights"
+  run "$bin" verify --model "$file" --reference "$file" --max-tokens "$eval_tokens" --no-bench \
+    --threads "$threads" --report "${file%.gguf}.selfcheck.json"
 done
 
 /usr/bin/python3 "$repo/scripts/bench_kquants.py" --work "$work" --model "$model" \

@@ -16,6 +16,7 @@
 #include "io/gguf_quants.h"
 #include "io/half.h"
 #include "model/llama.h"
+#include "python_reference.h"
 #include "quantize/awq.h"
 #include "quantize/calibration.h"
 #include "quantize/gguf_export.h"
@@ -23,7 +24,6 @@
 #include "quantize/imatrix.h"
 #include "quantize/quant_plan.h"
 #include "quantize/quantize_model.h"
-#include "python_reference.h"
 #include "test_util.h"
 
 using namespace edgedistill;
@@ -952,7 +952,8 @@ void check_close(const std::map<std::string, std::vector<float>>& a,
     INFO(name);
     REQUIRE(b.count(name) == 1);
     REQUIRE(values.size() == b.at(name).size());
-    for (size_t i = 0; i < values.size(); ++i) CHECK(values[i] == Approx(b.at(name)[i]).epsilon(rel));
+    for (size_t i = 0; i < values.size(); ++i)
+      CHECK(values[i] == Approx(b.at(name)[i]).epsilon(rel));
   }
 }
 
@@ -980,7 +981,8 @@ TEST_CASE("collect_imatrix sums every matrix's inputs squared, as the model comp
       CHECK(imatrix.chunk_size == 24);
       CHECK(imatrix.datasets == std::vector<std::string>{"data (train)"});
       // The model is unchanged.
-      for (const auto& [name, value] : parameters_of(net)) CHECK(torch::equal(value, before.at(name)));
+      for (const auto& [name, value] : parameters_of(net))
+        CHECK(torch::equal(value, before.at(name)));
 
       // The expectation: each block's trace (the model's own forward with its linear inputs kept),
       // block after block on the float model, squared and summed over all tokens.
@@ -995,9 +997,11 @@ TEST_CASE("collect_imatrix sums every matrix's inputs squared, as the model comp
         for (int layer = 0; layer < config.n_layers; ++layer) {
           const auto trace = block_of(net, layer).trace(x, context.cos, context.sin, context.mask);
           const std::string p = str("blk.", layer, ".");
-          for (const char* m : {"attn_q", "attn_k", "attn_v"}) expected[p + m + ".weight"] = sum_sq(trace.attn_in);
+          for (const char* m : {"attn_q", "attn_k", "attn_v"})
+            expected[p + m + ".weight"] = sum_sq(trace.attn_in);
           expected[p + "attn_output.weight"] = sum_sq(trace.context);
-          for (const char* m : {"ffn_gate", "ffn_up"}) expected[p + m + ".weight"] = sum_sq(trace.ffn_in);
+          for (const char* m : {"ffn_gate", "ffn_up"})
+            expected[p + m + ".weight"] = sum_sq(trace.ffn_in);
           expected[p + "ffn_down.weight"] = sum_sq(trace.ffn_hidden);
           x = trace.out;
         }
@@ -1024,7 +1028,8 @@ TEST_CASE("imatrix files round-trip in both formats and match an independent rea
   const quant::Imatrix m = small_imatrix();
   const auto expected = importances_of(m);
   // importance() itself: sums / count, and 1 where the count is 0 (an expert never reached).
-  CHECK(expected.at("blk.0.attn_q.weight") == std::vector<float>{1.5f / 384, 0.25f / 384, 4.0f / 384, 0.0f});
+  CHECK(expected.at("blk.0.attn_q.weight") ==
+        std::vector<float>{1.5f / 384, 0.25f / 384, 4.0f / 384, 0.0f});
   quant::Imatrix unreached;
   unreached.entries["x"] = {{2.0f, 4.0f}, {0.0f}};
   CHECK(unreached.importance("x") == std::vector<float>{1.0f, 1.0f});
@@ -1057,7 +1062,8 @@ TEST_CASE("imatrix files round-trip in both formats and match an independent rea
   // The independent reader sees the same importances and metadata in our files.
   for (const auto& file : {gguf, dat}) {
     INFO(file.string());
-    const auto json = nlohmann::json::parse(test::run_python("imatrix_reference.py", {"read", file.string()}));
+    const auto json =
+        nlohmann::json::parse(test::run_python("imatrix_reference.py", {"read", file.string()}));
     check_close(importances_of(json["importance"]), expected, 1e-6);
     CHECK(json["chunk_count"] == 3);
     CHECK(json["datasets"] == nlohmann::json(m.datasets));
@@ -1072,7 +1078,8 @@ TEST_CASE("imatrix files round-trip in both formats and match an independent rea
   spec["entries"]["blk.0.attn_v.weight"] = {{"sums", {10.0, 20.0, 30.0}}, {"counts", {5.0}}};
   spec["entries"]["output.weight"] = {{"sums", {1.0, 2.0}}, {"counts", {4.0}}};
   core::write_file_atomic(dir.path() / "spec.json", spec.dump());
-  test::run_python("imatrix_reference.py", {"write-gguf", (dir.path() / "py.gguf").string(), (dir.path() / "spec.json").string()});
+  test::run_python("imatrix_reference.py", {"write-gguf", (dir.path() / "py.gguf").string(),
+                                            (dir.path() / "spec.json").string()});
   const auto py_gguf = quant::read_imatrix(dir.path() / "py.gguf");
   CHECK(py_gguf.datasets == std::vector<std::string>{"a.txt", "b.txt"});
   CHECK(py_gguf.chunk_count == 7);
@@ -1083,7 +1090,8 @@ TEST_CASE("imatrix files round-trip in both formats and match an independent rea
   nlohmann::json legacy = {{"datasets", {"wiki.train.raw"}}, {"chunk_count", 9}};
   legacy["entries"]["blk.0.attn_v.weight"] = {{"values", {9.0, 18.0, 27.0}}, {"ncall", 9}};
   core::write_file_atomic(dir.path() / "legacy.json", legacy.dump());
-  test::run_python("imatrix_reference.py", {"write-dat", (dir.path() / "py.dat").string(), (dir.path() / "legacy.json").string()});
+  test::run_python("imatrix_reference.py", {"write-dat", (dir.path() / "py.dat").string(),
+                                            (dir.path() / "legacy.json").string()});
   const auto py_dat = quant::read_imatrix(dir.path() / "py.dat");
   CHECK(py_dat.importance("blk.0.attn_v.weight") == std::vector<float>{1.0f, 2.0f, 3.0f});
   CHECK(py_dat.chunk_count == 9);
@@ -1091,8 +1099,10 @@ TEST_CASE("imatrix files round-trip in both formats and match an independent rea
   // The trailer is optional.
   legacy.erase("chunk_count");
   core::write_file_atomic(dir.path() / "legacy.json", legacy.dump());
-  test::run_python("imatrix_reference.py", {"write-dat", (dir.path() / "bare.dat").string(), (dir.path() / "legacy.json").string()});
-  CHECK(quant::read_imatrix(dir.path() / "bare.dat").importance("blk.0.attn_v.weight") == std::vector<float>{1.0f, 2.0f, 3.0f});
+  test::run_python("imatrix_reference.py", {"write-dat", (dir.path() / "bare.dat").string(),
+                                            (dir.path() / "legacy.json").string()});
+  CHECK(quant::read_imatrix(dir.path() / "bare.dat").importance("blk.0.attn_v.weight") ==
+        std::vector<float>{1.0f, 2.0f, 3.0f});
 }
 
 TEST_CASE("bad imatrix files and imatrices of another model are one-line errors naming the fault") {
@@ -1123,7 +1133,8 @@ TEST_CASE("bad imatrix files and imatrices of another model are one-line errors 
   };
   quant::Imatrix wrong_width;
   wrong_width.entries["blk.0.attn_q.weight"] = {std::vector<float>(63, 1.0f), {1.0f}};
-  CHECK_THAT(fit_error(wrong_width), Catch::Contains("'blk.0.attn_q.weight' has 63 columns; the model's matrix has 64"));
+  CHECK_THAT(fit_error(wrong_width),
+             Catch::Contains("'blk.0.attn_q.weight' has 63 columns; the model's matrix has 64"));
   quant::Imatrix unknown;
   unknown.entries["blk.7.attn_q.weight"] = {std::vector<float>(64, 1.0f), {1.0f}};
   CHECK_THAT(fit_error(unknown), Catch::Contains("'blk.7.attn_q.weight' is not a matrix"));
@@ -1182,7 +1193,8 @@ TEST_CASE("quantize_llama weights the K-quant scale search of matrices with impo
 // ---------------------------------------------------------------------------------------------
 // GPTQ into the K-quant grids
 
-TEST_CASE("GPTQ rounds into K-quant super-blocks: RTN's bytes on white inputs, better on correlated") {
+TEST_CASE(
+    "GPTQ rounds into K-quant super-blocks: RTN's bytes on white inputs, better on correlated") {
   const std::vector<GgmlType> k_types = {GgmlType::q4_k, GgmlType::q5_k, GgmlType::q6_k};
   torch::manual_seed(5);
   const auto w = torch::randn({48, 512});
@@ -1220,15 +1232,60 @@ TEST_CASE("GPTQ rounds into K-quant super-blocks: RTN's bytes on white inputs, b
           CHECK(std::memcmp(decoded.data_ptr<float>(), result.dequantized.data_ptr<float>(),
                             sizeof(float) * 48 * 512) == 0);
           // Better than round-to-nearest, plain or weighted by the same diagonal (an importance
-          // matrix of these inputs), on the calibration rows and on fresh ones.
-          for (const auto& rtn : {rtn_dequantized(w, type),
-                                  quant::dequantize_bytes(quant::rtn_bytes(w, type, &importance),
-                                                          type, 48, 512)}) {
-            CHECK(output_error(x, w, result.dequantized) < kGptqOverRtnMax * output_error(x, w, rtn));
+          // matrix of these inputs), on the calibration rows and on fresh ones. Measured (seed 5,
+          // calibration rows), GPTQ / RTN output error, plain and weighted: q4_k 0.17 / 0.21,
+          // q5_k 0.15 / 0.18, q6_k 0.15 / 0.17; with act-order 0.07 / 0.09 for all three. The
+          // legacy types' bound (kGptqOverRtnMax) holds with room.
+          for (const auto& rtn :
+               {rtn_dequantized(w, type),
+                quant::dequantize_bytes(quant::rtn_bytes(w, type, &importance), type, 48, 512)}) {
+            CHECK(output_error(x, w, result.dequantized) <
+                  kGptqOverRtnMax * output_error(x, w, rtn));
             CHECK(output_error(held_out, w, result.dequantized) <
                   kGptqOverRtnMax * output_error(held_out, w, rtn));
           }
         }
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "every method rounds a K-quant mix and leaves the model holding what its codes decode to") {
+  model::LlamaConfig config = small_config(false);
+  config.dim = 256;  // rows of whole super-blocks
+  config.ffn_dim = 256;
+  config.n_layers = 2;
+  const auto windows = random_windows(16, 32, 96, 75);
+  quant::QuantizeOptions options;
+  const auto mix = quant::find_mix("q4_k_m");
+  REQUIRE(mix.has_value());
+  options.tensor_types = quant::resolve_plan(quant::mix_plan(*mix, config), mix->base, config);
+  for (const auto method : {quant::QuantMethod::rtn, quant::QuantMethod::gptq,
+                            quant::QuantMethod::awq, quant::QuantMethod::awq_gptq}) {
+    DYNAMIC_SECTION(quant::quant_method_name(method)) {
+      auto net = random_llama(config, 76);
+      options.method = method;
+      const auto result = quant::quantize_llama(*net, windows, options);
+      const auto parameters = parameters_of(net);
+      double method_sum = 0, rtn_sum = 0;
+      for (const auto& layer : result.layers) {
+        INFO(layer.name);
+        const auto type = options.tensor_types.at(layer.name);
+        CHECK(layer.type == type);
+        CHECK((type == GgmlType::q4_k || type == GgmlType::q6_k));
+        const auto& weight = parameters.at(layer.name);
+        CHECK(torch::equal(weight, quant::dequantize_bytes(result.bytes.at(layer.name), type,
+                                                           weight.size(0), weight.size(1))));
+        if (std::isfinite(layer.method.output)) {
+          method_sum += layer.method.output;
+          rtn_sum += layer.rtn.output;
+        }
+      }
+      if (method == quant::QuantMethod::rtn) {
+        CHECK(method_sum == rtn_sum);
+      } else {
+        CHECK(method_sum < rtn_sum);
       }
     }
   }
