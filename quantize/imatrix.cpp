@@ -119,8 +119,8 @@ class LegacyReader {
   }
   std::string text(int32_t length, const std::string& what) {
     if (length < 0 || length > 4096) {
-      throw FileError(str(path_.string(), ": ", what, " length ", length,
-                          " at byte ", at_ - 4, "; not a legacy .dat importance matrix"));
+      throw FileError(str(path_.string(), ": ", what, " length ", length, " at byte ", at_ - 4,
+                          "; not a legacy .dat importance matrix"));
     }
     std::string out(static_cast<size_t>(length), '\0');
     take(out.data(), out.size(), what);
@@ -148,8 +148,8 @@ Imatrix read_legacy(const fs::path& path) {
     const int32_t ncall = in.i32(what + "'s call count");
     const int32_t nval = in.i32(what + "'s value count");
     if (nval < 1 || nval > (1 << 28) || ncall < 0) {
-      throw FileError(str(path.string(), ": ", what, " ('", name, "') has ", nval,
-                          " values and ", ncall, " calls; the file is corrupt"));
+      throw FileError(str(path.string(), ": ", what, " ('", name, "') has ", nval, " values and ",
+                          ncall, " calls; the file is corrupt"));
     }
     ImatrixEntry entry;
     entry.sums.resize(static_cast<size_t>(nval));
@@ -173,7 +173,9 @@ Imatrix read_legacy(const fs::path& path) {
 void append(std::string& out, const void* data, size_t n) {
   out.append(static_cast<const char*>(data), n);
 }
-void append_i32(std::string& out, int32_t value) { append(out, &value, sizeof value); }
+void append_i32(std::string& out, int32_t value) {
+  append(out, &value, sizeof value);
+}
 
 std::vector<uint8_t> f32_bytes(const std::vector<float>& values) {
   std::vector<uint8_t> bytes(values.size() * sizeof(float));
@@ -198,8 +200,9 @@ std::vector<float> Imatrix::importance(const std::string& name) const {
 
 Imatrix read_imatrix(const fs::path& path) {
   if (!fs::is_regular_file(path)) {
-    throw FileError(str(path.string(), ": no such importance matrix file (write one with "
-                                       "`edgedistill imatrix` or llama-imatrix)"));
+    throw FileError(str(path.string(),
+                        ": no such importance matrix file (write one with "
+                        "`edgedistill imatrix` or llama-imatrix)"));
   }
   return io::is_gguf_file(path) ? read_gguf(path) : read_legacy(path);
 }

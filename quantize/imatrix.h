@@ -59,8 +59,7 @@ void write_imatrix(const Imatrix& imatrix, const fs::path& path, ImatrixFormat f
 // Checks the entries against the model's matrices: every entry must name one of them (a tied
 // model's head is token_embd.weight) with sums of n_mat * cols values, n_mat == 1. An InputError
 // naming `path`, the first entry that does not fit and why; also when no entry names a matrix.
-void check_imatrix_fits(const Imatrix& imatrix, model::LlamaModelImpl& model,
-                        const fs::path& path);
+void check_imatrix_fits(const Imatrix& imatrix, model::LlamaModelImpl& model, const fs::path& path);
 
 // Collects an importance matrix of `model` (float, unchanged) on calibration windows [N, T]
 // (int64): every matrix's inputs are summed as the model computes them, in chunks of

@@ -14,7 +14,9 @@ namespace {
 bool uses_awq(QuantMethod method) {
   return method == QuantMethod::awq || method == QuantMethod::awq_gptq;
 }
-bool is_k_quant(io::GgmlType type) { return io::ggml_type_traits(type).block_elems == io::kSuperBlock; }
+bool is_k_quant(io::GgmlType type) {
+  return io::ggml_type_traits(type).block_elems == io::kSuperBlock;
+}
 bool uses_gptq(QuantMethod method) {
   return method == QuantMethod::gptq || method == QuantMethod::awq_gptq;
 }

@@ -563,8 +563,9 @@ TEST_CASE("a trained model is quantized with GPTQ then run and verified and bad 
   CHECK_FALSE(fs::exists(dir.path() / "bad.gguf"));
 }
 
-TEST_CASE("an importance matrix weights quantize's K-quants, GPTQ rounds a K-quant mix, and a "
-          "mismatched imatrix exits 2") {
+TEST_CASE(
+    "an importance matrix weights quantize's K-quants, GPTQ rounds a K-quant mix, and a "
+    "mismatched imatrix exits 2") {
   test::TempDir dir;
   const auto recipe = tiny_recipe(dir.path(), 12).string();
   const auto run = dir.path() / "run";
@@ -655,8 +656,9 @@ TEST_CASE("an importance matrix weights quantize's K-quants, GPTQ rounds a K-qua
   const fs::path other = dir.path() / "other.imatrix.gguf";
   test::run_python("imatrix_reference.py",
                    {"write-gguf", other.string(), (dir.path() / "spec.json").string()});
-  const std::vector<std::string> base = {"quantize", "--model", run.string(), "--type", "q4_k_m",
-                                         "--no-eval", "--out", (dir.path() / "bad.gguf").string()};
+  const std::vector<std::string> base = {
+      "quantize", "--model",   run.string(), "--type",
+      "q4_k_m",   "--no-eval", "--out",      (dir.path() / "bad.gguf").string()};
   auto with = [&](std::vector<std::string> extra) {
     auto arguments = base;
     arguments.insert(arguments.end(), extra.begin(), extra.end());

@@ -66,8 +66,7 @@ int run_imatrix(const ImatrixCliOptions& options) {
   // The spread of importance inside each matrix is what an importance-weighted rounding uses.
   std::printf("imatrix %s -> %s (%s, %zu matrices, %s tokens in %u windows of %u)\n",
               model_dir.string().c_str(), options.out.c_str(),
-              format == quant::ImatrixFormat::gguf ? "GGUF" : "legacy .dat",
-              imatrix.entries.size(),
+              format == quant::ImatrixFormat::gguf ? "GGUF" : "legacy .dat", imatrix.entries.size(),
               core::format_count(drawn.record["tokens"].get<int64_t>()).c_str(),
               imatrix.chunk_count, imatrix.chunk_size);
   std::printf("  %-26s %6s %12s %12s %9s\n", "matrix", "cols", "mean E[x^2]", "max E[x^2]",
@@ -84,9 +83,10 @@ int run_imatrix(const ImatrixCliOptions& options) {
     std::printf("  %-26s %6zu %12.4g %12.4g %9.1f\n", name.c_str(), importance.size(), mean, max,
                 mean > 0 ? max / mean : 0.0);
   }
-  std::printf("  %.1f s; use it with: edgedistill quantize --model %s --method rtn --type q4_k_m "
-              "--imatrix %s --out FILE.gguf\n",
-              core::seconds_since(start), options.model.c_str(), options.out.c_str());
+  std::printf(
+      "  %.1f s; use it with: edgedistill quantize --model %s --method rtn --type q4_k_m "
+      "--imatrix %s --out FILE.gguf\n",
+      core::seconds_since(start), options.model.c_str(), options.out.c_str());
   return 0;
 }
 
@@ -112,8 +112,7 @@ void add_imatrix_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   command->add_option("-t,--threads", options->threads, "CPU threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
-  command->add_option("-o,--out", options->out, "the importance matrix file to write")
-      ->required();
+  command->add_option("-o,--out", options->out, "the importance matrix file to write")->required();
   command->callback([options, &exit_code] { exit_code = run_imatrix(*options); });
 }
 

@@ -134,14 +134,16 @@ std::vector<std::string> quantize_types() {
 int run_quantize(const QuantizeCliOptions& options) {
   const auto method = quant::parse_quant_method(options.method);
   const auto mix = quant::find_mix(options.type);
-  const auto type = mix ? std::optional<io::GgmlType>(mix->base) : io::parse_ggml_type(options.type);
+  const auto type =
+      mix ? std::optional<io::GgmlType>(mix->base) : io::parse_ggml_type(options.type);
   ED_CHECK(method && type, "checked by CLI11");
   if (options.block_size % 32 != 0) {
     throw InputError(str("--block-size ", options.block_size, " is not a multiple of 32"));
   }
   if (!options.imatrix.empty() && *method != quant::QuantMethod::rtn) {
-    throw InputError(str("--imatrix weights round-to-nearest's K-quant scale search; GPTQ and AWQ "
-                         "weigh errors by their own calibration Hessians: use --method rtn"));
+    throw InputError(
+        str("--imatrix weights round-to-nearest's K-quant scale search; GPTQ and AWQ "
+            "weigh errors by their own calibration Hessians: use --method rtn"));
   }
   // The plan file and the importance matrix first: a typo there should not cost a calibration
   // pass.
@@ -162,9 +164,9 @@ int run_quantize(const QuantizeCliOptions& options) {
   auto& model = dynamic_cast<model::LlamaModelImpl&>(*loaded.module);
   model.eval();
   const model::LlamaConfig& config = model.config();
-  const quant::QuantPlan plan = plan_file  ? *plan_file
-                                : mix      ? quant::mix_plan(*mix, config)
-                                           : quant::default_plan(*type);
+  const quant::QuantPlan plan = plan_file ? *plan_file
+                                : mix     ? quant::mix_plan(*mix, config)
+                                          : quant::default_plan(*type);
 
   quant::QuantizeOptions qopts;
   qopts.method = *method;

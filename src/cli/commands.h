@@ -74,9 +74,9 @@ struct ExportOptions {
   std::string tokenizer;
   std::string name;
   std::string out;
-  std::string format = "gguf";   // or "hf": a Hugging Face folder
-  std::string hf_architecture;   // --format hf: "" = the imported one, else by the model's shape
-  bool force = false;            // --format hf: replace an existing folder
+  std::string format = "gguf";  // or "hf": a Hugging Face folder
+  std::string hf_architecture;  // --format hf: "" = the imported one, else by the model's shape
+  bool force = false;           // --format hf: replace an existing folder
 };
 int run_export(const ExportOptions& options);
 

@@ -54,8 +54,8 @@ float fit_symmetric_codes(const float* x, const float* weights, int n, int nmax)
 // scales) k_grid_pack keeps.
 struct KGrid {
   GgmlType type = GgmlType::q4_k;
-  float step[16] = {};   // Q4_K/Q5_K: 8 sub-blocks of 32; Q6_K: 16 of 16
-  float shift[16] = {};  // Q4_K/Q5_K: dmin * m, subtracted; Q6_K: 0
+  float step[16] = {};                   // Q4_K/Q5_K: 8 sub-blocks of 32; Q6_K: 16 of 16
+  float shift[16] = {};                  // Q4_K/Q5_K: dmin * m, subtracted; Q6_K: 0
   uint8_t block[sizeof(Q6KBlock)] = {};  // the largest of the three blocks
 };
 // The grid of the 256 values at x (q4_k, q5_k or q6_k); `importance` [256] or null as for the
