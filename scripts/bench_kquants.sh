@@ -117,7 +117,9 @@ for file in "$float" "$work"/ours-*.gguf "$work"/llama-*.gguf; do
   if ((have_llama)); then
     echo "\$ llama-perplexity -m $file" >>"$log"
     "$llama_bin/llama-perplexity" -m "$file" -f "$data_dir/corpus/test.txt" -c 128 -b 128 \
-      --chunks $((eval_tokens / 128)) -t "$threads" >"$stem.llama-perplexity.txt" 2>&1 || die "llama-perplexity failed on $file (see $stem.llama-perplexity.txt)"
+      --chunks $((eval_tokens / 128)) -t "$threads" >"$stem.llama-perplexity.txt" 2>&1 &&
+      grep -q "Final estimate" "$stem.llama-perplexity.txt" ||
+      die "llama-perplexity failed on $file (see $stem.llama-perplexity.txt)"
     echo "\$ llama-bench -m $file" >>"$log"
     "$llama_bin/llama-bench" -m "$file" -p 64 -n 32 -r 3 -t "$threads" -o json \
       >"$stem.llama-bench.json" 2>>"$log" || die "llama-bench failed on $file (see $log)"

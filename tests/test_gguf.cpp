@@ -998,8 +998,8 @@ TEST_CASE("malformed GGUF files are refused with a message naming the field") {
     require_rejected(path, with([](HandFile& f) {
                        f.tensors[1] = tensor_record("b", {32, 2}, 10, 32);  // Q2_K
                      }),
-                     {"tensor 1 'b'", "ggml type 10 is not one this edgedistill reads", "q8_0 = 8",
-                      "q6_k = 14"});
+                     {"tensor 1 'b'", "ggml type 10 (Q2_K) is not one this edgedistill reads",
+                      "q8_0 = 8", "q6_k = 14", "llama-quantize --allow-requantize"});
     require_rejected(path, with([](HandFile& f) {
                        f.tensors[1] = tensor_record("b", {48, 2}, 2, 32);
                      }),

@@ -1,4 +1,4 @@
-// GGUF values and the validating reader (../shared/specs/gguf.md, "Container").
+// GGUF values and the validating reader (docs/runtime.md, "Reading a file").
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -24,6 +24,21 @@ namespace {
 
 constexpr std::string_view kHintTruncated = "the file is truncated or not a GGUF file";
 constexpr std::string_view kHintReexport = "re-export it with `edgedistill export`";
+
+// " (Q3_K)" for the ggml types that exist but that we do not read, so the error names what the
+// file holds; "" for an id ggml does not define either.
+std::string unsupported_type_name(uint32_t id) {
+  static const std::pair<uint32_t, const char*> kNames[] = {
+      {4, "Q4_2, removed from ggml"}, {5, "Q4_3, removed from ggml"}, {9, "Q8_1"}, {10, "Q2_K"},
+      {11, "Q3_K"}, {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"},
+      {20, "IQ4_NL"}, {21, "IQ3_S"}, {22, "IQ2_S"}, {23, "IQ4_XS"}, {24, "I8"}, {25, "I16"},
+      {26, "I32"}, {27, "I64"}, {28, "F64"}, {29, "IQ1_M"}, {30, "BF16"}, {34, "TQ1_0"},
+      {35, "TQ2_0"}, {39, "MXFP4"}};
+  for (const auto& [known, name] : kNames) {
+    if (known == id) return std::string(" (") + name + ")";
+  }
+  return "";
+}
 
 constexpr uint32_t kValueTypeCount = 13;      // UINT8 = 0 .. FLOAT64 = 12
 constexpr uint64_t kMaxTensorNameBytes = 63;  // ggml's GGML_MAX_NAME (64) less the NUL
@@ -349,8 +364,10 @@ GgufTensor read_tensor_info(Parser& parser, uint64_t index, uint32_t alignment,
   const uint32_t type_id = parser.u32(where, "ggml type");
   const std::optional<GgmlTypeTraits> traits = find_ggml_type(type_id);
   if (!traits) {
-    parser.fail(named, ": ggml type ", type_id, " is not one this edgedistill reads (",
-                known_ggml_type_list(), "); ", kHintReexport);
+    parser.fail(named, ": ggml type ", type_id, unsupported_type_name(type_id),
+                " is not one this edgedistill reads (", known_ggml_type_list(),
+                "); requantize the file to one of them (llama-quantize --allow-requantize, e.g. "
+                "Q4_K_M or Q8_0) or ", kHintReexport);
   }
   tensor.type = traits->type;
   const auto block_elems = static_cast<uint64_t>(traits->block_elems);
