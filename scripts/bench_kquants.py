@@ -44,7 +44,8 @@ def gguf_tensors(path):
         nonlocal at
         sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
         if vtype == 8:
-            at += take("Q")
+            n = take("Q")  # (take moves `at`; add the length after it)
+            at += n
         elif vtype == 9:
             etype, n = take("I"), take("Q")
             for _ in range(n):
@@ -54,7 +55,8 @@ def gguf_tensors(path):
 
     _, n_tensors, n_kv = take("IQQ")
     for _ in range(n_kv):
-        at += take("Q")
+        n = take("Q")
+        at += n
         skip_value(take("I"))
     out = {}
     for _ in range(n_tensors):
@@ -166,6 +168,12 @@ def main():
         "file bytes × 8 / parameters (metadata and the tokenizer included).",
         "",
     ]
+    load = os.getloadavg()[0]
+    lines += [f"Load average when the report was written: {load:.1f} on {os.cpu_count()} cores. "
+              + ("The machine was busy with other work, so the decode speeds below are not a "
+                 "comparison of the runtimes; the quality columns do not depend on it."
+                 if load > 0.5 * (os.cpu_count() or 1) else
+                 "The machine was otherwise idle."), ""]
     if not args.llama:
         lines += ["llama.cpp's tools were not built when this ran (scripts/llama_cpp_build.sh), "
                   "so its rows and columns are missing.", ""]
