@@ -95,8 +95,10 @@ if [[ $list != 1 && $report_only != 1 ]]; then
   snapshot=$root/.bin
   mkdir -p "$snapshot"
   for program in edgedistill edgedistill-data; do
+    [[ -x $build_dir/bin/$program ]] || { echo "reproduce_tables: no $build_dir/bin/$program; build it with scripts/setup.sh" >&2; exit 2; }
     # Copy, then rename: a binary that an earlier run still executes is replaced, not rewritten.
-    cp "$build_dir/bin/$program" "$snapshot/.$program.tmp" && mv -f "$snapshot/.$program.tmp" "$snapshot/$program"
+    cp "$build_dir/bin/$program" "$snapshot/.$program.tmp"
+    mv -f "$snapshot/.$program.tmp" "$snapshot/$program"
   done
   edgedistill=$snapshot/edgedistill
 fi
