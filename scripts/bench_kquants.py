@@ -23,6 +23,7 @@ ROWS = [
     ("q4_k_m-cross", "Q4_K_M, the other tool's imatrix", "ours-q4_k_m-llama-imatrix",
      "llama-q4_k_m-our-imatrix"),
     ("q4_k_m-gptq", "Q4_K_M, GPTQ (16,384 calibration tokens)", "ours-q4_k_m-gptq", None),
+    ("q4_k_m-awq-gptq", "Q4_K_M, AWQ + GPTQ with act-order", "ours-q4_k_m-awq-gptq", None),
     ("q5_k_m", "Q5_K_M", "ours-q5_k_m", "llama-q5_k_m"),
     ("q6_k", "Q6_K", "ours-q6_k", "llama-q6_k"),
 ]

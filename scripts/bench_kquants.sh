@@ -10,8 +10,8 @@
 # Rows (each a GGUF file from the f32 export of MODEL):
 #   ours:      edgedistill quantize --method rtn with --type q4_0 and the pure plan (every matrix
 #              q4_0, like llama-quantize --pure), q4_k_m, q4_k_m --imatrix (ours, and llama's),
-#              q5_k_m, q6_k; and --method gptq --type q4_k_m (calibrated on the same 16,384
-#              train tokens as our imatrix)
+#              q5_k_m, q6_k; and --type q4_k_m with --method gptq, and with --method awq+gptq
+#              --act-order (calibrated on the same 16,384 train tokens as our imatrix)
 #   llama.cpp: llama-quantize --pure Q4_0, Q4_K_M, Q4_K_M --imatrix (llama's, and ours), Q5_K_M,
 #              Q6_K
 # Evaluators: `edgedistill verify` against the float checkpoint on the test split (perplexity
@@ -104,6 +104,7 @@ fi
 quantize_ours q5_k_m rtn --type q5_k_m
 quantize_ours q6_k rtn --type q6_k
 quantize_ours q4_k_m-gptq gptq --type q4_k_m
+quantize_ours q4_k_m-awq-gptq awq+gptq --type q4_k_m --act-order
 
 if ((have_llama)); then
   quantize_llama() {  # NAME TYPE ARGS...
