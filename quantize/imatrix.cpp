@@ -1,8 +1,8 @@
 #include "quantize/imatrix.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <set>
 
 #include "core/error.h"
 #include "core/files.h"

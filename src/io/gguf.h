@@ -1,4 +1,5 @@
-// GGUF version 3 reader and writer (../shared/specs/gguf.md), dependency-free (core only).
+// GGUF version 3 reader and writer (docs/runtime.md, "What export writes" and "Reading a file"),
+// dependency-free (core only).
 //
 // The reader memory-maps the file and validates everything before anything is used: magic,
 // version, counts, every string and array length against the bytes left, value and tensor types,

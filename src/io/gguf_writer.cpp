@@ -1,4 +1,4 @@
-// The GGUF version 3 writer (../shared/specs/gguf.md, "Container").
+// The GGUF version 3 writer (docs/runtime.md, "What export writes").
 #include <algorithm>
 #include <cstring>
 #include <limits>

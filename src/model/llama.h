@@ -1,7 +1,7 @@
 // A llama-style decoder in LibTorch.
 //
 // Parameter names are the GGUF tensor names (token_embd.weight, blk.N.attn_q.weight, ...; see
-// ../shared/specs/gguf.md), so export maps names one to one.
+// docs/runtime.md, "What export writes"), so export maps names one to one.
 //
 // RoPE pairing: we rotate ADJACENT pairs (x[2i], x[2i+1]) of each head with
 // theta_i = pos * rope_theta^(-2i/D), which is llama.cpp's convention for the "llama"

@@ -9,7 +9,7 @@ using core::config_fail;
 using core::key_path;
 
 void LlamaConfig::validate(const std::string& at) const {
-  // GGUF quant blocks are 32 elements along each row (../shared/specs/gguf.md), so every row
+  // GGUF quant blocks are 32 elements along each row (docs/quantization.md), so every row
   // length of every weight — dim, ffn_dim and the attention widths — must be a multiple of 32.
   constexpr int kRowMultiple = 32;
   if (vocab_size < 0)

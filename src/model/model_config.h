@@ -1,5 +1,5 @@
 // Model configurations, validated up front so that every shipped or user model exports to GGUF
-// and runs in llama.cpp (../shared/specs/gguf.md: row lengths multiples of 32, head counts
+// and runs in llama.cpp (docs/runtime.md: row lengths multiples of 32, head counts
 // consistent).
 #pragma once
 

@@ -1,7 +1,7 @@
 // A llama model read from a GGUF file for the runtime: hyperparameters, the vocabulary and weight
 // matrices that point into the file's memory map (nothing is copied but the small norm vectors).
 //
-// Everything is validated on load (../shared/specs/gguf.md, "Model metadata" and "Tensors"):
+// Everything is validated on load (docs/runtime.md, "Reading a file"):
 // general.architecture "llama", the llama.* keys with llama.cpp's types, every tensor present with
 // the shape the hyperparameters imply, norms in F32, matrices in a type the kernels run. A file
 // that fails is a FileError naming the key or tensor; it is never half-loaded.

@@ -1,6 +1,6 @@
 // The llama forward pass over a KV cache: batched prefill and single-token decode.
 //
-// Per block (pre-norm, ../shared/specs/gguf.md "Forward pass facts"):
+// Per block (pre-norm, docs/runtime.md "The forward pass"):
 //   h = x + W_o attention(RoPE(W_q rms(x)), RoPE(W_k rms(x)), W_v rms(x))
 //   x' = h + W_down (silu(W_gate rms(h)) * W_up rms(h))
 // then logits = W_out rms(x). RoPE rotates adjacent pairs (x[2i], x[2i+1]) of each head by
