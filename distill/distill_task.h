@@ -35,6 +35,7 @@ class LanguageModelDistillTask : public train::TrainingTask {
   std::vector<train::Metric> evaluate(const std::string& split) override;
   std::string headline_metric() const override { return "valid_ppl"; }
   std::string item_unit() const override { return "tok"; }
+  void shard_data(int rank, int world_size) override { base_.shard_data(rank, world_size); }
   nlohmann::json data_cursor() const override { return base_.data_cursor(); }
   void restore_data_cursor(const nlohmann::json& cursor) override {
     base_.restore_data_cursor(cursor);
@@ -128,6 +129,7 @@ class ImageDistillTask : public train::TrainingTask {
   }
   std::string headline_metric() const override { return "valid_accuracy"; }
   std::string item_unit() const override { return "img"; }
+  void shard_data(int rank, int world_size) override { base_.shard_data(rank, world_size); }
   nlohmann::json data_cursor() const override { return base_.data_cursor(); }
   void restore_data_cursor(const nlohmann::json& cursor) override {
     base_.restore_data_cursor(cursor);

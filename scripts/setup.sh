@@ -26,6 +26,8 @@ packages=(
   # libraries (README "Stack")
   libtorch-dev libopenblas0-openmp libeigen3-dev libcli11-dev nlohmann-json3-dev catch2
   libsentencepiece-dev sentencepiece zlib1g-dev
+  # Gloo's headers: data-parallel training on LibTorch's c10d (ProcessGroupGloo)
+  libgloo-dev
   # default data: the King James Bible, WordNet glosses, Fashion-MNIST
   bible-kjv wordnet-base dataset-fashion-mnist
   # the aarch64 cross compiler and qemu-user: the NEON runtime kernels are tested under emulation

@@ -13,22 +13,6 @@
 #include "test_util.h"
 
 namespace edgedistill::test {
-namespace {
-
-// A shell word: single-quoted, with embedded quotes closed, escaped and reopened.
-std::string shell_quote(const std::string& word) {
-  std::string quoted = "'";
-  for (const char c : word) {
-    if (c == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted.push_back(c);
-    }
-  }
-  return quoted + "'";
-}
-
-}  // namespace
 
 std::string run_python(const std::string& script, const std::vector<std::string>& args) {
   const std::filesystem::path path =

@@ -21,6 +21,7 @@
 #include "runtime/gates.h"
 #include "runtime/llama_session.h"
 #include "test_util.h"
+#include "tiny_recipe.h"
 #include "train/train_config.h"
 
 using namespace edgedistill;
@@ -28,30 +29,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string quote(const std::string& text) {
-  std::string quoted = "'";
-  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-// Runs bin/edgedistill with `arguments`, capturing stdout and stderr.
-Result run_edgedistill(const std::vector<std::string>& arguments, const fs::path& scratch) {
-  std::string command = quote((test::binary_dir() / "bin" / "edgedistill").string());
-  for (const auto& argument : arguments) command += " " + quote(argument);
-  const fs::path out = scratch / "stdout.txt", err = scratch / "stderr.txt";
-  command += " >" + quote(out.string()) + " 2>" + quote(err.string());
-  const int status = std::system(command.c_str());
-  Result result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.out = core::read_file(out, "stdout");
-  result.err = core::read_file(err, "stderr");
-  return result;
-}
+using Result = test::CommandResult;
+using test::run_edgedistill;
 
 // The lines of `text` that are errors (progress and info lines are not).
 std::vector<std::string> error_lines(const std::string& text) {
@@ -73,26 +52,8 @@ void require_input_error(const Result& result, const std::string& fragment) {
   CHECK(errors[0].find(fragment) != std::string::npos);
 }
 
-// A tiny language-model recipe on a generated text file with the byte tokenizer.
 fs::path tiny_recipe(const fs::path& dir, int steps) {
-  std::string text;
-  for (int i = 0; i < 300; ++i) {
-    text += "the cat sat on the mat, line " + std::to_string(i % 13) + ".\n\n";
-  }
-  core::write_file_atomic(dir / "corpus.txt", text);
-  const std::string recipe = R"({
-    "name": "tiny", "seed": 7,
-    "data": {"name": "tiny", "sources": [{"kind": "text_file", "path": "corpus.txt"}],
-             "split": {"valid": 0.1, "test": 0.1}, "tokenizer": {"kind": "byte"}},
-    "model": {"arch": "llama", "dim": 64, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1,
-              "ffn_dim": 96, "max_seq_len": 64},
-    "train": {"steps": )" + std::to_string(steps) +
-                             R"(, "batch_size": 4, "seq_len": 32,
-              "lr": 0.003, "warmup_steps": 2, "eval_every": 4, "checkpoint_every": 3,
-              "log_every": 1}
-  })";
-  core::write_file_atomic(dir / "tiny.json", recipe);
-  return dir / "tiny.json";
+  return test::tiny_recipe_file(dir, steps, 4);
 }
 
 }  // namespace
@@ -795,7 +756,8 @@ namespace {
 // sha256sum's digest of a file: an implementation independent of core/sha256.
 std::string sha256sum(const fs::path& file, const fs::path& scratch) {
   const fs::path out = scratch / "sha256sum.txt";
-  const std::string command = "sha256sum " + quote(file.string()) + " >" + quote(out.string());
+  const std::string command =
+      "sha256sum " + test::shell_quote(file.string()) + " >" + test::shell_quote(out.string());
   REQUIRE(std::system(command.c_str()) == 0);
   return core::read_file(out, "sha256sum").substr(0, 64);
 }

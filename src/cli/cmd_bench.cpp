@@ -25,6 +25,7 @@
 #include "model/llama.h"
 #include "runtime/kernel_bench.h"
 #include "runtime/model_bench.h"
+#include "train/distributed.h"
 #include "train/optimizer.h"
 #include "train/setup.h"
 #include "train/train_config.h"
@@ -38,6 +39,7 @@ using core::seconds_since;
 struct BenchOptions {
   std::string model;
   bool kernels = false;
+  bool allreduce = false;
   runtime::KernelBenchOptions kernel_bench;
   runtime::ModelBenchOptions model_bench;
   bool json = false;
@@ -327,15 +329,77 @@ int run_tokenizer_bench(const BenchOptions& options) {
   return 0;
 }
 
+// All-reduce time and bandwidth between the ranks of a process group (run under launch or
+// torchrun), for buffers of 4 KB to 64 MB: the median of the repeats after a warm-up, the
+// algorithm bandwidth bytes / t and the bus bandwidth 2 (n - 1) / n x bytes / t, the rate each
+// link carries in a ring all-reduce (comparable across world sizes). Rank 0 reports.
+int run_allreduce_bench(const BenchOptions& options) {
+  const auto env = train::distributed_env_from_environment();
+  if (!env) {
+    throw InputError(
+        "bench --allreduce measures the ranks of a process group: run it as 'edgedistill launch "
+        "--nproc 2 -- bench --allreduce' (or under torchrun)");
+  }
+  core::set_log_prefix(str("rank ", env->rank, ": "));
+  train::configure_threads(options.threads < 0 ? 0 : options.threads, false, env->local_world_size);
+  train::ProcessGroup group(*env, train::default_distributed_timeout());
+  const int repeats = options.model_bench.repeats;
+  const double ranks = static_cast<double>(env->world_size);
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  for (int64_t bytes = 4096; bytes <= (int64_t{64} << 20); bytes *= 4) {
+    const auto buffer = torch::ones({bytes / 4}, torch::kFloat32);
+    std::vector<double> seconds;
+    for (int i = 0; i < repeats + 2; ++i) {
+      buffer.fill_(1.0);
+      group.barrier("the all-reduce bench");
+      const auto start = std::chrono::steady_clock::now();
+      group.sum_in_place(buffer, "the all-reduce bench");
+      if (i >= 2) seconds.push_back(seconds_since(start));
+      const float first = buffer[0].item<float>(), last = buffer[-1].item<float>();
+      ED_CHECK(first == ranks && last == ranks, "the all-reduce of ones over ", ranks,
+               " ranks gave ", first, " and ", last);
+    }
+    // The ranks' medians, averaged (they start together after the barrier).
+    const double mean_seconds = group.sum({median(seconds)}, "the all-reduce bench")[0] / ranks;
+    const double algorithm_gbs = static_cast<double>(bytes) / mean_seconds / 1e9;
+    rows.push_back({{"bytes", bytes},
+                    {"seconds", mean_seconds},
+                    {"algbw_gb_s", algorithm_gbs},
+                    {"busbw_gb_s", algorithm_gbs * 2.0 * (ranks - 1.0) / ranks}});
+  }
+  if (!group.is_main()) return 0;
+  nlohmann::ordered_json out;
+  out["world_size"] = env->world_size;
+  out["backend"] = "gloo";
+  out["repeats"] = repeats;
+  out["sizes"] = rows;
+  if (options.json) {
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::printf("all-reduce over %d ranks (gloo, median of %d):\n%12s %12s %12s %12s\n",
+                env->world_size, repeats, "bytes", "time", "algbw GB/s", "busbw GB/s");
+    for (const auto& row : rows) {
+      std::printf("%12lld %10.1f us %12.3f %12.3f\n",
+                  static_cast<long long>(row["bytes"].get<int64_t>()),
+                  row["seconds"].get<double>() * 1e6, row["algbw_gb_s"].get<double>(),
+                  row["busbw_gb_s"].get<double>());
+    }
+  }
+  if (!options.report.empty()) core::write_json_atomic(options.report, out);
+  return 0;
+}
+
 int run_bench(const BenchOptions& options) {
   const int modes = (options.model.empty() ? 0 : 1) + (options.config.file.empty() ? 0 : 1) +
-                    (options.kernels ? 1 : 0) + (options.tokenizer.empty() ? 0 : 1);
+                    (options.kernels ? 1 : 0) + (options.tokenizer.empty() ? 0 : 1) +
+                    (options.allreduce ? 1 : 0);
   if (modes != 1) {
     throw InputError(
         "bench needs exactly one of --model FILE.gguf (runtime speed), --kernels (kernels "
-        "against memory bandwidth), --train-config RECIPE (training throughput) or --tokenizer "
-        "PATH --text-file FILE (encoding speed)");
+        "against memory bandwidth), --train-config RECIPE (training throughput), --tokenizer "
+        "PATH --text-file FILE (encoding speed) or --allreduce (under launch)");
   }
+  if (options.allreduce) return run_allreduce_bench(options);
   if (options.kernels) return run_kernel_bench(options);
   if (!options.tokenizer.empty()) return run_tokenizer_bench(options);
   return options.model.empty() ? run_train_bench(options) : run_model_bench(options);
@@ -371,6 +435,9 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   command->add_flag("--kernels", options->kernels,
                     "measure the runtime's matrix-vector kernels (every build this CPU runs) "
                     "against the machine's read bandwidth");
+  command->add_flag("--allreduce", options->allreduce,
+                    "all-reduce time and bandwidth between data-parallel ranks, 4 KB to 64 MB "
+                    "(run under launch: edgedistill launch --nproc 2 -- bench --allreduce)");
   command->add_option("--rows", options->kernel_bench.rows, "--kernels: weight matrix rows")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -406,7 +473,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
                    "--train-config: n of the n^3 reference matmul")
       ->check(CLI::PositiveNumber);
   command->add_flag("--json", options->json,
-                    "--model, --kernels: print one JSON object instead of the table");
+                    "--model, --kernels, --allreduce: print one JSON object instead of the table");
   command->add_option("--report", options->report, "also write the results to this JSON file");
   command->add_option("--tokenizer", options->tokenizer,
                       "benchmark this tokenizer's encoding (any tokenizer path, as for tokenize "

@@ -45,10 +45,13 @@ int run_distill(const DistillCommandOptions& options) {
       recipe = core::load_config<distill::DistillRecipe>(options.run.config.file, overrides);
     }
   }
-  const int threads = train::configure_threads(recipe.base.threads, options.run.deterministic);
+  const auto group = join_process_group();
+  const int threads = train::configure_threads(recipe.base.threads, options.run.deterministic,
+                                               group ? group->env().local_world_size : 1);
   const fs::path run_dir = fs::absolute(options.run.run_dir);
 
-  auto setup = distill::prepare_distillation(recipe, options.run.cache_root());
+  auto setup = prepare_on_main_first(
+      group.get(), [&] { return distill::prepare_distillation(recipe, options.run.cache_root()); });
   const auto& name = setup.recipe.base.name;
   std::string source = "no teacher";
   if (setup.teacher) source = "teacher " + setup.teacher->dir.string();
@@ -64,7 +67,12 @@ int run_distill(const DistillCommandOptions& options) {
     extra["teacher_weights_sha256"] = setup.teacher->weights_sha256;
   }
   if (setup.cache) extra["teacher_cache"] = setup.recipe.teacher_cache.string();
-  write_run_record(run_dir, "distill", setup.text_data.get(), threads, options.run, extra);
+  const auto parallel = data_parallel_record(group.get());
+  for (const auto& item : parallel.items()) extra[item.key()] = item.value();
+  if (group) describe_data_parallel(*group, setup.recipe.base.train, threads);
+  if (!group || group->is_main()) {
+    write_run_record(run_dir, "distill", setup.text_data.get(), threads, options.run, extra);
+  }
 
   train::TrainOptions train_options;
   train_options.run_dir = run_dir;
@@ -72,9 +80,11 @@ int run_distill(const DistillCommandOptions& options) {
   train_options.stop_at_step = options.run.stop_at_step;
   train_options.seed = static_cast<uint64_t>(setup.recipe.base.seed);
   train_options.config_defaults = core::to_json(distill::DistillRecipe{});
+  train_options.group = group.get();
   const auto result = train::run_training(setup.recipe.base.train, core::to_json(setup.recipe),
                                           *setup.task, train_options);
   if (result.interrupted) return exit_code_of(result, options.run);
+  if (group && !group->is_main()) return 0;
   print_run_summary(name, *setup.task, setup.text_data.get(), result, run_dir, threads);
   const double teacher_ppl = final_metric(result, "valid_teacher_ppl");
   if (!std::isnan(teacher_ppl)) {

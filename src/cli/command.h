@@ -36,5 +36,6 @@ void add_prune_command(CLI::App& app, int& exit_code);
 void add_recipe_command(CLI::App& app, int& exit_code);
 void add_tokenize_command(CLI::App& app, int& exit_code);
 void add_import_command(CLI::App& app, int& exit_code);
+void add_launch_command(CLI::App& app, int& exit_code);
 
 }  // namespace edgedistill::cli

@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   cli::add_recipe_command(app, exit_code);
   cli::add_tokenize_command(app, exit_code);
   cli::add_import_command(app, exit_code);
+  cli::add_launch_command(app, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/files.h"
+#include "core/log.h"
 #include "core/progress.h"
 #include "core/version.h"
 #include "data/prepare.h"
@@ -85,6 +86,35 @@ void write_run_record(const fs::path& run_dir, const std::string& command,
 int exit_code_of(const train::TrainResult& result, const RunCommandOptions& options) {
   if (!result.interrupted) return 0;
   return options.stop_at_step > 0 && result.step == options.stop_at_step ? 0 : kExitInterrupted;
+}
+
+std::unique_ptr<train::ProcessGroup> join_process_group() {
+  const auto env = train::distributed_env_from_environment();
+  if (!env) return nullptr;
+  core::set_log_prefix(str("rank ", env->rank, ": "));
+  if (env->rank > 0 && core::log_level() > core::LogLevel::quiet) {
+    core::set_log_level(core::LogLevel::quiet);
+  }
+  return std::make_unique<train::ProcessGroup>(*env, train::default_distributed_timeout());
+}
+
+nlohmann::ordered_json data_parallel_record(const train::ProcessGroup* group) {
+  nlohmann::ordered_json record = nlohmann::ordered_json::object();
+  if (group != nullptr) {
+    record["world_size"] = group->world_size();
+    record["local_world_size"] = group->env().local_world_size;
+  }
+  return record;
+}
+
+void describe_data_parallel(const train::ProcessGroup& group, const train::TrainConfig& train,
+                            int threads) {
+  const auto& env = group.env();
+  core::info("data parallel: ", env.world_size, " ranks (", env.local_world_size,
+             " on this host) via ", env.master_addr, ":", env.master_port, ", ", threads,
+             threads == 1 ? " thread" : " threads", " each; global batch ", train.batch_size, " x ",
+             train.grad_accum, " x ", env.world_size, " = ",
+             train.batch_size * train.grad_accum * env.world_size, " per optimizer step");
 }
 
 double final_metric(const train::TrainResult& result, const std::string& name) {

@@ -2,7 +2,9 @@
 // run.json record, the exit code of a stopped run, and the closing summary.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,7 @@
 
 #include "cli/command.h"
 #include "data/prepared_data.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace edgedistill::cli {
@@ -48,6 +51,33 @@ int exit_code_of(const train::TrainResult& result, const RunCommandOptions& opti
 void print_run_summary(const std::string& name, train::TrainingTask& task,
                        const data::PreparedData* data, const train::TrainResult& result,
                        const std::filesystem::path& run_dir, int threads);
+
+// Data parallel: joins the process group torchrun's environment describes (RANK, WORLD_SIZE,
+// MASTER_ADDR, ...), or returns null when WORLD_SIZE is unset. Ranks above 0 then print only
+// warnings and errors, every line of every rank starting "rank R: ".
+std::unique_ptr<train::ProcessGroup> join_process_group();
+
+// Runs `prepare` (data preparation into the shared cache) on rank 0 first and on the other ranks
+// once it is done, so that they find the prepared data instead of preparing it again at once.
+template <class Prepare>
+auto prepare_on_main_first(train::ProcessGroup* group, Prepare prepare) {
+  if (group == nullptr) return prepare();
+  constexpr auto kPrepareTimeout = std::chrono::hours(4);
+  if (group->is_main()) {
+    auto prepared = prepare();
+    group->signal("edgedistill/prepared");
+    return prepared;
+  }
+  group->wait_for("edgedistill/prepared", kPrepareTimeout);
+  return prepare();
+}
+
+// run.json's data-parallel keys (world_size, local_world_size), empty for one process.
+nlohmann::ordered_json data_parallel_record(const train::ProcessGroup* group);
+
+// One line on the data-parallel layout: ranks, threads and the global batch.
+void describe_data_parallel(const train::ProcessGroup& group, const train::TrainConfig& train,
+                            int threads);
 
 // A final metric by name (NaN when absent).
 double final_metric(const train::TrainResult& result, const std::string& name);

@@ -12,8 +12,11 @@ enum class LogLevel { quiet = 0, info = 1, debug = 2 };
 void set_log_level(LogLevel level);
 LogLevel log_level();
 
-// Prints one line to stderr (clearing a progress line first, if one is showing).
+// Prints one line to stderr (clearing a progress line first, if one is showing), after the prefix.
 void log_line(const std::string& line);
+
+// Starts every later log line (e.g. "rank 1: " in a data-parallel run); empty by default.
+void set_log_prefix(const std::string& prefix);
 
 template <class... Args>
 void info(Args&&... args) {

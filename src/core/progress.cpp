@@ -16,6 +16,7 @@ namespace {
 std::mutex g_output_mutex;
 bool g_progress_showing = false;  // a \r line is on screen and must be cleared before a log line
 LogLevel g_level = LogLevel::info;
+std::string g_prefix;  // set_log_prefix
 
 }  // namespace
 
@@ -26,12 +27,18 @@ LogLevel log_level() {
   return g_level;
 }
 
+void set_log_prefix(const std::string& prefix) {
+  std::lock_guard<std::mutex> lock(g_output_mutex);
+  g_prefix = prefix;
+}
+
 void log_line(const std::string& line) {
   std::lock_guard<std::mutex> lock(g_output_mutex);
   if (g_progress_showing) {
     std::fputs("\r\033[K", stderr);
     g_progress_showing = false;
   }
+  std::fputs(g_prefix.c_str(), stderr);
   std::fputs(line.c_str(), stderr);
   std::fputc('\n', stderr);
   std::fflush(stderr);

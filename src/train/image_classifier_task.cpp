@@ -72,11 +72,22 @@ void ImageClassifierTask::start_epoch(int64_t epoch) {
   index_ = 0;
 }
 
+void ImageClassifierTask::shard_data(int rank, int world_size) {
+  if (order_.size(0) < batch_size_ * world_size) {
+    throw InputError(str("the training images (", order_.size(0), ") are fewer than one global ",
+                         "batch (train.batch_size ", batch_size_, " x ", world_size, " ranks)"));
+  }
+  rank_ = rank;
+  world_size_ = world_size;
+}
+
 ImageTensors ImageClassifierTask::next_batch() {
   // Whole batches only: the remainder of an epoch is skipped, as with drop_last.
-  if (index_ + batch_size_ > order_.size(0)) start_epoch(epoch_ + 1);
-  const auto rows = order_.narrow(0, index_, batch_size_).to(device_);
-  index_ += batch_size_;
+  // Data parallel: the global batch is world_size_ batches; this rank takes its slice.
+  const int64_t global = batch_size_ * world_size_;
+  if (index_ + global > order_.size(0)) start_epoch(epoch_ + 1);
+  const auto rows = order_.narrow(0, index_ + rank_ * batch_size_, batch_size_).to(device_);
+  index_ += global;
   return {jitter_images(train_.pixels.index_select(0, rows), image_rows_, image_cols_, jitter_),
           train_.labels.index_select(0, rows)};
 }

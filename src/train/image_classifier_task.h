@@ -31,6 +31,7 @@ class ImageClassifierTask : public TrainingTask {
   std::vector<Metric> evaluate(const std::string& split) override;
   std::string headline_metric() const override { return "valid_accuracy"; }
   std::string item_unit() const override { return "img"; }
+  void shard_data(int rank, int world_size) override;
   nlohmann::json data_cursor() const override;
   void restore_data_cursor(const nlohmann::json& cursor) override;
   model::CheckpointMeta checkpoint_meta(int64_t step) const override;
@@ -51,6 +52,7 @@ class ImageClassifierTask : public TrainingTask {
   torch::Device device_;
   ImageTensors train_, valid_, test_;
   int64_t epoch_ = 0, index_ = 0;
+  int64_t rank_ = 0, world_size_ = 1;  // shard_data: this rank's slice of each global batch
   torch::Tensor order_;  // [train count] permutation for the current epoch (CPU int64)
 };
 

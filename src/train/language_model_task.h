@@ -24,6 +24,7 @@ class LanguageModelTask : public TrainingTask {
   std::vector<Metric> evaluate(const std::string& split) override;
   std::string headline_metric() const override { return "valid_ppl"; }
   std::string item_unit() const override { return "tok"; }
+  void shard_data(int rank, int world_size) override { windows_.set_shard(rank, world_size); }
   nlohmann::json data_cursor() const override { return windows_.cursor(); }
   void restore_data_cursor(const nlohmann::json& cursor) override { windows_.restore(cursor); }
   model::CheckpointMeta checkpoint_meta(int64_t step) const override;

@@ -1,5 +1,7 @@
 #include "train/setup.h"
 
+#include <algorithm>
+
 #include "core/log.h"
 #include "core/memory.h"
 #include "core/threads.h"
@@ -10,8 +12,11 @@
 
 namespace edgedistill::train {
 
-int configure_threads(int requested, bool deterministic) {
-  const int threads = deterministic ? 1 : core::resolve_thread_count(requested);
+int configure_threads(int requested, bool deterministic, int local_ranks) {
+  int threads = deterministic ? 1 : core::resolve_thread_count(requested);
+  if (!deterministic && requested == 0 && local_ranks > 1) {
+    threads = std::max(1, threads / local_ranks);
+  }
   torch::set_num_threads(threads);
   if (deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
   core::keep_freed_memory();

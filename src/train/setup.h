@@ -15,7 +15,9 @@ namespace edgedistill::train {
 // Sets LibTorch's intra-op threads (0: all cores) and returns the count used. LibTorch starts with
 // one thread on these machines, so every command calls this. `deterministic` forces one thread
 // and LibTorch's deterministic algorithms. Also keeps freed memory for reuse (core/memory.h).
-int configure_threads(int requested, bool deterministic);
+// `local_ranks` data-parallel processes on this host share the cores: 0 then means all cores
+// divided among them.
+int configure_threads(int requested, bool deterministic, int local_ranks = 1);
 
 // "cpu", or "cuda" when this LibTorch was built with CUDA and a device is present (otherwise an
 // InputError saying so).

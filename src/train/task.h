@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "model/checkpoint.h"
 
 namespace edgedistill::train {
@@ -37,6 +38,12 @@ class TrainingTask {
   virtual std::string headline_metric() const = 0;
   // "tokens" or "examples", for rates.
   virtual std::string item_unit() const = 0;
+
+  // Data parallel (train/distributed.h): from now on each micro-batch is rank's slice of the
+  // global micro-batch of world_size times the batch size, drawn from one stream for all ranks.
+  virtual void shard_data(int /*rank*/, int /*world_size*/) {
+    throw InputError("this training task cannot run data-parallel; run it as one process");
+  }
 
   virtual nlohmann::json data_cursor() const = 0;
   virtual void restore_data_cursor(const nlohmann::json& cursor) = 0;

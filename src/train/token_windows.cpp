@@ -32,13 +32,22 @@ torch::Tensor TokenWindows::next(int64_t rows, std::vector<int64_t>* starts) {
   auto batch = torch::empty({rows, seq_len_ + 1}, torch::kInt64);
   int64_t* out = batch.data_ptr<int64_t>();
   if (starts != nullptr) starts->clear();
-  for (int64_t row = 0; row < rows; ++row) {
+  const int64_t mine = rank_ * rows;
+  for (int64_t global = 0; global < rows * world_size_; ++global) {
     if (index_ >= windows_per_epoch()) start_epoch(epoch_ + 1);
     const int64_t begin = offset_ + order_[static_cast<size_t>(index_++)] * seq_len_;
+    const int64_t row = global - mine;
+    if (row < 0 || row >= rows) continue;
     if (starts != nullptr) starts->push_back(begin);
     shard_.read(begin, seq_len_ + 1, out + row * (seq_len_ + 1));
   }
   return batch;
+}
+
+void TokenWindows::set_shard(int rank, int world_size) {
+  ED_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "rank ", rank, " of ", world_size);
+  rank_ = rank;
+  world_size_ = world_size;
 }
 
 nlohmann::json TokenWindows::cursor() const {

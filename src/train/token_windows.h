@@ -24,6 +24,12 @@ class TokenWindows {
   // `starts`, when given, receives each row's first shard position.
   torch::Tensor next(int64_t rows, std::vector<int64_t>* starts = nullptr);
 
+  // Data parallel: each next(rows) draws the global batch of rows * world_size windows and
+  // returns rank's rows [rank * rows, (rank + 1) * rows) of it, so the ranks together see what
+  // one process drawing rows * world_size would, and the cursor stays a position in that one
+  // stream (a run resumes with any world size).
+  void set_shard(int rank, int world_size);
+
   nlohmann::json cursor() const;
   void restore(const nlohmann::json& cursor);
   int64_t epoch() const { return epoch_; }
@@ -36,6 +42,8 @@ class TokenWindows {
   int64_t seq_len_;
   uint64_t seed_;
   bool aligned_;
+  int rank_ = 0;
+  int world_size_ = 1;
   int64_t epoch_ = -1;
   int64_t index_ = 0;
   int64_t offset_ = 0;

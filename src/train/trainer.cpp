@@ -8,11 +8,13 @@
 #include <cmath>
 #include <iomanip>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "core/files.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/rng.h"
 #include "train/optimizer.h"
 #include "train/run_dir.h"
 
@@ -72,6 +74,12 @@ std::vector<std::pair<std::string, torch::Tensor>> trained_parameters(TrainingTa
   return named;
 }
 
+std::vector<torch::Tensor> trained_parameter_tensors(TrainingTask& task) {
+  std::vector<torch::Tensor> tensors;
+  for (auto& [name, tensor] : trained_parameters(task)) tensors.push_back(tensor);
+  return tensors;
+}
+
 // The auxiliary modules' parameters and buffers (e.g. a contrastive memory bank), by name.
 std::vector<std::pair<std::string, torch::Tensor>> auxiliary_state(torch::nn::Module& auxiliary) {
   std::vector<std::pair<std::string, torch::Tensor>> state;
@@ -101,6 +109,46 @@ void load_auxiliary(const fs::path& file, torch::nn::Module& auxiliary) {
   }
 }
 
+// Data parallel: every rank starts from rank 0's step and weights (and the auxiliary modules'
+// buffers, e.g. a contrastive memory bank), then reads its slice of each global batch. Ranks
+// above 0 reseed their generator (dropout) apart from rank 0's.
+void join_data_parallel(ProcessGroup& group, TrainingTask& task, int64_t step, uint64_t seed) {
+  const auto main_step = group.from_main({static_cast<double>(step)}, "the start step")[0];
+  if (main_step != static_cast<double>(step)) {
+    throw InputError(str("rank ", group.rank(), " would start at step ", step,
+                         " but rank 0 at step ", main_step,
+                         "; every rank must see the same run directory (put it on a ",
+                         "filesystem all hosts share)"));
+  }
+  std::vector<torch::Tensor> state = trained_parameter_tensors(task);
+  if (!state.empty() && !state.front().device().is_cpu()) {
+    throw InputError(
+        "data-parallel training runs on the CPU (Gloo) only so far; NCCL for --device cuda is "
+        "not built yet: use --device cpu, or one process");
+  }
+  if (auto* auxiliary = task.auxiliary()) {
+    for (const auto& item : auxiliary->named_buffers()) state.push_back(item.value());
+  }
+  group.broadcast_from_main(state, "the initial weights");
+  task.shard_data(group.rank(), group.world_size());
+  if (group.rank() > 0) {
+    torch::manual_seed(core::derive_seed(core::derive_seed(seed, static_cast<uint64_t>(step)),
+                                         static_cast<uint64_t>(group.rank())));
+  }
+}
+
+// A resumed run keeps the global batch its checkpoint was written with (micro-batches per step
+// over all ranks), and so its curve, whatever the world size now: each of `world` ranks
+// accumulates global / world micro-batches. A global batch `world` cannot split evenly is refused.
+int grad_accum_for_world(int64_t global, int world) {
+  if (global % world != 0) {
+    throw InputError(str("the checkpoint's steps took ", global, " micro-batches over all ranks, ",
+                         "which ", world, " ranks cannot split evenly; resume with a number of ",
+                         "ranks that divides ", global));
+  }
+  return static_cast<int>(global / world);
+}
+
 // Early stopping's bookkeeping: the lowest valid loss so far, where it was, and how many
 // evaluations since have not beaten it by train.early_stop_min_delta. Saved with checkpoints.
 struct EarlyStop {
@@ -125,7 +173,8 @@ struct EarlyStop {
 constexpr const char* kBestDirName = "best";
 
 void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
-                     const AdamW& optimizer, double train_seconds, const EarlyStop& early_stop) {
+                     const AdamW& optimizer, double train_seconds, const EarlyStop& early_stop,
+                     int64_t global_micro_batches) {
   const fs::path target = checkpoint_dir(run_dir, step);
   const fs::path staging = target.parent_path() / str(".step-", step, ".partial");
   std::error_code ignored;
@@ -146,6 +195,7 @@ void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
   meta["step"] = step;
   meta["data_cursor"] = task.data_cursor();
   meta["train_seconds"] = train_seconds;
+  meta["global_micro_batches"] = global_micro_batches;  // per step, over all ranks
   if (early_stop.best_step > 0) meta["early_stop"] = early_stop.to_json();
   if (const auto task_state = task.state(); !task_state.is_null()) meta["task_state"] = task_state;
   core::write_json_atomic(staging / "trainer.json", meta);
@@ -155,6 +205,7 @@ void save_checkpoint(const fs::path& run_dir, int64_t step, TrainingTask& task,
 struct ResumePoint {
   int64_t step = 0;
   double train_seconds = 0;
+  int64_t global_micro_batches = 0;  // per step over all ranks when it was written (0: unknown)
   EarlyStop early_stop;
 };
 
@@ -186,6 +237,7 @@ ResumePoint load_checkpoint(const fs::path& dir, TrainingTask& task, AdamW& opti
   ResumePoint point;
   point.step = meta.at("step").get<int64_t>();
   point.train_seconds = meta.value("train_seconds", 0.0);
+  point.global_micro_batches = meta.value("global_micro_batches", int64_t{0});
   if (meta.contains("early_stop")) point.early_stop = EarlyStop::from_json(meta.at("early_stop"));
   if (optimizer.steps_taken() != point.step) {
     throw FileError(str("checkpoint '", dir.string(), "' is inconsistent: step ", point.step,
@@ -249,9 +301,14 @@ nlohmann::ordered_json metrics_record(int64_t step, const std::vector<Metric>& m
 
 }  // namespace
 
-TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json& merged_config,
-                         TrainingTask& task, const TrainOptions& options) {
+TrainResult run_training(const TrainConfig& recipe_config,
+                         const nlohmann::ordered_json& merged_config, TrainingTask& task,
+                         const TrainOptions& options) {
   const fs::path& run_dir = options.run_dir;
+  ProcessGroup* const group = options.group;
+  const bool main_rank = group == nullptr || group->is_main();
+  const int world_size = group != nullptr ? group->world_size() : 1;
+  TrainConfig config = recipe_config;  // grad_accum may change with the world size on resume
   core::create_directories(run_dir, "run directory");
   AdamW optimizer(trained_parameters(task), config.optimizer);
   task.model().train();
@@ -295,12 +352,26 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
     require_same_config(run_dir, merged_config, options.config_defaults);
     start = load_checkpoint(*checkpoint, task, optimizer);
     core::info("resuming from ", checkpoint->string(), " (step ", start.step, ")");
+    if (start.global_micro_batches > 0) {
+      config.grad_accum = grad_accum_for_world(start.global_micro_batches, world_size);
+      if (config.grad_accum != recipe_config.grad_accum) {
+        core::info("keeping the checkpoint's global batch: ", world_size,
+                   world_size == 1 ? " rank accumulates " : " ranks accumulate ", config.grad_accum,
+                   " micro-batches per step (train.grad_accum is ", recipe_config.grad_accum, ")");
+      }
+    }
   } else {
     if (options.resume) core::info("no checkpoint in ", run_dir.string(), "; starting at step 0");
     torch::manual_seed(options.seed);
-    core::write_json_atomic(run_dir / "config.json", merged_config);
+    if (main_rank) core::write_json_atomic(run_dir / "config.json", merged_config);
   }
-  MetricsLog metrics(run_dir / "metrics.jsonl", checkpoint ? start.step : -1);
+  if (group != nullptr) join_data_parallel(*group, task, start.step, options.seed);
+  // Rank 0 alone writes metrics.jsonl.
+  std::optional<MetricsLog> metrics_log;
+  if (main_rank) metrics_log.emplace(run_dir / "metrics.jsonl", checkpoint ? start.step : -1);
+  auto write_metrics = [&](const nlohmann::ordered_json& record) {
+    if (metrics_log) metrics_log->write(record);
+  };
 
   TrainResult result;
   result.step = start.step;
@@ -331,20 +402,40 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
     TermMeans step_terms;
     task.begin_step(step);
     const double share = 1.0 / config.grad_accum;  // of each micro-batch in the step's gradient
+    double bad_loss = 0;                           // a non-finite micro-batch loss, or 0
+    int64_t step_items = 0;
     for (int micro = 0; micro < config.grad_accum; ++micro) {
       MicroBatchLoss micro_loss = task.next_micro_batch_loss();
       const double value = micro_loss.loss.item<double>();
       if (!std::isfinite(value)) {
-        diverged(run_dir, "the loss", value, done,
-                 str("lower train.lr (now ", format_number(lr),
-                     ") or raise train.warmup_steps, then resume or restart"));
+        bad_loss = value;
+        break;  // with other ranks, first agree that the step failed
       }
       (micro_loss.loss * share).backward();
       step_loss += value * share;
-      items_this_run += micro_loss.items;
-      window.items += micro_loss.items;
+      step_items += micro_loss.items;
       for (const auto& [name, term] : micro_loss.terms) step_terms.add(name, term, 1.0);
     }
+    bool interrupted = g_interrupt_requested.load();
+    if (group != nullptr) {
+      // One small all-reduce agrees on the step's loss and items, a failed loss anywhere, and an
+      // interrupt any rank received; then the gradients are averaged.
+      const auto agreed = group->sum({step_loss, static_cast<double>(step_items),
+                                      bad_loss != 0 ? 1.0 : 0.0, interrupted ? 1.0 : 0.0},
+                                     str("the step ", done, " agreement"));
+      if (agreed[2] > 0 && bad_loss == 0) bad_loss = std::nan("");
+      step_loss = agreed[0] / group->world_size();
+      step_items = static_cast<int64_t>(agreed[1]);
+      interrupted = agreed[3] > 0;
+    }
+    if (bad_loss != 0) {
+      diverged(run_dir, "the loss", bad_loss, done,
+               str("lower train.lr (now ", format_number(lr),
+                   ") or raise train.warmup_steps, then resume or restart"));
+    }
+    if (group != nullptr) group->average_gradients(trained_parameter_tensors(task));
+    items_this_run += step_items;
+    window.items += step_items;
     // Pruned weights (a masked student) get no gradient, so clipping and the moments ignore them.
     model::apply_masks(task.model(), task.masks());
     const double grad_norm = optimizer.clip_gradients();
@@ -356,7 +447,7 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
     result.step = done;
     const auto event = task.end_step(done);
     if (event.parameters_changed) optimizer.rebind(trained_parameters(task));
-    if (!event.metrics.empty()) metrics.write(metrics_record(done, event.metrics));
+    if (!event.metrics.empty()) write_metrics(metrics_record(done, event.metrics));
     if (!event.message.empty()) core::info("step ", done, ": ", event.message);
     window.loss += step_loss;
     ++window.steps;
@@ -375,14 +466,14 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
       record[task.item_unit() + "_per_s"] = window.rate();
       record["step_s"] = window.training_seconds() / static_cast<double>(window.steps);
       record["elapsed_s"] = start.train_seconds + seconds_since(began);
-      metrics.write(record);
+      write_metrics(record);
       window.reset();
     }
     const bool last_step = done == config.steps;
     if (config.eval_every > 0 && done % config.eval_every == 0 && (!last_step || early_stopping)) {
       aside([&] {
         const auto evaluation = task.evaluate("valid");
-        metrics.write(metrics_record(done, evaluation));
+        write_metrics(metrics_record(done, evaluation));
         core::info("step ", done, ": ", describe(evaluation));
         if (!early_stopping) return;
         const auto loss = std::find_if(evaluation.begin(), evaluation.end(),
@@ -394,24 +485,30 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
           early_stop.stale = 0;
           const fs::path staging = run_dir / ".best.partial";
           std::error_code ignored;
-          fs::remove_all(staging, ignored);
-          model::save_model(staging, task.model(), task.checkpoint_meta(done), task.masks());
-          core::replace_directory(staging, run_dir / kBestDirName);
+          if (main_rank) fs::remove_all(staging, ignored);
+          if (main_rank) {
+            model::save_model(staging, task.model(), task.checkpoint_meta(done), task.masks());
+            core::replace_directory(staging, run_dir / kBestDirName);
+          }
         } else if (++early_stop.stale >= config.early_stop_patience && !last_step) {
           stopped_early = true;
           core::info("step ", done, ": no lower valid loss in ", early_stop.stale,
                      " evaluations; stopping early and keeping step ", early_stop.best_step);
         }
+        // Rank 0's evaluation decides for every rank.
+        if (group != nullptr) {
+          stopped_early = group->from_main({stopped_early ? 1.0 : 0.0}, "early stopping")[0] > 0;
+        }
       });
     }
     if (stopped_early) break;
     const bool stop_here = options.stop_at_step > 0 && done == options.stop_at_step;
-    const bool interrupted = g_interrupt_requested.load();
-    if (!last_step && ((config.checkpoint_every > 0 && done % config.checkpoint_every == 0) ||
-                       stop_here || interrupted)) {
+    if (main_rank && !last_step &&
+        ((config.checkpoint_every > 0 && done % config.checkpoint_every == 0) || stop_here ||
+         interrupted)) {
       aside([&] {
         save_checkpoint(run_dir, done, task, optimizer, start.train_seconds + seconds_since(began),
-                        early_stop);
+                        early_stop, int64_t{config.grad_accum} * world_size);
         prune_checkpoints(run_dir, config.keep_checkpoints);
       });
     }
@@ -430,6 +527,12 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   result.items_per_s =
       static_cast<double>(items_this_run) / std::max(1e-9, result.wall_s - side_seconds);
   progress.finish(result.step, stopped_early ? "stopped early" : "");
+  if (group != nullptr) result.communication_s = group->communication_seconds();
+  result.final_dir = run_dir / "final";
+  if (!main_rank) {  // rank 0 saves and scores the final model
+    result.finished = true;
+    return result;
+  }
   // Early stopping keeps the best evaluated weights, whether it stopped or ran every step.
   const int64_t model_step =
       early_stopping && early_stop.best_step > 0 ? early_stop.best_step : result.step;
@@ -441,12 +544,11 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
 
   // The final model: final/ (model.json + weights.safetensors), its valid and test metrics, and
   // result.json. A run resumed after it finished only re-reads these.
-  result.final_dir = run_dir / "final";
   model::save_model(result.final_dir, task.model(), task.checkpoint_meta(model_step), task.masks());
   result.final_metrics = task.evaluate("valid");
   auto final_record = metrics_record(result.step, result.final_metrics);
   if (early_stopping) final_record["model_step"] = model_step;
-  metrics.write(final_record);
+  write_metrics(final_record);
   core::info("step ", result.step, ": ", describe(result.final_metrics));
   for (const auto& metric : task.evaluate("test")) result.final_metrics.push_back(metric);
   nlohmann::ordered_json summary;
@@ -462,6 +564,10 @@ TrainResult run_training(const TrainConfig& config, const nlohmann::ordered_json
   summary[task.item_unit() + "_per_s"] = result.items_per_s;
   summary["step_s"] = (result.wall_s - side_seconds) /
                       static_cast<double>(std::max<int64_t>(1, result.step - start.step));
+  if (group != nullptr) {
+    summary["world_size"] = world_size;
+    summary["communication_s"] = result.communication_s;  // rank 0's time in collectives
+  }
   for (const auto& [name, value] : task.summary()) summary[name] = value;
   summary["final_dir"] = result.final_dir.string();
   core::write_json_atomic(run_dir / "result.json", summary);

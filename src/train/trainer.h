@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "train/distributed.h"
 #include "train/task.h"
 #include "train/train_config.h"
 
@@ -21,6 +22,11 @@ struct TrainOptions {
   // The recipe type's built-in defaults as JSON (core::to_json of a default recipe): resuming
   // accepts a key the run's config.json lacks at its default (see require_same_config).
   nlohmann::ordered_json config_defaults;
+  // Data parallel: this rank's process group (null: one process). Every rank runs the loop on
+  // its slice of each global batch and averages gradients; rank 0 alone writes checkpoints,
+  // metrics.jsonl, final/ and result.json. The run directory must be one every rank sees (a
+  // resume loads the checkpoint on every rank).
+  ProcessGroup* group = nullptr;
 };
 
 struct TrainResult {
@@ -33,6 +39,7 @@ struct TrainResult {
   double wall_s = 0;
   double items_per_s = 0;  // training throughput over this invocation
   std::filesystem::path final_dir;
+  double communication_s = 0;  // data parallel: time in collectives over this invocation
 };
 
 // `merged_config` is the whole recipe as used (written to config.json and compared on resume).
