@@ -197,7 +197,7 @@ TEST_CASE("2 ranks x batch 8 train as 1 rank x batch 16, and 1 rank resumes a 2-
   CHECK(max_weight_difference(dir.path() / "one", split) < 1e-5);
 }
 
-TEST_CASE("2 ranks distil from a live teacher as 1 rank does with the global batch") {
+TEST_CASE("2 ranks distil from a live teacher or its cache as 1 rank does with the global batch") {
   test::TempDir dir;
   const auto recipe = tiny_recipe(dir.path(), 6);
   const fs::path cache = dir.path() / "cache";
@@ -229,6 +229,33 @@ TEST_CASE("2 ranks distil from a live teacher as 1 rank does with the global bat
   REQUIRE(two.exit_code == 0);
   require_same_curve(losses(dir.path() / "one"), losses(dir.path() / "two"));
   CHECK(max_weight_difference(dir.path() / "one", dir.path() / "two") < 1e-5);
+
+  // From the teacher's top-k cache instead of the live teacher: each rank looks up its windows.
+  const fs::path topk = dir.path() / "topk";
+  const auto cached = test::run_edgedistill(
+      {"teacher-cache", "--teacher", (dir.path() / "teacher").string(), "--config", recipe.string(),
+       "--data-cache", cache.string(), "--top-k", "8", "--out", topk.string()},
+      dir.path());
+  INFO(cached.err);
+  REQUIRE(cached.exit_code == 0);
+  auto from_cache = [&](const fs::path& run, int batch) {
+    auto args = distill(run, batch);
+    args[3] = "--teacher-cache";  // instead of --teacher
+    args[4] = topk.string();
+    return args;
+  };
+  const auto one_cached =
+      test::run_edgedistill(from_cache(dir.path() / "one-cache", 16), dir.path());
+  INFO(one_cached.err);
+  REQUIRE(one_cached.exit_code == 0);
+  const auto two_cached =
+      test::run_edgedistill(launched(2, from_cache(dir.path() / "two-cache", 8)), dir.path());
+  INFO(two_cached.err);
+  REQUIRE(two_cached.exit_code == 0);
+  require_same_curve(losses(dir.path() / "one-cache"), losses(dir.path() / "two-cache"));
+  CHECK(max_weight_difference(dir.path() / "one-cache", dir.path() / "two-cache") < 1e-5);
+  // The cache really stood in for the teacher: other weights than the live teacher's run.
+  CHECK(max_weight_difference(dir.path() / "one", dir.path() / "one-cache") > 1e-6);
 }
 
 TEST_CASE("a rank that dies or hangs stops the others with a message naming it") {
