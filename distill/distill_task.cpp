@@ -498,6 +498,31 @@ void LanguageModelDistillTask::restore_state(const nlohmann::json& state) {
   blocks_run_ = state.at("blocks_run").get<int64_t>();
   block_slots_ = state.at("block_slots").get<int64_t>();
   if (queries_) queries_->restore(state.at("queries"));
+  summed_.mark(counters());
+}
+
+std::vector<double> LanguageModelDistillTask::counters() const {
+  std::vector<double> values = {static_cast<double>(teacher_tokens_),
+                                static_cast<double>(teacher_tokens_full_),
+                                teacher_flops_,
+                                teacher_flops_full_,
+                                static_cast<double>(blocks_run_),
+                                static_cast<double>(block_slots_)};
+  if (queries_) {
+    for (const double value : queries_->counters()) values.push_back(value);
+  }
+  return values;
+}
+
+void LanguageModelDistillTask::synchronize(train::ProcessGroup& group) {
+  const auto totals = summed_.sync(group, counters(), "the distillation counters");
+  teacher_tokens_ = static_cast<int64_t>(totals[0]);
+  teacher_tokens_full_ = static_cast<int64_t>(totals[1]);
+  teacher_flops_ = totals[2];
+  teacher_flops_full_ = totals[3];
+  blocks_run_ = static_cast<int64_t>(totals[4]);
+  block_slots_ = static_cast<int64_t>(totals[5]);
+  if (queries_) queries_->set_counters({totals[6], totals[7]});
 }
 
 std::vector<train::Metric> LanguageModelDistillTask::summary() const {

@@ -13,6 +13,7 @@
 #include "distill/teacher.h"
 #include "distill/teacher_cache.h"
 #include "distill/teacher_queries.h"
+#include "train/distributed.h"
 #include "train/image_classifier_task.h"
 #include "train/language_model_task.h"
 
@@ -53,6 +54,9 @@ class LanguageModelDistillTask : public train::TrainingTask {
   StepEvent end_step(int64_t done) override;
   nlohmann::json state() const override;
   void restore_state(const nlohmann::json& state) override;
+  // Data parallel: the teacher's tokens and FLOPs, the blocks run and the queried items become
+  // totals over the ranks (so result.json reports the run, and the query budget is global).
+  void synchronize(train::ProcessGroup& group) override;
   // Teacher tokens and FLOPs spent (and what running it on every item would have cost), the
   // blocks run under layer dropping, the query statistics.
   std::vector<train::Metric> summary() const override;
@@ -115,6 +119,8 @@ class LanguageModelDistillTask : public train::TrainingTask {
   int64_t teacher_tokens_ = 0, teacher_tokens_full_ = 0;
   double teacher_flops_ = 0, teacher_flops_full_ = 0;
   int64_t blocks_run_ = 0, block_slots_ = 0;
+  std::vector<double> counters() const;  // what synchronize() sums, in its order
+  train::SummedCounters summed_;
 };
 
 class ImageDistillTask : public train::TrainingTask {

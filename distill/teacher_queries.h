@@ -78,6 +78,15 @@ class TeacherQueries {
   // skipped items, the learned policy's arm), for the micro-batch's log terms.
   std::vector<train::Metric> batch_metrics() const { return batch_metrics_; }
   std::vector<train::Metric> summary() const;  // totals over the run, for result.json
+  // Items scored and items asked so far (data parallel: kept as totals over the ranks, so the
+  // budget's debt, and so the share asked, is global).
+  std::vector<double> counters() const {
+    return {static_cast<double>(items_), static_cast<double>(asked_)};
+  }
+  void set_counters(const std::vector<double>& totals) {
+    items_ = static_cast<int64_t>(totals.at(0));
+    asked_ = static_cast<int64_t>(totals.at(1));
+  }
   nlohmann::json state() const;
   void restore(const nlohmann::json& state);
 

@@ -230,6 +230,24 @@ TEST_CASE("2 ranks distil from a live teacher or its cache as 1 rank does with t
   require_same_curve(losses(dir.path() / "one"), losses(dir.path() / "two"));
   CHECK(max_weight_difference(dir.path() / "one", dir.path() / "two") < 1e-5);
 
+  // Teacher queries keep one budget over all ranks: the items scored, the items asked and the
+  // teacher's tokens are totals (per-rank counting would report half of them), and the share
+  // asked tracks the budget globally.
+  auto with_queries = distill(dir.path() / "queries", 8);
+  for (const std::string setting : {"distill.queries.policy=random", "distill.queries.budget=0.25",
+                                    "train.steps=12", "distill.queries.window_items=64"}) {
+    with_queries.insert(with_queries.end(), {"--set", setting});
+  }
+  const auto queried = test::run_edgedistill(launched(2, with_queries), dir.path());
+  INFO(queried.err);
+  REQUIRE(queried.exit_code == 0);
+  const auto totals = core::read_json_file(dir.path() / "queries" / "result.json", "result");
+  CHECK(totals["query_items"].get<double>() == 12 * 16);  // sequences over both ranks
+  CHECK(totals["teacher_tokens_full"].get<double>() == 12 * 16 * 32);
+  CHECK(totals["query_rate"].get<double>() == Approx(0.25).margin(0.06));
+  CHECK(totals["teacher_tokens"].get<double>() ==
+        Approx(totals["query_rate"].get<double>() * 12 * 16 * 32));
+
   // From the teacher's top-k cache instead of the live teacher: each rank looks up its windows.
   const fs::path topk = dir.path() / "topk";
   const auto cached = test::run_edgedistill(

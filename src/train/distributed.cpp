@@ -235,4 +235,14 @@ void ProcessGroup::wait_for(const std::string& key, std::chrono::milliseconds ti
   collective(str("waiting for rank 0 (", key, ")"), [&] { impl_->store->wait({key}, timeout); });
 }
 
+std::vector<double> SummedCounters::sync(ProcessGroup& group, const std::vector<double>& values,
+                                         const std::string& what) {
+  if (synced_.size() != values.size()) synced_.assign(values.size(), 0.0);
+  std::vector<double> increments(values.size());
+  for (size_t i = 0; i < values.size(); ++i) increments[i] = values[i] - synced_[i];
+  const auto summed = group.sum(increments, what);
+  for (size_t i = 0; i < values.size(); ++i) synced_[i] += summed[i];
+  return synced_;
+}
+
 }  // namespace edgedistill::train

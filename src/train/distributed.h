@@ -86,4 +86,18 @@ class ProcessGroup {
   double communication_s_ = 0;
 };
 
+// Totals each rank adds to on its own slice of the data (tokens the teacher saw, items asked),
+// kept equal on every rank to the sum over all ranks: sync() adds every rank's increments since
+// the last sync. Counters restored from a checkpoint are totals already: mark() them.
+class SummedCounters {
+ public:
+  void mark(const std::vector<double>& totals) { synced_ = totals; }
+  // Returns the totals for `values` (this rank's counters: the last totals plus its increments).
+  std::vector<double> sync(ProcessGroup& group, const std::vector<double>& values,
+                           const std::string& what);
+
+ private:
+  std::vector<double> synced_;
+};
+
 }  // namespace edgedistill::train

@@ -15,6 +15,8 @@
 
 namespace edgedistill::train {
 
+class ProcessGroup;  // train/distributed.h
+
 // A named scalar for metrics.jsonl and the progress line.
 using Metric = std::pair<std::string, double>;
 
@@ -63,6 +65,10 @@ class TrainingTask {
     std::string message;
     bool parameters_changed = false;
   };
+  // Data parallel: runs on every rank after each step's micro-batches, so that counters each rank
+  // keeps on its own slice (teacher tokens, queried items, the query budget's debt) become totals
+  // over all ranks before end_step reads them.
+  virtual void synchronize(ProcessGroup& /*group*/) {}
   // Runs after optimizer step `done` (1-based) has been taken.
   virtual StepEvent end_step(int64_t /*done*/) { return {}; }
   // State besides the weights, the optimizer and the data cursor that a resume needs (blocks

@@ -433,7 +433,10 @@ TrainResult run_training(const TrainConfig& recipe_config,
                str("lower train.lr (now ", format_number(lr),
                    ") or raise train.warmup_steps, then resume or restart"));
     }
-    if (group != nullptr) group->average_gradients(trained_parameter_tensors(task));
+    if (group != nullptr) {
+      group->average_gradients(trained_parameter_tensors(task));
+      task.synchronize(*group);
+    }
     items_this_run += step_items;
     window.items += step_items;
     // Pruned weights (a masked student) get no gradient, so clipping and the moments ignore them.
