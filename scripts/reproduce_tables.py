@@ -18,6 +18,7 @@ import datetime
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -32,6 +33,9 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 # Hinton, Vinyals & Dean 2015, section 3 (MNIST, 10,000 test images): the 2 x 1200 teacher
 # (dropout, jittered inputs), the 2 x 800 net on hard labels, and that net distilled at T = 20.
 HINTON_MNIST = {"teacher": 67, "scratch": 146, "distill-T20": 74}
+# Where scripts/llama_cpp_build.sh puts llama.cpp's tools.
+LLAMA_CPP_BIN = os.path.join(os.environ.get("EDGEDISTILL_LLAMA_CPP_BUILD_DIR")
+                             or os.path.expanduser("~/.cache/edgedistill/llama.cpp-build"), "bin")
 TABLE_FILES = {"1": "table1_hinton_fmnist.md", "2": "table2_distill_kjv.md", "3": "table3_layer_dropping.md",
                "4": "table4_teacher_queries.md", "5": "table5_quantization.md"}
 
@@ -133,6 +137,7 @@ class Plan:
         self.policies = ["random", "entropy", "margin", "dropout_disagreement", "learned"]
         self.pld = [(0.5, 0.01), (0.5, 0.02), (0.75, 0.02)]
         self.quant_eval_tokens = 8192 if q else 32768
+        self.teacher_dir, self.llama_perplexity = None, None  # set by quantization()
         self.calib_seeds = [0, 1] if q else [0, 1, 2]
         self.speed_rounds = 1 if q else 3
         self.fmnist_teacher_sets = ["--set", "train.steps=1000", "--set", "train.eval_every=250"] if q else []
@@ -241,6 +246,15 @@ class Plan:
 
     def quantization(self, teacher):
         comp = os.path.join(self.root, "quant")
+        self.teacher_dir = teacher.out
+        # llama.cpp's perplexity tool judges the same files on the same test text when it was built
+        # here (scripts/llama_cpp_build.sh); LLAMA_TEST_TXT is the teacher's data's test split text.
+        llama_perplexity = os.path.join(LLAMA_CPP_BIN, "llama-perplexity")
+        self.llama_perplexity = llama_perplexity if os.access(llama_perplexity, os.X_OK) else None
+        llama = lambda out: ([(f"{out}/llama-perplexity.txt",
+                               [llama_perplexity, "-m", f"{out}/model.gguf", "-f", "LLAMA_TEST_TXT", "-c", "128",
+                                "-b", "128", "--chunks", str(self.quant_eval_tokens // 128), "-t", "THREADS"])]
+                             if self.llama_perplexity else [])
         verify = lambda out: ["verify", "--reference", teacher.out, "--model", f"{out}/model.gguf", "--split", "test",
                               "--max-tokens", str(self.quant_eval_tokens), "--no-bench",
                               "--report", f"{out}/verify.json"]
@@ -257,7 +271,7 @@ class Plan:
             threads = [] if argv[0] == "export" else ["--threads", "THREADS"]
             self.add(f"quant/{os.path.basename(out)}", "5", row, seed, label,
                      argv + ["--out", f"{out}/model.gguf"] + threads, out, deps=[teacher.key], training=False,
-                     done=f"{out}/model.gguf", after=[(f"{out}/verify.json", verify(out))])
+                     done=f"{out}/model.gguf", after=[(f"{out}/verify.json", verify(out))] + llama(out))
         # Speed: one file per type, measured alone, in turn, round after round.
         self.speed_rows = ["float", "q8_0-rtn", "q4_1-rtn", "q4_0-rtn"]
         for rnd in range(1, self.speed_rounds + 1):
@@ -268,6 +282,14 @@ class Plan:
                           "--threads", str(self.threads)],
                          out, deps=[f"quant/{row}"] + ([f"speed/{self.speed_rows[-1]}-r{rnd - 1}"] if rnd > 1 else []),
                          exclusive=True, training=False, done=f"{out}/bench-round-{rnd}.json")
+
+
+def llama_perplexity_of(path):
+    """llama-perplexity's final estimate in its output file, or None."""
+    if not os.path.exists(path):
+        return None
+    m = re.search(r"Final estimate: PPL = ([0-9.]+)", open(path, errors="replace").read())
+    return float(m.group(1)) if m else None
 
 
 # ---- the runner ---------------------------------------------------------------------------------
@@ -282,6 +304,11 @@ class Runner:
     def argv(self, job, argv):
         threads = str(self.plan.threads if job.exclusive else self.plan.shared_threads)
         argv = [a.replace("THREADS", threads) for a in argv]
+        if "LLAMA_TEST_TXT" in argv:
+            data_dir = load_json(os.path.join(self.plan.teacher_dir, "run.json"))["data_dir"]
+            argv = [os.path.join(data_dir, "corpus", "test.txt") if a == "LLAMA_TEST_TXT" else a for a in argv]
+        if os.path.isabs(argv[0]):  # another program (llama.cpp's)
+            return argv
         if argv[0] in ("train", "distill", "quantize", "eval", "verify") and "--threads" not in argv:
             argv += ["--threads", threads]
         return [self.bin] + argv
@@ -303,6 +330,16 @@ class Runner:
                         status = subprocess.run(full, stdout=o, stderr=f).returncode
                     if status == 0:
                         os.replace(job.done_file + ".partial", job.done_file)
+                elif out is not None and out.endswith("llama-perplexity.txt"):
+                    # Its output is the file. Its asynchronous logger sometimes loses the last line
+                    # (the final estimate) at exit: up to three tries.
+                    for _ in range(3):
+                        with open(out + ".partial", "w") as o:
+                            status = subprocess.run(full, stdout=o, stderr=subprocess.STDOUT).returncode
+                        if status == 0 and "Final estimate" in open(out + ".partial").read():
+                            os.replace(out + ".partial", out)
+                            break
+                        status = status or 1
                 else:
                     status = subprocess.run(full, stdout=f, stderr=subprocess.STDOUT).returncode
                 if status != 0:
@@ -430,6 +467,14 @@ class Report:
             out.append("# and after each KJV run, for each out-of-domain set NAME:")
             out.append(f"edgedistill eval --model RUN --data {self.plan.rel(self.plan.root)}/ood/NAME --split test "
                        f"--max-tokens {self.plan.ood_tokens} --report RUN/ood-NAME.json")
+        if table == "5":
+            root = self.plan.rel(self.plan.root)
+            out.append("# and for each file RUN/model.gguf:")
+            out.append(f"edgedistill verify --reference {root}/kjv/teacher --model RUN/model.gguf --split test "
+                       f"--max-tokens {self.plan.quant_eval_tokens} --no-bench --report RUN/verify.json")
+            if self.plan.llama_perplexity:
+                out.append(f"llama-perplexity -m RUN/model.gguf -f DATA/corpus/test.txt -c 128 -b 128 --chunks "
+                           f"{self.plan.quant_eval_tokens // 128}  # DATA: the teacher's prepared data (its run.json)")
         out.append("```")
         return out
 
@@ -908,12 +953,18 @@ class Report:
                    "change against the float model, KL(float ‖ quantized) per token and top-1 agreement. GPTQ and AWQ "
                    f"calibrate on 16,384 train tokens; at q4_0 they run with calibration seeds {p.calib_seeds} "
                    "(mean ± 95 % t-interval), elsewhere seed 0. 4-bit types keep token_embd and output at q8_0 "
-                   "(quantize's default plan). llama.cpp's perplexity tool is not run here: it needs llama.cpp "
-                   "built from source (the K-quants issue's build script). Speed: `edgedistill bench` "
+                   "(quantize's default plan). "
+                   + ("llama.cpp's `llama-perplexity` (built here by scripts/llama_cpp_build.sh) scores the same "
+                      f"files on the same test split's text in the same 128-token windows ({p.quant_eval_tokens // 128} of "
+                      "them). " if p.llama_perplexity else
+                      "llama.cpp's perplexity tool is not run here: build it with scripts/llama_cpp_build.sh "
+                      "SRC_DIR and rerun. ")
+                   + "Speed: `edgedistill bench` "
                    f"(64-token prefill, 64 decoded; median of 5) with {p.threads} threads, each type measured alone, "
                    f"in turn, for {p.speed_rounds} round(s), the median round shown.\n")
-        out.append("| type | method | GGUF MB | test ppl | vs float | KL to float | top-1 agreement | prefill tok/s | decode tok/s |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("| type | method | GGUF MB | test ppl | vs float | KL to float | top-1 agreement | "
+                   "llama-perplexity ppl | vs float (llama.cpp) | prefill tok/s | decode tok/s |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         rows, points = {}, []
         for row in ["float"] + [f"{t}-{m}" for t in ("q8_0", "q4_1", "q4_0") for m in ("rtn", "gptq", "awq")]:
             jobs = self.jobs("5", row)
@@ -930,16 +981,25 @@ class Report:
                 vals = [v[f"{key}_tokens_per_s"] for v in vals if v]
                 speed[key] = statistics.median(vals) if vals else None
             st = lambda k: interval([m[k] for m in ms])
+            llama_ppls = [llama_perplexity_of(f"{j.out}/llama-perplexity.txt") for j in jobs]
+            llama_ppls = [v for v in llama_ppls if v is not None]
             rows[row] = {"file_mb": ms[0]["file_mb"], "test_ppl": st("perplexity"), "ppl_increase_pct": st("ppl_increase_pct"),
                          "mean_kl": st("mean_kl"), "top1_agreement": st("top1_agreement"),
-                         "prefill_tok_s": speed["prefill"], "decode_tok_s": speed["decode"], "seeds": len(ms)}
+                         "prefill_tok_s": speed["prefill"], "decode_tok_s": speed["decode"], "seeds": len(ms),
+                         "llama_ppl": interval(llama_ppls) if llama_ppls else None}
             r = rows[row]
+            float_llama = rows.get("float", {}).get("llama_ppl")
+            r["llama_ppl_increase_pct"] = (interval([100 * (v / float_llama["mean"] - 1) for v in llama_ppls])
+                                           if llama_ppls and float_llama else None)
+            llama_cells = [show(r["llama_ppl"]) if r["llama_ppl"] else "",
+                           f"{show(r['llama_ppl_increase_pct'], 2)} %" if r["llama_ppl_increase_pct"] else ""]
             t, m = (row, "") if row == "float" else row.split("-")
             method = {"": "", "rtn": "round-to-nearest"}.get(m, m.upper())
             speeds = ["" if r[k] is None else f"{r[k]:,.0f}" for k in ("prefill_tok_s", "decode_tok_s")]
             out.append(f"| {t} | {method} | {r['file_mb']:.2f} | {show(r['test_ppl'])} | "
                        f"{show(r['ppl_increase_pct'], 2)} % | {show(r['mean_kl'], 5)} | "
-                       f"{show(r['top1_agreement'], 1, pct=True)} | {speeds[0]} | {speeds[1]} |")
+                       f"{show(r['top1_agreement'], 1, pct=True)} | {llama_cells[0]} | {llama_cells[1]} | "
+                       f"{speeds[0]} | {speeds[1]} |")
         findings = []
         rtn, gptq, awq = rows.get("q4_0-rtn"), rows.get("q4_0-gptq"), rows.get("q4_0-awq")
         ratio = None
@@ -948,6 +1008,13 @@ class Report:
             findings.append(f"At q4_0, GPTQ's perplexity increase is {ratio:.2f} x round-to-nearest's "
                             f"({gptq['ppl_increase_pct']['mean']:+.2f} % against {rtn['ppl_increase_pct']['mean']:+.2f} %)"
                             + (f", AWQ's {awq['ppl_increase_pct']['mean'] / rtn['ppl_increase_pct']['mean']:.2f} x." if awq else "."))
+        llama_ratio = None
+        if rtn and gptq and rtn.get("llama_ppl_increase_pct") and gptq.get("llama_ppl_increase_pct") \
+                and rtn["llama_ppl_increase_pct"]["mean"] > 0:
+            llama_ratio = gptq["llama_ppl_increase_pct"]["mean"] / rtn["llama_ppl_increase_pct"]["mean"]
+            findings.append(f"Judged by llama-perplexity, GPTQ's increase is {llama_ratio:.2f} x round-to-nearest's "
+                            f"({gptq['llama_ppl_increase_pct']['mean']:+.2f} % against "
+                            f"{rtn['llama_ppl_increase_pct']['mean']:+.2f} %).")
         if rtn:
             findings.append(f"q4_0 costs {rtn['ppl_increase_pct']['mean']:+.2f} % perplexity on this teacher "
                             + ("(measurable: the methods can be told apart)." if abs(rtn["ppl_increase_pct"]["mean"]) > 0.5
@@ -957,7 +1024,8 @@ class Report:
         out += ["", "**Findings** (computed from the numbers above): " + " ".join(findings)]
         out += self.commands("5")
         h["quantization"] = {"eval_tokens": p.quant_eval_tokens, "rows": rows}
-        h["findings"]["quant"] = {"gptq_vs_rtn_ppl_increase_ratio": ratio}
+        h["findings"]["quant"] = {"gptq_vs_rtn_ppl_increase_ratio": ratio,
+                                  "gptq_vs_rtn_llama_ppl_increase_ratio": llama_ratio}
         return out, findings
 
     def write(self):
