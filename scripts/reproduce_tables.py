@@ -133,7 +133,7 @@ class Plan:
         self.eval_tokens = 4096 if q else 32768
         self.timed_eval_every = 10 if q else 25
         self.ood_tokens = 4096 if q else 16384
-        self.budgets = [0.1, 0.25, 0.5]
+        self.budgets = [0.25] if q else [0.1, 0.25, 0.5]  # quick: one budget keeps it under 20 min
         self.policies = ["random", "entropy", "margin", "dropout_disagreement", "learned"]
         self.pld = [(0.5, 0.01), (0.5, 0.02), (0.75, 0.02)]
         self.quant_eval_tokens = 8192 if q else 32768

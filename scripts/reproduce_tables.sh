@@ -25,7 +25,8 @@
 #              about 4 hours on 2 cores from nothing; the time each run took is kept in
 #              RUN_ROOT/timings.json and the tables say it.
 #   --quick    the same tables on fewer steps, seeds and tokens (teachers 100 / 1,000 steps,
-#              students 20 / 500, seeds 1 2), 22.5 minutes measured on 2 cores: RUN_ROOT runs/reproduce-quick,
+#              students 20 / 500, seeds 1 2, the 25 % query budget only), 17 minutes measured on 2
+#              cores from an empty RUN_ROOT (default runs/reproduce-quick),
 #              results in docs/results/quick/ (the canonical tables are never touched). Each table
 #              says it is the quick version.
 #   --list     print every planned command and exit.
