@@ -1,5 +1,7 @@
 #include "distill/layer_removal.h"
 
+#include "model/tensor_chunks.h"
+
 namespace edgedistill::distill {
 
 std::vector<double> block_influence(model::LlamaModelImpl& model,
@@ -13,18 +15,12 @@ std::vector<double> block_influence(model::LlamaModelImpl& model,
   for (const auto& batch : batches) {
     const auto out = model.forward(batch.narrow(1, 0, batch.size(1) - 1), options);
     for (int block = 0; block < layers; ++block) {
-      sums[block] += influence_sum(out.hidden_states[block], out.hidden_states[block + 1]);
+      sums[block] += model::influence_sum(out.hidden_states[block], out.hidden_states[block + 1]);
     }
     tokens += out.hidden_states[0].size(0) * out.hidden_states[0].size(1);
   }
   for (auto& sum : sums) sum /= static_cast<double>(std::max<int64_t>(1, tokens));
   return sums;
-}
-
-double influence_sum(const torch::Tensor& x_in, const torch::Tensor& x_out) {
-  const auto cos =
-      torch::cosine_similarity(x_in.to(torch::kFloat64), x_out.to(torch::kFloat64), -1, 1e-12);
-  return (1.0 - cos).sum().item<double>();
 }
 
 std::vector<double> skip_loss_increase(

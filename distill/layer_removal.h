@@ -16,9 +16,6 @@ namespace edgedistill::distill {
 // the block's input and output hidden states. A block that leaves its input unchanged scores 0.
 std::vector<double> block_influence(model::LlamaModelImpl& model,
                                     const std::vector<torch::Tensor>& batches);
-// The sum over tokens of 1 - cos(x_in, x_out) (each [..., dim]; float64): block influence before
-// the mean, for passes that already hold a block's input and output.
-double influence_sum(const torch::Tensor& x_in, const torch::Tensor& x_out);
 
 // Per block, how much `loss` rises when that block alone is skipped: loss(scales with a 0 at the
 // block) - loss(all ones). `loss(block_scales)` evaluates the model on the held-out data with

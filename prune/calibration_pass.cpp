@@ -2,8 +2,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
-#include "distill/layer_removal.h"
-#include "quantize/awq.h"
+#include "model/tensor_chunks.h"
 
 namespace edgedistill::prune {
 
@@ -20,7 +19,7 @@ std::vector<BlockActivations> calibrate_blocks(model::LlamaModelImpl& model,
                                                const AfterBlock& after_block) {
   torch::NoGradGuard no_grad;
   const auto context = model.block_context(windows.size(1), windows.device());
-  auto x = quant::map_chunks(windows, chunk,
+  auto x = model::map_chunks(windows, chunk,
                              [&](const torch::Tensor& c) { return model.token_embd(c); });
   const auto channel_sq = [](const torch::Tensor& t) {
     return t.to(torch::kFloat64).square().sum(torch::IntArrayRef{0, 1});
@@ -32,7 +31,7 @@ std::vector<BlockActivations> calibrate_blocks(model::LlamaModelImpl& model,
     auto& block = *model.blk[index]->as<model::LlamaBlockImpl>();
     BlockActivations stats;
     std::vector<torch::Tensor> outputs;
-    quant::for_chunks(x, chunk, [&](const torch::Tensor& c) {
+    model::for_chunks(x, chunk, [&](const torch::Tensor& c) {
       const auto trace = block.trace(c, context.cos, context.sin, context.mask);
       const auto add = [&](torch::Tensor& sum, const torch::Tensor& part) {
         sum = sum.defined() ? sum + channel_sq(part) : channel_sq(part);
@@ -42,13 +41,13 @@ std::vector<BlockActivations> calibrate_blocks(model::LlamaModelImpl& model,
       add(stats.ffn_in, trace.ffn_in);
       add(stats.ffn_hidden, trace.ffn_hidden);
       stats.tokens += c.size(0) * c.size(1);
-      stats.influence += distill::influence_sum(c, trace.out);
+      stats.influence += model::influence_sum(c, trace.out);
       outputs.push_back(trace.out);
     });
     stats.influence /= static_cast<double>(std::max<int64_t>(1, stats.tokens));
     if (after_block) {
       after_block(index, stats);
-      x = quant::map_chunks(x, chunk, [&](const torch::Tensor& c) {
+      x = model::map_chunks(x, chunk, [&](const torch::Tensor& c) {
         return block.forward(c, context.cos, context.sin, context.mask, nullptr, nullptr);
       });
     } else {

@@ -6,10 +6,13 @@
 
 #include "core/error.h"
 #include "io/gguf_quants.h"
+#include "model/tensor_chunks.h"
 #include "quantize/gptq.h"
 
 namespace edgedistill::quant {
 namespace {
+
+using model::map_chunks;
 
 using Linear = torch::nn::Linear;
 
@@ -84,21 +87,6 @@ double clip_to_hessian(torch::nn::LinearImpl& layer, io::GgmlType type,
   const auto limit = amax * best_ratio;
   layer.weight.copy_(torch::max(torch::min(w, limit), -limit).reshape({rows, cols}));
   return best_ratio.mean().item<double>();
-}
-
-void for_chunks(const torch::Tensor& x, int64_t chunk,
-                const std::function<void(const torch::Tensor&)>& fn) {
-  torch::NoGradGuard no_grad;
-  for (int64_t begin = 0; begin < x.size(0); begin += chunk) {
-    fn(x.narrow(0, begin, std::min(chunk, x.size(0) - begin)));
-  }
-}
-
-torch::Tensor map_chunks(const torch::Tensor& x, int64_t chunk,
-                         const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
-  std::vector<torch::Tensor> parts;
-  for_chunks(x, chunk, [&](const torch::Tensor& c) { parts.push_back(fn(c)); });
-  return parts.size() == 1 ? parts[0] : torch::cat(parts);
 }
 
 torch::Tensor pseudo_quantize(const torch::Tensor& weight, io::GgmlType type) {

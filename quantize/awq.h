@@ -72,11 +72,4 @@ void fold_scale_into_linear(torch::nn::LinearImpl& prev, torch::nn::LinearImpl& 
 // Round-to-nearest to `type` and back, [rows, cols] float (f32/f16 pass through f16 or unchanged).
 torch::Tensor pseudo_quantize(const torch::Tensor& weight, io::GgmlType type);
 
-// Runs fn over x [N, ...] in chunks of `chunk` along dim 0 without gradients and concatenates.
-torch::Tensor map_chunks(const torch::Tensor& x, int64_t chunk,
-                         const std::function<torch::Tensor(const torch::Tensor&)>& fn);
-// The same, for work that returns nothing (accumulating statistics).
-void for_chunks(const torch::Tensor& x, int64_t chunk,
-                const std::function<void(const torch::Tensor&)>& fn);
-
 }  // namespace edgedistill::quant

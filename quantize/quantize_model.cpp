@@ -7,9 +7,12 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/timing.h"
+#include "model/tensor_chunks.h"
 
 namespace edgedistill::quant {
 namespace {
+
+using model::map_chunks;
 
 bool uses_awq(QuantMethod method) {
   return method == QuantMethod::awq || method == QuantMethod::awq_gptq;

@@ -10,6 +10,7 @@
 #include "distill/layer_removal.h"
 #include "distill_fixtures.h"
 #include "model/checkpoint.h"
+#include "model/tensor_chunks.h"
 #include "prune/calibration_pass.h"
 #include "prune/masks.h"
 #include "prune/structured.h"
@@ -155,7 +156,7 @@ TEST_CASE("the calibration pass sums each linear layer's squared inputs") {
     // The block's influence, from the same input and output (1 - cos per token, averaged; the
     // chunked outputs differ by float32 rounding as above).
     REQUIRE(stats[b].influence ==
-            Approx(distill::influence_sum(x, trace.out) / (6 * 16)).epsilon(kTol));
+            Approx(model::influence_sum(x, trace.out) / (6 * 16)).epsilon(kTol));
     x = trace.out;
   }
 }
