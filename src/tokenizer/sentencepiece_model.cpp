@@ -147,7 +147,8 @@ void parse_trainer_spec(std::string_view bytes, const std::string& origin,
                         SentencePieceModel& model) {
   WireReader reader(bytes, origin, "trainer_spec");
   while (!reader.done()) {
-    const auto [field, wire] = reader.key();
+    const auto [field, wire_type] = reader.key();
+    const auto wire = wire_type;  // a lambda may not capture a structured binding before C++20
     // int32 fields are varints of the 64-bit two's complement (a negative id takes 10 bytes).
     auto int32_value = [&](const char* name) {
       reader.expect(wire, kVarint, name);
