@@ -230,6 +230,30 @@ TEST_CASE("2 ranks distil from a live teacher or its cache as 1 rank does with t
   require_same_curve(losses(dir.path() / "one"), losses(dir.path() / "two"));
   CHECK(max_weight_difference(dir.path() / "one", dir.path() / "two") < 1e-5);
 
+  // Progressive layer dropping draws its blocks from the seed and the step, so every rank drops
+  // the same blocks as the single process does: the same curve and weights.
+  auto dropping = [&](const fs::path& run, int batch) {
+    auto args = distill(run, batch);
+    for (const std::string setting :
+         {"distill.layer_drop.enabled=true", "distill.layer_drop.theta_bar=0.5",
+          "distill.layer_drop.gamma=0.2"}) {
+      args.insert(args.end(), {"--set", setting});
+    }
+    return args;
+  };
+  const auto one_pld = test::run_edgedistill(dropping(dir.path() / "one-pld", 16), dir.path());
+  INFO(one_pld.err);
+  REQUIRE(one_pld.exit_code == 0);
+  const auto two_pld =
+      test::run_edgedistill(launched(2, dropping(dir.path() / "two-pld", 8)), dir.path());
+  INFO(two_pld.err);
+  REQUIRE(two_pld.exit_code == 0);
+  require_same_curve(losses(dir.path() / "one-pld"), losses(dir.path() / "two-pld"));
+  CHECK(max_weight_difference(dir.path() / "one-pld", dir.path() / "two-pld") < 1e-5);
+  const auto pld_totals = core::read_json_file(dir.path() / "two-pld" / "result.json", "result");
+  CHECK(pld_totals["pld_blocks_run_share"].get<double>() < 1.0);  // blocks were dropped
+  CHECK(max_weight_difference(dir.path() / "one", dir.path() / "one-pld") > 1e-6);
+
   // Teacher queries keep one budget over all ranks: the items scored, the items asked and the
   // teacher's tokens are totals (per-rank counting would report half of them), and the share
   // asked tracks the budget globally.

@@ -157,11 +157,18 @@ void ProcessGroup::collective(const std::string& what, Work&& work) {
 void ProcessGroup::average_gradients(const std::vector<torch::Tensor>& parameters,
                                      int64_t bucket_bytes) {
   torch::NoGradGuard no_grad;
+  // A parameter no rank computed a gradient for (a block every rank dropped this step) keeps no
+  // gradient, as in one process, where the optimizer then leaves it alone; one that some ranks
+  // have gets zeros on the others.
+  std::vector<double> present(parameters.size());
+  for (size_t i = 0; i < parameters.size(); ++i) present[i] = parameters[i].grad().defined();
+  const auto anywhere = sum(present, "the gradient inventory");
   std::vector<torch::Tensor> grads;
   grads.reserve(parameters.size());
-  for (const auto& parameter : parameters) {
-    auto& grad = parameter.mutable_grad();
-    if (!grad.defined()) grad = torch::zeros_like(parameter);
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    if (anywhere[i] == 0) continue;
+    auto& grad = parameters[i].mutable_grad();
+    if (!grad.defined()) grad = torch::zeros_like(parameters[i]);
     grads.push_back(grad);
   }
   const double scale = 1.0 / static_cast<double>(env_.world_size);

@@ -51,8 +51,9 @@ class ProcessGroup {
   std::chrono::milliseconds timeout() const { return timeout_; }
 
   // Replaces each parameter's gradient by its mean over the ranks. Gradients are flattened into
-  // buckets of at most `bucket_bytes` and all-reduced one bucket at a time; a parameter without
-  // a gradient on a rank counts as zeros there (and gets a zero gradient).
+  // buckets of at most `bucket_bytes` and all-reduced one bucket at a time. A parameter without
+  // a gradient on some ranks counts as zeros there (and gets a zero gradient); one without a
+  // gradient on every rank keeps none, as in a single process.
   void average_gradients(const std::vector<torch::Tensor>& parameters,
                          int64_t bucket_bytes = 25 << 20);
   // Replaces `tensor` (contiguous, CPU) by its element-wise sum over the ranks.
