@@ -30,6 +30,14 @@ fs::path tiny_recipe(const fs::path& dir, int steps) {
   return test::tiny_recipe_file(dir, steps, 16, 4);
 }
 
+// Data parallel sums each half's gradient mean in another order than one process sums the 16
+// rows, so the results differ by float32 rounding: measured after 8 steps of the tiny recipe,
+// 5.6e-8 relative in the step losses and 4.8e-6 absolute in the weights (AdamW's normalised
+// updates magnify differences in tiny gradients). Treating a gradient no rank has as zeros, a
+// real semantic difference, moved weights by 1.9e-3.
+constexpr double kLossTolerance = 1e-5;    // relative
+constexpr double kWeightTolerance = 1e-5;  // absolute
+
 // The per-step training loss of a run's metrics.jsonl.
 std::vector<double> losses(const fs::path& run) {
   std::vector<double> out;
@@ -61,7 +69,7 @@ void require_same_curve(const std::vector<double>& expected, const std::vector<d
   REQUIRE(got.size() == expected.size());
   for (size_t i = 0; i < got.size(); ++i) {
     INFO("step " << i + 1);
-    CHECK(got[i] == Approx(expected[i]).epsilon(1e-5));
+    CHECK(got[i] == Approx(expected[i]).epsilon(kLossTolerance));
   }
 }
 
@@ -145,7 +153,7 @@ TEST_CASE("2 ranks x batch 8 train as 1 rank x batch 16, and 1 rank resumes a 2-
   CHECK(two.err.find("global batch 8 x 1 x 2 = 16") != std::string::npos);
   CHECK(two.out.find("perplexity: valid") != std::string::npos);  // rank 0's summary, once
   require_same_curve(losses(dir.path() / "one"), losses(dir.path() / "two"));
-  CHECK(max_weight_difference(dir.path() / "one", dir.path() / "two") < 1e-5);
+  CHECK(max_weight_difference(dir.path() / "one", dir.path() / "two") < kWeightTolerance);
   const auto run = core::read_json_file(dir.path() / "two" / "run.json", "run");
   CHECK(run["world_size"] == 2);
 
@@ -172,7 +180,7 @@ TEST_CASE("2 ranks x batch 8 train as 1 rank x batch 16, and 1 rank resumes a 2-
     INFO(mode << ": " << torchrun.err);
     REQUIRE(torchrun.exit_code == 0);
     require_same_curve(losses(dir.path() / "one"), losses(torchrun_run));
-    CHECK(max_weight_difference(dir.path() / "one", torchrun_run) < 1e-5);
+    CHECK(max_weight_difference(dir.path() / "one", torchrun_run) < kWeightTolerance);
   }
 
   // Stopped at step 4 by 2 ranks, resumed by 1: it accumulates 2 micro-batches of 8 per step to
@@ -194,7 +202,7 @@ TEST_CASE("2 ranks x batch 8 train as 1 rank x batch 16, and 1 rank resumes a 2-
   REQUIRE(resumed.exit_code == 0);
   CHECK(resumed.err.find("1 rank accumulates 2 micro-batches") != std::string::npos);
   require_same_curve(losses(dir.path() / "one"), losses(split));
-  CHECK(max_weight_difference(dir.path() / "one", split) < 1e-5);
+  CHECK(max_weight_difference(dir.path() / "one", split) < kWeightTolerance);
 }
 
 TEST_CASE("2 ranks distil from a live teacher or its cache as 1 rank does with the global batch") {
@@ -228,7 +236,7 @@ TEST_CASE("2 ranks distil from a live teacher or its cache as 1 rank does with t
   INFO(two.err);
   REQUIRE(two.exit_code == 0);
   require_same_curve(losses(dir.path() / "one"), losses(dir.path() / "two"));
-  CHECK(max_weight_difference(dir.path() / "one", dir.path() / "two") < 1e-5);
+  CHECK(max_weight_difference(dir.path() / "one", dir.path() / "two") < kWeightTolerance);
 
   // Progressive layer dropping draws its blocks from the seed and the step, so every rank drops
   // the same blocks as the single process does: the same curve and weights.
@@ -249,7 +257,7 @@ TEST_CASE("2 ranks distil from a live teacher or its cache as 1 rank does with t
   INFO(two_pld.err);
   REQUIRE(two_pld.exit_code == 0);
   require_same_curve(losses(dir.path() / "one-pld"), losses(dir.path() / "two-pld"));
-  CHECK(max_weight_difference(dir.path() / "one-pld", dir.path() / "two-pld") < 1e-5);
+  CHECK(max_weight_difference(dir.path() / "one-pld", dir.path() / "two-pld") < kWeightTolerance);
   const auto pld_totals = core::read_json_file(dir.path() / "two-pld" / "result.json", "result");
   CHECK(pld_totals["pld_blocks_run_share"].get<double>() < 1.0);  // blocks were dropped
   CHECK(max_weight_difference(dir.path() / "one", dir.path() / "one-pld") > 1e-6);
@@ -268,6 +276,9 @@ TEST_CASE("2 ranks distil from a live teacher or its cache as 1 rank does with t
   const auto totals = core::read_json_file(dir.path() / "queries" / "result.json", "result");
   CHECK(totals["query_items"].get<double>() == 12 * 16);  // sequences over both ranks
   CHECK(totals["teacher_tokens_full"].get<double>() == 12 * 16 * 32);
+  // The budget's debt term pulls the realised share back to the budget; 0.06 allows 11.5 of the
+  // 48 items a 25 % budget of 192 asks (random scores, so the share is not exact), while counts
+  // kept per rank would be off by half.
   CHECK(totals["query_rate"].get<double>() == Approx(0.25).margin(0.06));
   CHECK(totals["teacher_tokens"].get<double>() ==
         Approx(totals["query_rate"].get<double>() * 12 * 16 * 32));
@@ -295,7 +306,8 @@ TEST_CASE("2 ranks distil from a live teacher or its cache as 1 rank does with t
   INFO(two_cached.err);
   REQUIRE(two_cached.exit_code == 0);
   require_same_curve(losses(dir.path() / "one-cache"), losses(dir.path() / "two-cache"));
-  CHECK(max_weight_difference(dir.path() / "one-cache", dir.path() / "two-cache") < 1e-5);
+  CHECK(max_weight_difference(dir.path() / "one-cache", dir.path() / "two-cache") <
+        kWeightTolerance);
   // The cache really stood in for the teacher: other weights than the live teacher's run.
   CHECK(max_weight_difference(dir.path() / "one", dir.path() / "one-cache") > 1e-6);
 }

@@ -14,6 +14,7 @@
 
 #include "cli/command.h"
 #include "cli/runtime_model.h"
+#include "cli/training_run.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -25,7 +26,6 @@
 #include "model/llama.h"
 #include "runtime/kernel_bench.h"
 #include "runtime/model_bench.h"
-#include "train/distributed.h"
 #include "train/optimizer.h"
 #include "train/setup.h"
 #include "train/train_config.h"
@@ -334,42 +334,41 @@ int run_tokenizer_bench(const BenchOptions& options) {
 // algorithm bandwidth bytes / t and the bus bandwidth 2 (n - 1) / n x bytes / t, the rate each
 // link carries in a ring all-reduce (comparable across world sizes). Rank 0 reports.
 int run_allreduce_bench(const BenchOptions& options) {
-  const auto env = train::distributed_env_from_environment();
-  if (!env) {
+  const auto group = join_process_group();
+  if (!group) {
     throw InputError(
         "bench --allreduce measures the ranks of a process group: run it as 'edgedistill launch "
         "--nproc 2 -- bench --allreduce' (or under torchrun)");
   }
-  core::set_log_prefix(str("rank ", env->rank, ": "));
-  train::configure_threads(options.threads < 0 ? 0 : options.threads, false, env->local_world_size);
-  train::ProcessGroup group(*env, train::default_distributed_timeout());
+  const auto& env = group->env();
+  train::configure_threads(options.threads < 0 ? 0 : options.threads, false, env.local_world_size);
   const int repeats = options.model_bench.repeats;
-  const double ranks = static_cast<double>(env->world_size);
+  const double ranks = static_cast<double>(env.world_size);
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   for (int64_t bytes = 4096; bytes <= (int64_t{64} << 20); bytes *= 4) {
     const auto buffer = torch::ones({bytes / 4}, torch::kFloat32);
     std::vector<double> seconds;
     for (int i = 0; i < repeats + 2; ++i) {
       buffer.fill_(1.0);
-      group.barrier("the all-reduce bench");
+      group->barrier("the all-reduce bench");
       const auto start = std::chrono::steady_clock::now();
-      group.sum_in_place(buffer, "the all-reduce bench");
+      group->sum_in_place(buffer, "the all-reduce bench");
       if (i >= 2) seconds.push_back(seconds_since(start));
       const float first = buffer[0].item<float>(), last = buffer[-1].item<float>();
       ED_CHECK(first == ranks && last == ranks, "the all-reduce of ones over ", ranks,
                " ranks gave ", first, " and ", last);
     }
     // The ranks' medians, averaged (they start together after the barrier).
-    const double mean_seconds = group.sum({median(seconds)}, "the all-reduce bench")[0] / ranks;
+    const double mean_seconds = group->sum({median(seconds)}, "the all-reduce bench")[0] / ranks;
     const double algorithm_gbs = static_cast<double>(bytes) / mean_seconds / 1e9;
     rows.push_back({{"bytes", bytes},
                     {"seconds", mean_seconds},
                     {"algbw_gb_s", algorithm_gbs},
                     {"busbw_gb_s", algorithm_gbs * 2.0 * (ranks - 1.0) / ranks}});
   }
-  if (!group.is_main()) return 0;
+  if (!group->is_main()) return 0;
   nlohmann::ordered_json out;
-  out["world_size"] = env->world_size;
+  out["world_size"] = env.world_size;
   out["backend"] = "gloo";
   out["repeats"] = repeats;
   out["sizes"] = rows;
@@ -377,7 +376,7 @@ int run_allreduce_bench(const BenchOptions& options) {
     std::cout << out.dump(2) << "\n";
   } else {
     std::printf("all-reduce over %d ranks (gloo, median of %d):\n%12s %12s %12s %12s\n",
-                env->world_size, repeats, "bytes", "time", "algbw GB/s", "busbw GB/s");
+                env.world_size, repeats, "bytes", "time", "algbw GB/s", "busbw GB/s");
     for (const auto& row : rows) {
       std::printf("%12lld %10.1f us %12.3f %12.3f\n",
                   static_cast<long long>(row["bytes"].get<int64_t>()),

@@ -67,12 +67,9 @@ int run_distill(const DistillCommandOptions& options) {
     extra["teacher_weights_sha256"] = setup.teacher->weights_sha256;
   }
   if (setup.cache) extra["teacher_cache"] = setup.recipe.teacher_cache.string();
-  const auto parallel = data_parallel_record(group.get());
-  for (const auto& item : parallel.items()) extra[item.key()] = item.value();
   if (group) describe_data_parallel(*group, setup.recipe.base.train, threads);
-  if (!group || group->is_main()) {
-    write_run_record(run_dir, "distill", setup.text_data.get(), threads, options.run, extra);
-  }
+  write_run_record(run_dir, "distill", setup.text_data.get(), threads, options.run, group.get(),
+                   extra);
 
   train::TrainOptions train_options;
   train_options.run_dir = run_dir;

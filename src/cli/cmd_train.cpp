@@ -28,10 +28,7 @@ int run_train(const RunCommandOptions& options) {
              threads == 1 ? " thread" : " threads",
              options.deterministic ? " (deterministic)" : "");
   if (group) describe_data_parallel(*group, setup.recipe.train, threads);
-  if (!group || group->is_main()) {
-    write_run_record(run_dir, "train", setup.text_data.get(), threads, options,
-                     data_parallel_record(group.get()));
-  }
+  write_run_record(run_dir, "train", setup.text_data.get(), threads, options, group.get());
 
   train::TrainOptions train_options;
   train_options.run_dir = run_dir;

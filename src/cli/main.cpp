@@ -20,11 +20,6 @@ void print_error(const std::string& prefix, const std::string& message) {
   edgedistill::core::log_line(prefix + message);
 }
 
-// The first line of a LibTorch error, without its C++ backtrace.
-std::string first_line(const std::string& text) {
-  return text.substr(0, text.find('\n'));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -64,7 +64,8 @@ void add_run_options(CLI::App* command, RunCommandOptions& options, const std::s
 
 void write_run_record(const fs::path& run_dir, const std::string& command,
                       const data::PreparedData* data, int threads, const RunCommandOptions& options,
-                      const nlohmann::ordered_json& extra) {
+                      const train::ProcessGroup* group, const nlohmann::ordered_json& extra) {
+  if (group != nullptr && !group->is_main()) return;
   core::create_directories(run_dir, "run directory");
   if (options.resume && fs::exists(run_dir / "run.json")) return;
   nlohmann::ordered_json run;
@@ -79,6 +80,10 @@ void write_run_record(const fs::path& run_dir, const std::string& command,
   }
   run["threads"] = threads;
   run["deterministic"] = options.deterministic;
+  if (group != nullptr) {
+    run["world_size"] = group->world_size();
+    run["local_world_size"] = group->env().local_world_size;
+  }
   for (const auto& item : extra.items()) run[item.key()] = item.value();
   core::write_json_atomic(run_dir / "run.json", run);
 }
@@ -96,15 +101,6 @@ std::unique_ptr<train::ProcessGroup> join_process_group() {
     core::set_log_level(core::LogLevel::quiet);
   }
   return std::make_unique<train::ProcessGroup>(*env, train::default_distributed_timeout());
-}
-
-nlohmann::ordered_json data_parallel_record(const train::ProcessGroup* group) {
-  nlohmann::ordered_json record = nlohmann::ordered_json::object();
-  if (group != nullptr) {
-    record["world_size"] = group->world_size();
-    record["local_world_size"] = group->env().local_world_size;
-  }
-  return record;
 }
 
 void describe_data_parallel(const train::ProcessGroup& group, const train::TrainConfig& train,

@@ -39,9 +39,11 @@ void add_run_options(CLI::App* command, RunCommandOptions& options, const std::s
                      const std::string& example);
 
 // run.json: what ran and where its inputs are, for the commands that take the run later. Written
-// on a fresh start (kept when resuming). `extra` adds command-specific keys.
+// on a fresh start (kept when resuming). `extra` adds command-specific keys. Data parallel
+// (`group` not null): rank 0 alone writes it, adding world_size and local_world_size.
 void write_run_record(const std::filesystem::path& run_dir, const std::string& command,
                       const data::PreparedData* data, int threads, const RunCommandOptions& options,
+                      const train::ProcessGroup* group,
                       const nlohmann::ordered_json& extra = nlohmann::ordered_json::object());
 
 // 0 for a run that finished or stopped at --stop-at-step, 130 for an interrupted one.
@@ -71,9 +73,6 @@ auto prepare_on_main_first(train::ProcessGroup* group, Prepare prepare) {
   group->wait_for("edgedistill/prepared", kPrepareTimeout);
   return prepare();
 }
-
-// run.json's data-parallel keys (world_size, local_world_size), empty for one process.
-nlohmann::ordered_json data_parallel_record(const train::ProcessGroup* group);
 
 // One line on the data-parallel layout: ranks, threads and the global batch.
 void describe_data_parallel(const train::ProcessGroup& group, const train::TrainConfig& train,

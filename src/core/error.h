@@ -22,6 +22,11 @@ std::string str(Args&&... args) {
   return out.str();
 }
 
+// The first line of an error message (LibTorch's and c10d's carry a backtrace after it).
+inline std::string first_line(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
+
 // Something the user can fix. Exit code 2.
 class InputError : public std::runtime_error {
  public:

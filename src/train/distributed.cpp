@@ -6,19 +6,12 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <limits>
 
 #include "core/error.h"
 #include "core/timing.h"
 
 namespace edgedistill::train {
 namespace {
-
-// The first line of a c10d or Gloo error, without LibTorch's backtrace.
-std::string first_line(const std::string& text) {
-  const auto end = text.find('\n');
-  return end == std::string::npos ? text : text.substr(0, end);
-}
 
 const char* env_value(const char* name) {
   const char* value = std::getenv(name);
@@ -202,19 +195,26 @@ void ProcessGroup::sum_in_place(const torch::Tensor& tensor, const std::string& 
   collective(what, [&] { impl_->group->allreduce(one)->wait(timeout_); });
 }
 
+namespace {
+
+std::vector<double> doubles_of(const torch::Tensor& tensor) {
+  const double* data = tensor.data_ptr<double>();
+  return std::vector<double>(data, data + tensor.numel());
+}
+
+}  // namespace
+
 std::vector<double> ProcessGroup::sum(const std::vector<double>& values, const std::string& what) {
-  std::vector<at::Tensor> tensor{torch::tensor(values, torch::kFloat64)};
-  collective(what, [&] { impl_->group->allreduce(tensor)->wait(timeout_); });
-  const double* data = tensor[0].data_ptr<double>();
-  return std::vector<double>(data, data + values.size());
+  const auto tensor = torch::tensor(values, torch::kFloat64);
+  sum_in_place(tensor, what);
+  return doubles_of(tensor);
 }
 
 std::vector<double> ProcessGroup::from_main(const std::vector<double>& values,
                                             const std::string& what) {
-  std::vector<at::Tensor> tensor{torch::tensor(values, torch::kFloat64)};
-  collective(what, [&] { impl_->group->broadcast(tensor)->wait(timeout_); });
-  const double* data = tensor[0].data_ptr<double>();
-  return std::vector<double>(data, data + values.size());
+  const auto tensor = torch::tensor(values, torch::kFloat64);
+  broadcast_from_main({tensor}, what);
+  return doubles_of(tensor);
 }
 
 void ProcessGroup::broadcast_from_main(const std::vector<torch::Tensor>& tensors,

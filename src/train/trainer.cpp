@@ -486,10 +486,10 @@ TrainResult run_training(const TrainConfig& recipe_config,
           early_stop.best_loss = loss->second;
           early_stop.best_step = done;
           early_stop.stale = 0;
-          const fs::path staging = run_dir / ".best.partial";
-          std::error_code ignored;
-          if (main_rank) fs::remove_all(staging, ignored);
           if (main_rank) {
+            const fs::path staging = run_dir / ".best.partial";
+            std::error_code ignored;
+            fs::remove_all(staging, ignored);
             model::save_model(staging, task.model(), task.checkpoint_meta(done), task.masks());
             core::replace_directory(staging, run_dir / kBestDirName);
           }
